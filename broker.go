@@ -1,0 +1,147 @@
+package longpoll
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+)
+
+// Position is a reader's place in one topic's log: the epoch of the log it read
+// and the seq of the last message it consumed there.
+//
+// The zero Position means "before the topic had any message": reading from it
+// continues into the topic's first messages without a gap, whatever the epoch
+// of the log that holds them.
+type Position struct {
+	// Epoch identifies one life of a topic's log. A log that is lost and
+	// started again (a memory broker restarted, Redis data flushed, a topic
+	// forgotten after its age limit) gets a new epoch. 0 is never the epoch of
+	// a live log.
+	Epoch uint64
+	// Seq is the seq of the last message consumed; 0 is before the first.
+	Seq uint64
+}
+
+// Message is one message of a topic's log.
+type Message struct {
+	Topic string
+	// Seq is the message's place in its topic's log: 1, 2, 3, ... with no gaps.
+	Seq uint64
+	// Time is when the broker appended it (UTC); never decreasing within a topic.
+	Time time.Time
+	// ID is the publisher's idempotency key, "" when none was given.
+	ID string
+	// Data is the message's JSON value, exactly as published (compacted).
+	Data json.RawMessage
+}
+
+// Publication is a message as a publisher hands it to a broker.
+type Publication struct {
+	Topic string
+	// ID, when not "", makes the append idempotent: a second publication with
+	// the same ID on the same topic while the first is retained is not
+	// appended again; its Receipt carries the original seq.
+	ID   string
+	Data json.RawMessage
+}
+
+// Receipt tells where a Publication was appended.
+type Receipt struct {
+	Topic string
+	Epoch uint64
+	Seq   uint64
+	// Duplicate reports that the ID was seen before and nothing was appended;
+	// Seq is then the original message's seq.
+	Duplicate bool
+}
+
+// GapReason says why a reader missed messages.
+type GapReason string
+
+const (
+	// GapExpired: retention dropped messages the reader had not read yet.
+	GapExpired GapReason = "expired"
+	// GapReset: the topic's log the reader's position refers to is gone (a new
+	// epoch), or the position is past the log's head.
+	GapReset GapReason = "reset"
+)
+
+// Gap reports messages a reader can no longer get.
+type Gap struct {
+	Topic  string
+	Reason GapReason
+	// Missed is the exact number of messages dropped, for GapExpired.
+	Missed uint64
+}
+
+// Page is the result of one Broker.Read.
+type Page struct {
+	// Gap, when not nil, comes before Messages.
+	Gap *Gap
+	// Messages are in seq order, at most the limit asked for.
+	Messages []Message
+	// Next is the position to read from next time: after the last message of
+	// Messages, or after the gap when there are none, or the position read
+	// from when there was nothing new.
+	Next Position
+}
+
+// TopicStat describes one topic's log now.
+type TopicStat struct {
+	// Epoch of the topic's current log; 0 if the topic has none.
+	Epoch uint64
+	// Head is the seq of the newest message ever appended in this epoch; 0 if none.
+	Head uint64
+	// Oldest is the seq of the oldest message a reader can still get; 0 if
+	// none is retained.
+	Oldest uint64
+}
+
+// Broker is a store of per-topic append-only logs shared by every node that
+// uses it. Implementations live in the broker/ packages; every one passes the
+// conformance suite in broker/brokertest unchanged.
+//
+// All methods are safe for concurrent use.
+type Broker interface {
+	// Append appends pubs in the order given and returns one Receipt per
+	// Publication, in the same order. It is all or nothing: on error nothing
+	// was appended. It returns only once every message is as durable as the
+	// broker promises, and visible to Read. Callers validate topics and data
+	// first; a broker may still refuse with ErrStoreFull or ErrUnavailable.
+	Append(ctx context.Context, pubs []Publication) ([]Receipt, error)
+
+	// Read returns up to limit messages of topic after the position from.
+	//
+	//   - from's epoch is the topic's current epoch: the messages with a seq
+	//     above from.Seq; if retention dropped some of them, a GapExpired with
+	//     the exact number missed comes first and reading continues at the
+	//     oldest retained message. from.Seq above the head is a GapReset.
+	//   - from is the zero Position: as if it were (current epoch, 0).
+	//   - any other epoch: a GapReset, and reading continues at the current
+	//     log's oldest retained message. If the topic has no log at all, Next
+	//     is the zero Position.
+	//
+	// A reader never gets a message that retention has dropped, even if its
+	// space is not reclaimed yet.
+	Read(ctx context.Context, topic string, from Position, limit int) (Page, error)
+
+	// Stat describes the topic's log. A topic that never had a message has
+	// the zero TopicStat.
+	Stat(ctx context.Context, topic string) (TopicStat, error)
+
+	// Watch asks the broker to call wake(topic) after every append to topic,
+	// by this node or any other sharing the broker, until stop is called.
+	// wake must not block; it may be called from any goroutine and may be
+	// called spuriously. The server calls Watch when the first poll on this
+	// node waits on a topic and stop when the last one leaves.
+	Watch(topic string, wake func(topic string)) (stop func())
+
+	// Close releases the broker. Calls after Close return ErrClosed.
+	Close() error
+}
+
+// Pinger is implemented by brokers that can tell whether their store is
+// reachable. The server's readiness check uses it.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}

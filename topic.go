@@ -1,0 +1,43 @@
+package longpoll
+
+import "strings"
+
+// MaxTopicLen is the longest topic name, in bytes.
+const MaxTopicLen = 256
+
+// ReservedPrefix starts the names of the server's own topics. Clients may
+// not publish to them.
+const ReservedPrefix = "_longpoll."
+
+// ValidateTopic reports whether name is a valid topic name: 1 to 256 bytes
+// from A-Z a-z 0-9 . _ : @ / -. It returns an *Error with code invalid_topic.
+func ValidateTopic(name string) error {
+	if len(name) == 0 || len(name) > MaxTopicLen {
+		return &Error{Code: CodeInvalidTopic, Message: "topic name must be 1 to 256 bytes"}
+	}
+	for i := 0; i < len(name); i++ {
+		if !topicByte[name[i]] {
+			return &Error{Code: CodeInvalidTopic, Message: "topic name may only hold A-Z a-z 0-9 . _ : @ / -"}
+		}
+	}
+	return nil
+}
+
+// Reserved reports whether name is one of the server's own topics.
+func Reserved(name string) bool { return strings.HasPrefix(name, ReservedPrefix) }
+
+var topicByte = func() (t [256]bool) {
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+	}
+	for c := 'A'; c <= 'Z'; c++ {
+		t[c] = true
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for _, c := range "._:@/-" {
+		t[c] = true
+	}
+	return t
+}()
