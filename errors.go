@@ -42,9 +42,6 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code
 }
 
-// Errorf-free constructor used across the package.
-func newError(code, msg string) *Error { return &Error{Code: code, Message: msg} }
-
 // Sentinel errors that brokers return and callers branch on with errors.Is.
 var (
 	// ErrStoreFull: the broker has no room for more topics or bytes.

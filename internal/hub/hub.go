@@ -1,0 +1,167 @@
+// Package hub tracks which held poll waits for which topics, so that an
+// append to a topic wakes exactly that topic's waiters.
+//
+// Topics are spread over shards, each with its own mutex: a wake-up locks
+// only its topic's shard, and its cost grows with that topic's waiters
+// alone. A Waiter is a one-slot channel; waking never blocks the caller.
+//
+// The hub knows nothing of HTTP or of brokers: it is told how to start and
+// stop watching a topic, and it is told when a topic has news.
+package hub
+
+import (
+	"hash/maphash"
+	"sync"
+)
+
+const shardCount = 256
+
+// WatchFunc starts watching topic for appends, calling Hub.Wake for each,
+// and returns a function that stops it. The hub calls it when the first
+// waiter registers on a topic and calls stop when the last one leaves.
+type WatchFunc func(topic string) (stop func())
+
+// Hub is the registry of waiters. The zero Hub is not usable; call New.
+type Hub struct {
+	seed   maphash.Seed
+	watch  WatchFunc
+	shards [shardCount]shard
+}
+
+type shard struct {
+	mu     sync.Mutex
+	topics map[string]*waitSet
+}
+
+// waitSet is one topic's waiters. Entries are unordered; removal swaps the
+// last entry into the freed slot and tells the moved waiter its new index.
+type waitSet struct {
+	entries []entry
+	// ready is closed once the broker watch for this topic is active, so a
+	// waiter that joins a set being created does not read the log before
+	// wake-ups are guaranteed.
+	ready chan struct{}
+	stop  func()
+}
+
+type entry struct {
+	w *Waiter
+	k int // index of this topic in w.topics
+}
+
+// Waiter is one held poll's registration.
+type Waiter struct {
+	// C receives a value when one of the waiter's topics has news. It has
+	// room for one signal: several wake-ups before the waiter looks are
+	// folded into one.
+	C      chan struct{}
+	topics []string
+	idx    []int // idx[k] is the waiter's index in topics[k]'s entries
+}
+
+// New returns a Hub that calls watch for each topic that gains its first
+// waiter. watch may be nil when wake-ups come from elsewhere.
+func New(watch WatchFunc) *Hub {
+	h := &Hub{seed: maphash.MakeSeed(), watch: watch}
+	for i := range h.shards {
+		h.shards[i].topics = make(map[string]*waitSet)
+	}
+	return h
+}
+
+func (h *Hub) shard(topic string) *shard {
+	return &h.shards[maphash.String(h.seed, topic)%shardCount]
+}
+
+// Register adds a waiter for topics, which must hold no duplicates. When it
+// returns, every append to those topics that has not yet become visible to
+// readers will signal the waiter's channel: a caller that registers and
+// then reads the log cannot miss a message.
+func (h *Hub) Register(topics []string) *Waiter {
+	w := &Waiter{C: make(chan struct{}, 1), topics: topics, idx: make([]int, len(topics))}
+	for k, t := range topics {
+		s := h.shard(t)
+		s.mu.Lock()
+		ws := s.topics[t]
+		created := ws == nil
+		if created {
+			ws = &waitSet{ready: make(chan struct{})}
+			s.topics[t] = ws
+		}
+		w.idx[k] = len(ws.entries)
+		ws.entries = append(ws.entries, entry{w, k})
+		s.mu.Unlock()
+		if created {
+			// Start the watch outside the shard lock: it may wait on the
+			// broker (a remote subscription), and wakes for other topics of
+			// this shard must not wait behind it.
+			var stop func()
+			if h.watch != nil {
+				stop = h.watch(t)
+			}
+			s.mu.Lock()
+			ws.stop = stop
+			s.mu.Unlock()
+			close(ws.ready)
+		} else {
+			<-ws.ready
+		}
+	}
+	return w
+}
+
+// Unregister removes w from every topic it waits on. A topic whose last
+// waiter leaves stops being watched.
+func (h *Hub) Unregister(w *Waiter) {
+	for k, t := range w.topics {
+		s := h.shard(t)
+		s.mu.Lock()
+		ws := s.topics[t]
+		i := w.idx[k]
+		last := len(ws.entries) - 1
+		if i != last {
+			moved := ws.entries[last]
+			ws.entries[i] = moved
+			moved.w.idx[moved.k] = i
+		}
+		ws.entries[last] = entry{}
+		ws.entries = ws.entries[:last]
+		var stop func()
+		if last == 0 {
+			// Every waiter's Register returned after ready was closed, so
+			// the watch is running and stop is set.
+			delete(s.topics, t)
+			stop = ws.stop
+		}
+		s.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+	}
+}
+
+// Wake signals every waiter of topic. It never blocks on a waiter.
+func (h *Hub) Wake(topic string) {
+	s := h.shard(topic)
+	s.mu.Lock()
+	if ws := s.topics[topic]; ws != nil {
+		for _, e := range ws.entries {
+			select {
+			case e.w.C <- struct{}{}:
+			default:
+			}
+		}
+	}
+	s.mu.Unlock()
+}
+
+// Waiting returns the number of waiters on topic now.
+func (h *Hub) Waiting(topic string) int {
+	s := h.shard(topic)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ws := s.topics[topic]; ws != nil {
+		return len(ws.entries)
+	}
+	return 0
+}

@@ -1,0 +1,139 @@
+package longpoll
+
+import (
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Defaults for the Server's settings.
+const (
+	DefaultPollTimeout      = 25 * time.Second
+	DefaultMaxHold          = 55 * time.Second
+	DefaultMaxTopicsPerPoll = 100
+	DefaultPollLimit        = 100
+	MaxPollLimit            = 1000
+	DefaultMaxMessageSize   = 64 << 10
+	DefaultMaxBatch         = 1000
+	DefaultMaxBodySize      = 8 << 20
+	DefaultRetryAfter       = 2 * time.Second
+	// DefaultWriteMargin is added to a poll's hold to give its write
+	// deadline, so a legitimate hold is never cut.
+	DefaultWriteMargin = 10 * time.Second
+)
+
+type config struct {
+	logger           *slog.Logger
+	metrics          Metrics
+	defaultTimeout   time.Duration
+	maxHold          time.Duration
+	maxHeldPolls     int
+	maxTopicsPerPoll int
+	maxMessageSize   int
+	maxBatch         int
+	maxBodySize      int64
+	retryAfter       time.Duration
+	writeMargin      time.Duration
+}
+
+// Option configures a Server.
+type Option func(*config) error
+
+// WithLogger sets the logger; the default discards everything.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return fmt.Errorf("nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}
+
+// WithMetrics sets where the server reports its metrics; the default
+// reports nowhere. See the prommetrics package for Prometheus.
+func WithMetrics(m Metrics) Option {
+	return func(c *config) error {
+		if m == nil {
+			return fmt.Errorf("nil metrics")
+		}
+		c.metrics = m
+		return nil
+	}
+}
+
+func positive[T int | int64 | time.Duration](name string, v T, set func(T)) Option {
+	return func(*config) error {
+		if v <= 0 {
+			return fmt.Errorf("%s must be positive, got %v", name, v)
+		}
+		set(v)
+		return nil
+	}
+}
+
+// WithPollTimeout sets the hold of a poll that names no timeout.
+func WithPollTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		return positive("poll timeout", d, func(v time.Duration) { c.defaultTimeout = v })(c)
+	}
+}
+
+// WithMaxHold caps how long a poll is held. Keep it under the idle limit
+// of every proxy between clients and the server.
+func WithMaxHold(d time.Duration) Option {
+	return func(c *config) error {
+		return positive("max hold", d, func(v time.Duration) { c.maxHold = v })(c)
+	}
+}
+
+// WithMaxHeldPolls caps the polls in flight; beyond it polls get 503
+// overloaded. The default derives from the open-file limit.
+func WithMaxHeldPolls(n int) Option {
+	return func(c *config) error {
+		return positive("max held polls", n, func(v int) { c.maxHeldPolls = v })(c)
+	}
+}
+
+// WithMaxTopicsPerPoll caps the distinct topics one poll may name.
+func WithMaxTopicsPerPoll(n int) Option {
+	return func(c *config) error {
+		return positive("max topics per poll", n, func(v int) { c.maxTopicsPerPoll = v })(c)
+	}
+}
+
+// WithMaxMessageSize caps a message's data, as compact JSON text, in bytes.
+func WithMaxMessageSize(n int) Option {
+	return func(c *config) error {
+		return positive("max message size", n, func(v int) { c.maxMessageSize = v })(c)
+	}
+}
+
+// WithMaxBatch caps the messages of one publish request.
+func WithMaxBatch(n int) Option {
+	return func(c *config) error {
+		return positive("max batch", n, func(v int) { c.maxBatch = v })(c)
+	}
+}
+
+// WithMaxBodySize caps a request body in bytes.
+func WithMaxBodySize(n int64) Option {
+	return func(c *config) error {
+		return positive("max body size", n, func(v int64) { c.maxBodySize = v })(c)
+	}
+}
+
+// WithRetryAfter sets the base delay advised to refused clients (overload,
+// shutdown); each answer spreads it between 0.5x and 1.5x.
+func WithRetryAfter(d time.Duration) Option {
+	return func(c *config) error {
+		return positive("retry after", d, func(v time.Duration) { c.retryAfter = v })(c)
+	}
+}
+
+// WithWriteMargin sets how far past its hold a poll's write deadline lies.
+func WithWriteMargin(d time.Duration) Option {
+	return func(c *config) error {
+		return positive("write margin", d, func(v time.Duration) { c.writeMargin = v })(c)
+	}
+}

@@ -1,0 +1,349 @@
+package longpoll
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/longpoll/longpoll/internal/cursor"
+)
+
+func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string) {
+	var (
+		req *pollRequest
+		e   *Error
+	)
+	if r.Method == http.MethodPost {
+		req, e = s.parsePollBody(w, r)
+	} else {
+		req, e = s.parsePollQuery(r.URL.Query())
+	}
+	if e != nil {
+		s.writeError(w, rid, e)
+		return
+	}
+	if !s.enter() {
+		s.writeError(w, rid, &Error{Code: CodeShuttingDown, Message: "server is shutting down; poll another node or retry"})
+		return
+	}
+	defer s.leave()
+	if n := s.polls.Add(1); n > int64(s.cfg.maxHeldPolls) {
+		s.polls.Add(-1)
+		s.writeError(w, rid, &Error{Code: CodeOverloaded, Message: "too many polls held; retry later"})
+		return
+	}
+	s.m.PollsHeld(1)
+	start := time.Now()
+	outcome := s.poll(w, r, rid, req)
+	s.polls.Add(-1)
+	s.m.PollsHeld(-1)
+	s.m.PollEnded(outcome, time.Since(start))
+}
+
+// hold returns the timeout shortened by a random amount up to 1/16 of it,
+// so that polls that started together do not all end together.
+func hold(timeout time.Duration) time.Duration {
+	if j := timeout / 16; j > 0 {
+		return timeout - rand.N(j+1)
+	}
+	return timeout
+}
+
+// poll runs one poll: answer at once if messages or gaps are pending, else
+// hold until news, the hold's end, the client leaving or shutdown.
+func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest) PollOutcome {
+	ctx := r.Context()
+	d := hold(req.timeout)
+	var c collector
+	c.init(req)
+	if d > 0 {
+		// Reads of the log follow the registration: an append that lands
+		// after a read signals the waiter, so none is missed.
+		wt := s.hub.Register(c.topics)
+		defer s.hub.Unregister(wt)
+		// Neither net/http's read nor write timeout may cut the hold.
+		rc := http.NewResponseController(w)
+		deadline := time.Now().Add(d + s.cfg.writeMargin)
+		_ = rc.SetWriteDeadline(deadline)
+		_ = rc.SetReadDeadline(deadline)
+		if err := s.startPositions(ctx, &c, req.earliest); err != nil {
+			s.brokerError(w, r, rid, "stat", err)
+			return OutcomeError
+		}
+		if err := c.collect(ctx, s.broker); err != nil {
+			s.brokerError(w, r, rid, "read", err)
+			return OutcomeError
+		}
+		if c.empty() {
+			timer := time.NewTimer(d)
+			defer timer.Stop()
+		wait:
+			for {
+				select {
+				case <-wt.C:
+					if err := c.collect(ctx, s.broker); err != nil {
+						s.brokerError(w, r, rid, "read", err)
+						return OutcomeError
+					}
+					if !c.empty() {
+						break wait
+					}
+				case <-timer.C:
+					s.reply(w, &c, true, 0)
+					return OutcomeTimeout
+				case <-ctx.Done():
+					return OutcomeCancelled
+				case <-s.done:
+					s.reply(w, &c, false, spread(s.cfg.retryAfter))
+					return OutcomeShutdown
+				}
+			}
+		}
+	} else {
+		if err := s.startPositions(ctx, &c, req.earliest); err != nil {
+			s.brokerError(w, r, rid, "stat", err)
+			return OutcomeError
+		}
+		if err := c.collect(ctx, s.broker); err != nil {
+			s.brokerError(w, r, rid, "read", err)
+			return OutcomeError
+		}
+		if c.empty() {
+			s.reply(w, &c, true, 0)
+			return OutcomeTimeout
+		}
+	}
+	now := time.Now()
+	s.m.Delivered(now, c.out)
+	for _, g := range c.gaps {
+		s.m.GapReported(g.Reason)
+	}
+	s.reply(w, &c, false, 0)
+	return OutcomeMessages
+}
+
+// startPositions sets the position of every topic the cursor does not
+// cover: the head, or with since=earliest the oldest retained message.
+func (s *Server) startPositions(ctx context.Context, c *collector, earliest bool) error {
+	for i, t := range c.topics {
+		if c.known[i] {
+			continue
+		}
+		st, err := s.broker.Stat(ctx, t)
+		if err != nil {
+			return err
+		}
+		p := Position{Epoch: st.Epoch, Seq: st.Head}
+		if earliest && st.Oldest > 0 {
+			p.Seq = st.Oldest - 1
+		}
+		c.pos[i] = p
+		c.known[i] = true
+		// From the head nothing is pending; a message appended since
+		// the Stat wakes the waiter.
+		c.fresh[i] = !earliest
+	}
+	return nil
+}
+
+// collector gathers one reply's messages and gaps across a poll's topics.
+type collector struct {
+	topics []string
+	pos    []Position
+	known  []bool // pos[i] was set from the cursor or a start position
+	fresh  []bool // pos[i] is the head just read: skip the first read
+	limit  int
+	pages  []Page
+	out    []Message
+	gaps   []Gap
+}
+
+func (c *collector) init(req *pollRequest) {
+	n := len(req.topics)
+	c.topics = req.topics
+	c.pos = make([]Position, n)
+	c.known = make([]bool, n)
+	c.fresh = make([]bool, n)
+	c.pages = make([]Page, n)
+	c.limit = req.limit
+	if len(req.cursor) > 0 {
+		idx := make(map[string]int, n)
+		for i, t := range req.topics {
+			idx[t] = i
+		}
+		for _, e := range req.cursor {
+			if i, ok := idx[e.Topic]; ok {
+				c.pos[i] = Position{Epoch: e.Epoch, Seq: e.Seq}
+				c.known[i] = true
+			}
+		}
+	}
+}
+
+func (c *collector) empty() bool { return len(c.out) == 0 && len(c.gaps) == 0 }
+
+// collect reads every topic from its position and merges the pages: per
+// topic in seq order, across topics oldest time first, ties in request
+// order, at most limit messages in all. Positions advance past what is
+// taken and past every gap reported.
+func (c *collector) collect(ctx context.Context, b Broker) error {
+	c.gaps = c.gaps[:0]
+	total := 0
+	for i, t := range c.topics {
+		if c.fresh[i] {
+			c.fresh[i] = false
+			c.pages[i] = Page{}
+			continue
+		}
+		p, err := b.Read(ctx, t, c.pos[i], c.limit)
+		if err != nil {
+			return err
+		}
+		c.pages[i] = p
+		total += len(p.Messages)
+	}
+	c.out = c.out[:0]
+	if total > 0 {
+		c.out = make([]Message, 0, min(total, c.limit))
+	}
+	taken := make([]int, len(c.topics))
+	for len(c.out) < c.limit {
+		best := -1
+		for i := range c.pages {
+			ms := c.pages[i].Messages
+			if taken[i] == len(ms) {
+				continue
+			}
+			if best < 0 || ms[taken[i]].Time.Before(c.pages[best].Messages[taken[best]].Time) {
+				best = i
+			}
+		}
+		if best < 0 {
+			break
+		}
+		c.out = append(c.out, c.pages[best].Messages[taken[best]])
+		taken[best]++
+	}
+	for i := range c.pages {
+		p := &c.pages[i]
+		switch {
+		case taken[i] > 0:
+			c.pos[i] = Position{Epoch: p.Next.Epoch, Seq: p.Messages[taken[i]-1].Seq}
+		case p.Gap != nil && len(p.Messages) > 0:
+			c.pos[i] = Position{Epoch: p.Next.Epoch, Seq: p.Messages[0].Seq - 1}
+		case p.Gap != nil:
+			c.pos[i] = p.Next
+		}
+		if p.Gap != nil {
+			g := *p.Gap
+			g.Topic = c.topics[i]
+			c.gaps = append(c.gaps, g)
+		}
+	}
+	return nil
+}
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
+
+// reply writes the poll's 200 answer.
+func (s *Server) reply(w http.ResponseWriter, c *collector, timedOut bool, retry time.Duration) {
+	bp := bufPool.Get().(*[]byte)
+	buf := (*bp)[:0]
+	buf = append(buf, `{"messages":[`...)
+	for i := range c.out {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = appendMessage(buf, &c.out[i])
+	}
+	buf = append(buf, `],"cursor":"`...)
+	entries := make([]cursor.Entry, len(c.topics))
+	for i, t := range c.topics {
+		entries[i] = cursor.Entry{Topic: t, Epoch: c.pos[i].Epoch, Seq: c.pos[i].Seq}
+	}
+	buf = cursor.Append(buf, entries)
+	buf = append(buf, `","timeout":`...)
+	buf = strconv.AppendBool(buf, timedOut)
+	buf = append(buf, `,"gaps":[`...)
+	for i, g := range c.gaps {
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		buf = append(buf, `{"topic":"`...)
+		buf = append(buf, g.Topic...)
+		buf = append(buf, `","reason":"`...)
+		buf = append(buf, g.Reason...)
+		buf = append(buf, '"')
+		if g.Reason == GapExpired {
+			buf = append(buf, `,"missed":`...)
+			buf = strconv.AppendUint(buf, g.Missed, 10)
+		}
+		buf = append(buf, '}')
+	}
+	buf = append(buf, ']')
+	if retry > 0 {
+		buf = append(buf, `,"retry_after_ms":`...)
+		buf = strconv.AppendInt(buf, retry.Milliseconds(), 10)
+	}
+	buf = append(buf, '}')
+	writeJSON(w, http.StatusOK, buf)
+	if cap(buf) <= 1<<20 {
+		*bp = buf
+		bufPool.Put(bp)
+	}
+}
+
+// appendMessage appends m as a poll reply's message object. Topics need no
+// escaping: their alphabet has no JSON specials.
+func appendMessage(buf []byte, m *Message) []byte {
+	buf = append(buf, `{"topic":"`...)
+	buf = append(buf, m.Topic...)
+	buf = append(buf, `","seq":`...)
+	buf = strconv.AppendUint(buf, m.Seq, 10)
+	buf = append(buf, `,"time":"`...)
+	buf = m.Time.UTC().AppendFormat(buf, timeFormat)
+	buf = append(buf, '"')
+	if m.ID != "" {
+		buf = append(buf, `,"id":`...)
+		buf = appendString(buf, m.ID)
+	}
+	buf = append(buf, `,"data":`...)
+	buf = append(buf, m.Data...)
+	buf = append(buf, '}')
+	return buf
+}
+
+// timeFormat is RFC 3339 in UTC with all nine fraction digits.
+const timeFormat = "2006-01-02T15:04:05.000000000Z07:00"
+
+// appendString appends s, valid UTF-8, as a JSON string.
+func appendString(buf []byte, s string) []byte {
+	const hexd = "0123456789abcdef"
+	buf = append(buf, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			continue
+		}
+		buf = append(buf, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			buf = append(buf, '\\', c)
+		case '\n':
+			buf = append(buf, '\\', 'n')
+		case '\r':
+			buf = append(buf, '\\', 'r')
+		case '\t':
+			buf = append(buf, '\\', 't')
+		default:
+			buf = append(buf, '\\', 'u', '0', '0', hexd[c>>4], hexd[c&15])
+		}
+		start = i + 1
+	}
+	buf = append(buf, s[start:]...)
+	return append(buf, '"')
+}

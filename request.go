@@ -1,0 +1,332 @@
+package longpoll
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"math"
+	"mime"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/longpoll/longpoll/internal/cursor"
+)
+
+// pollRequest is a parsed, validated poll.
+type pollRequest struct {
+	topics   []string // distinct, in request order
+	cursor   []cursor.Entry
+	earliest bool
+	timeout  time.Duration // already capped at the maximum hold
+	limit    int
+}
+
+func badParam(msg string) *Error { return &Error{Code: CodeInvalidParameter, Message: msg} }
+
+// parsePollQuery reads a GET poll's query string.
+func (s *Server) parsePollQuery(q url.Values) (*pollRequest, *Error) {
+	for _, k := range [...]string{"cursor", "since", "timeout", "limit"} {
+		if len(q[k]) > 1 {
+			return nil, badParam("parameter " + k + " given more than once")
+		}
+	}
+	var (
+		since   *string
+		timeout json.RawMessage
+		limit   json.RawMessage
+	)
+	if v, ok := q["since"]; ok {
+		since = &v[0]
+	}
+	if v, ok := q["timeout"]; ok {
+		timeout = json.RawMessage(strconv.Quote(v[0]))
+	}
+	if v, ok := q["limit"]; ok {
+		limit = json.RawMessage(strconv.Quote(v[0]))
+	}
+	return s.buildPoll(q["topic"], q.Get("cursor"), since, timeout, limit)
+}
+
+// pollBody is the JSON body of POST /v1/poll.
+type pollBody struct {
+	Topics  []string        `json:"topics"`
+	Cursor  string          `json:"cursor"`
+	Since   *string         `json:"since"`
+	Timeout json.RawMessage `json:"timeout"`
+	Limit   json.RawMessage `json:"limit"`
+}
+
+// parsePollBody reads a POST poll's JSON body.
+func (s *Server) parsePollBody(w http.ResponseWriter, r *http.Request) (*pollRequest, *Error) {
+	raw, e := s.readBody(w, r)
+	if e != nil {
+		return nil, e
+	}
+	var b pollBody
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, bodyError(err)
+	}
+	if b.Topics == nil {
+		return nil, badParam("topics is required: a list of topic names")
+	}
+	return s.buildPoll(b.Topics, b.Cursor, b.Since, b.Timeout, b.Limit)
+}
+
+// buildPoll validates the fields common to both poll forms. timeout and
+// limit are raw JSON: a number, or a string holding one (the query form).
+func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, limit json.RawMessage) (*pollRequest, *Error) {
+	p := &pollRequest{timeout: s.cfg.defaultTimeout, limit: DefaultPollLimit}
+	if len(topics) == 0 {
+		return nil, badParam("at least one topic is required")
+	}
+	seen := make(map[string]struct{}, len(topics))
+	p.topics = make([]string, 0, len(topics))
+	for _, t := range topics {
+		if _, dup := seen[t]; dup {
+			continue
+		}
+		if err := ValidateTopic(t); err != nil {
+			e := err.(*Error)
+			return nil, &Error{Code: e.Code, Message: e.Message + ": " + strconv.Quote(truncate(t, 64))}
+		}
+		seen[t] = struct{}{}
+		p.topics = append(p.topics, t)
+	}
+	if len(p.topics) > s.cfg.maxTopicsPerPoll {
+		return nil, &Error{Code: CodeTooManyTopics, Message: "a poll may name at most " + strconv.Itoa(s.cfg.maxTopicsPerPoll) + " topics"}
+	}
+	if since != nil {
+		if *since != "earliest" {
+			return nil, badParam(`since must be "earliest" (or absent, to start at the head)`)
+		}
+		p.earliest = true
+	}
+	if timeout != nil {
+		d, e := parseTimeout(timeout)
+		if e != nil {
+			return nil, e
+		}
+		p.timeout = d
+	}
+	p.timeout = min(p.timeout, s.cfg.maxHold)
+	if limit != nil {
+		n, e := parseLimit(limit)
+		if e != nil {
+			return nil, e
+		}
+		p.limit = n
+	}
+	if cur != "" {
+		entries, err := cursor.Decode(cur, func(t string) bool { return ValidateTopic(t) == nil })
+		if err != nil {
+			return nil, &Error{Code: CodeInvalidCursor, Message: err.Error() + "; pass back the cursor of the latest reply unchanged, or none to start afresh"}
+		}
+		p.cursor = entries
+	}
+	return p, nil
+}
+
+// parseTimeout accepts a number of seconds or a Go duration, as a JSON
+// number or string.
+func parseTimeout(raw json.RawMessage) (time.Duration, *Error) {
+	bad := badParam(`timeout must be a number of seconds ("25", "1.5") or a duration ("25s", "1500ms"), not negative`)
+	s := string(raw)
+	if len(raw) > 0 && raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, bad
+		}
+	}
+	if s == "" || len(s) > 32 {
+		return 0, bad
+	}
+	var d time.Duration
+	if f, err := strconv.ParseFloat(s, 64); err == nil {
+		if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
+			return 0, bad
+		}
+		if f > 1e6 {
+			f = 1e6 // capped to the maximum hold anyway
+		}
+		d = time.Duration(f * float64(time.Second))
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d < 0 {
+			return 0, bad
+		}
+	}
+	return d, nil
+}
+
+// parseLimit accepts a positive integer; above MaxPollLimit it is capped.
+func parseLimit(raw json.RawMessage) (int, *Error) {
+	bad := badParam("limit must be a positive whole number")
+	s := string(raw)
+	if len(raw) > 0 && raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return 0, bad
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && ne.Err == strconv.ErrRange && len(s) > 0 && s[0] != '-' {
+			return MaxPollLimit, nil
+		}
+		return 0, bad
+	}
+	if n <= 0 {
+		return 0, bad
+	}
+	return int(min(n, MaxPollLimit)), nil
+}
+
+// readBody checks the Content-Type and reads the body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Error) {
+	ct := r.Header.Get("Content-Type")
+	mt, _, err := mime.ParseMediaType(ct)
+	if ct == "" || err != nil || mt != "application/json" {
+		return nil, &Error{Code: CodeUnsupportedMedia, Message: "request body must be JSON with Content-Type: application/json"}
+	}
+	if r.ContentLength > s.cfg.maxBodySize {
+		return nil, tooLargeBody(s.cfg.maxBodySize)
+	}
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.maxBodySize))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLargeBody(s.cfg.maxBodySize)
+		}
+		return nil, &Error{Code: CodeInvalidBody, Message: "could not read request body"}
+	}
+	return raw, nil
+}
+
+func tooLargeBody(n int64) *Error {
+	return &Error{Code: CodeTooLarge, Message: "request body exceeds " + strconv.FormatInt(n, 10) + " bytes"}
+}
+
+func bodyError(err error) *Error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return &Error{Code: CodeInvalidBody, Message: "request body is not valid JSON: " + se.Error()}
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return &Error{Code: CodeInvalidBody, Message: "request body must be a JSON object"}
+		}
+		return &Error{Code: CodeInvalidBody, Message: "field " + te.Field + " must be " + kindName(te.Type.String())}
+	default:
+		return &Error{Code: CodeInvalidBody, Message: "request body is not valid JSON"}
+	}
+}
+
+func kindName(t string) string {
+	switch t {
+	case "string":
+		return "a string"
+	case "[]string":
+		return "a list of strings"
+	default:
+		return "of type " + t
+	}
+}
+
+// publishItem is one message of a publish body.
+type publishItem struct {
+	Topic *string         `json:"topic"`
+	Data  json.RawMessage `json:"data"`
+	ID    *string         `json:"id"`
+}
+
+type publishBody struct {
+	publishItem
+	Messages []publishItem `json:"messages"`
+}
+
+// MaxIDLen is the longest idempotency key, in bytes.
+const MaxIDLen = 256
+
+// parsePublish reads a publish body into publications, validating every
+// item before any is appended.
+func (s *Server) parsePublish(raw []byte) ([]Publication, *Error) {
+	var b publishBody
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return nil, bodyError(err)
+	}
+	var items []publishItem
+	switch {
+	case b.Messages != nil && (b.Topic != nil || b.Data != nil || b.ID != nil):
+		return nil, &Error{Code: CodeInvalidBody, Message: `give either "messages" or a single "topic" and "data", not both`}
+	case b.Messages != nil:
+		if len(b.Messages) == 0 {
+			return nil, &Error{Code: CodeInvalidBody, Message: `"messages" must hold at least one message`}
+		}
+		if len(b.Messages) > s.cfg.maxBatch {
+			return nil, &Error{Code: CodeTooLarge, Message: "a batch may hold at most " + strconv.Itoa(s.cfg.maxBatch) + " messages"}
+		}
+		items = b.Messages
+	default:
+		items = []publishItem{b.publishItem}
+	}
+	pubs := make([]Publication, len(items))
+	for i, it := range items {
+		where := ""
+		if b.Messages != nil {
+			where = "messages[" + strconv.Itoa(i) + "]: "
+		}
+		if it.Topic == nil {
+			return nil, &Error{Code: CodeInvalidTopic, Message: where + "topic is required"}
+		}
+		if it.Data == nil {
+			return nil, &Error{Code: CodeInvalidBody, Message: where + "data is required (any JSON value, null included)"}
+		}
+		p := Publication{Topic: *it.Topic, Data: it.Data}
+		if it.ID != nil {
+			p.ID = *it.ID
+		}
+		if err := s.validatePublication(&p, false); err != nil {
+			return nil, &Error{Code: err.Code, Message: where + err.Message}
+		}
+		pubs[i] = p
+	}
+	return pubs, nil
+}
+
+// validatePublication checks p and compacts its data in place.
+func (s *Server) validatePublication(p *Publication, allowReserved bool) *Error {
+	if err := ValidateTopic(p.Topic); err != nil {
+		e := err.(*Error)
+		return &Error{Code: e.Code, Message: e.Message + ": " + strconv.Quote(truncate(p.Topic, 64))}
+	}
+	if !allowReserved && Reserved(p.Topic) {
+		return &Error{Code: CodeReservedTopic, Message: "topics starting with " + ReservedPrefix + " are reserved for the server"}
+	}
+	if len(p.ID) > MaxIDLen || !utf8.ValidString(p.ID) {
+		return &Error{Code: CodeInvalidBody, Message: "id must be valid UTF-8 of at most " + strconv.Itoa(MaxIDLen) + " bytes"}
+	}
+	if !utf8.Valid(p.Data) {
+		return &Error{Code: CodeInvalidBody, Message: "data must be valid UTF-8"}
+	}
+	var c bytes.Buffer
+	c.Grow(len(p.Data))
+	if err := json.Compact(&c, p.Data); err != nil {
+		return &Error{Code: CodeInvalidBody, Message: "data must be one JSON value"}
+	}
+	if c.Len() > s.cfg.maxMessageSize {
+		return &Error{Code: CodeTooLarge, Message: "data exceeds " + strconv.Itoa(s.cfg.maxMessageSize) + " bytes of JSON"}
+	}
+	p.Data = c.Bytes()
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}

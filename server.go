@@ -1,0 +1,370 @@
+package longpoll
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longpoll/longpoll/internal/hub"
+	"github.com/longpoll/longpoll/internal/sysx"
+)
+
+// Server is the long-polling server: an http.Handler that serves protocol
+// v1 (docs/protocol.md) over a Broker, plus Publish for Go code.
+type Server struct {
+	broker Broker
+	hub    *hub.Hub
+	cfg    config
+	log    *slog.Logger
+	m      Metrics
+
+	polls    atomic.Int64 // polls in flight
+	active   atomic.Int64 // publishes and polls in flight, for Shutdown
+	draining atomic.Bool
+	done     chan struct{} // closed when shutdown starts
+	idle     chan struct{} // closed once draining and nothing is in flight
+	drainOne sync.Once
+	idleOne  sync.Once
+}
+
+// New returns a Server over b. The caller keeps ownership of b: close it
+// after Shutdown.
+func New(b Broker, opts ...Option) (*Server, error) {
+	if b == nil {
+		return nil, errors.New("longpoll: nil broker")
+	}
+	cfg := config{
+		logger:           slog.New(slog.DiscardHandler),
+		metrics:          nopMetrics{},
+		defaultTimeout:   DefaultPollTimeout,
+		maxHold:          DefaultMaxHold,
+		maxTopicsPerPoll: DefaultMaxTopicsPerPoll,
+		maxMessageSize:   DefaultMaxMessageSize,
+		maxBatch:         DefaultMaxBatch,
+		maxBodySize:      DefaultMaxBodySize,
+		retryAfter:       DefaultRetryAfter,
+		writeMargin:      DefaultWriteMargin,
+	}
+	for _, o := range opts {
+		if err := o(&cfg); err != nil {
+			return nil, errors.New("longpoll: " + err.Error())
+		}
+	}
+	if cfg.maxHeldPolls == 0 {
+		cfg.maxHeldPolls = DefaultMaxHeldPolls()
+	}
+	s := &Server{
+		broker: b,
+		cfg:    cfg,
+		log:    cfg.logger,
+		m:      cfg.metrics,
+		done:   make(chan struct{}),
+		idle:   make(chan struct{}),
+	}
+	s.hub = hub.New(func(topic string) func() { return b.Watch(topic, s.hub.Wake) })
+	return s, nil
+}
+
+// DefaultMaxHeldPolls derives the cap on polls in flight from the
+// process's open-file limit, keeping a reserve for the store, listeners
+// and other connections.
+func DefaultMaxHeldPolls() int {
+	n := int(sysx.OpenFiles())
+	if n <= 0 {
+		return 10000
+	}
+	reserve := max(n/20, 100)
+	return max(n-reserve, 64)
+}
+
+// ServeHTTP serves the protocol: /v1/publish, /v1/poll, /v1/topics/{topic},
+// /healthz and /readyz. Every other path answers a JSON 404.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rid := requestID(r)
+	w.Header().Set("X-Request-Id", rid)
+	logged := s.log.Enabled(r.Context(), slog.LevelInfo)
+	rw := w
+	var rec *recorder
+	if logged {
+		rec = &recorder{ResponseWriter: w, status: http.StatusOK}
+		rw = rec
+	}
+	s.route(rw, r, rid)
+	if logged {
+		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", rid),
+			slog.String("method", r.Method),
+			slog.String("path", r.URL.Path),
+			slog.Int("status", rec.status),
+			slog.Int64("bytes", rec.bytes),
+			slog.Duration("duration", time.Since(start)),
+			slog.String("remote", r.RemoteAddr))
+	}
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string) {
+	switch p := r.URL.Path; {
+	case p == "/v1/poll":
+		if r.Method != http.MethodGet && r.Method != http.MethodPost {
+			s.methodNotAllowed(w, rid, "GET, POST")
+			return
+		}
+		s.servePoll(w, r, rid)
+	case p == "/v1/publish":
+		if r.Method != http.MethodPost {
+			s.methodNotAllowed(w, rid, "POST")
+			return
+		}
+		s.servePublish(w, r, rid)
+	case strings.HasPrefix(p, "/v1/topics/"):
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			s.methodNotAllowed(w, rid, "GET, HEAD")
+			return
+		}
+		s.serveTopic(w, r, rid)
+	case p == "/healthz":
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
+	case p == "/readyz":
+		s.serveReady(w, r)
+	default:
+		s.writeError(w, rid, &Error{Code: CodeNotFound, Message: "no such path: " + p})
+	}
+}
+
+func (s *Server) methodNotAllowed(w http.ResponseWriter, rid, allow string) {
+	w.Header().Set("Allow", allow)
+	s.writeError(w, rid, &Error{Code: CodeMethodNotAllowed, Message: "method not allowed; use " + allow})
+}
+
+func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"status":"unavailable","reason":"shutting down"}`))
+		return
+	}
+	if p, ok := s.broker.(Pinger); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			body, _ := json.Marshal(map[string]string{"status": "unavailable", "reason": "broker unreachable: " + err.Error()})
+			writeJSON(w, http.StatusServiceUnavailable, body)
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+}
+
+func (s *Server) serveTopic(w http.ResponseWriter, r *http.Request, rid string) {
+	// The name may hold '/', sent as %2F: take it from the escaped path.
+	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/v1/topics/")
+	topic, err := url.PathUnescape(raw)
+	if err != nil {
+		s.writeError(w, rid, &Error{Code: CodeInvalidTopic, Message: "topic name is not a valid escaped path segment"})
+		return
+	}
+	if err := ValidateTopic(topic); err != nil {
+		s.writeError(w, rid, err)
+		return
+	}
+	st, err := s.broker.Stat(r.Context(), topic)
+	if err != nil {
+		s.brokerError(w, r, rid, "stat", err)
+		return
+	}
+	buf := make([]byte, 0, 64+len(topic))
+	buf = append(buf, `{"topic":"`...)
+	buf = append(buf, topic...)
+	buf = append(buf, `","head":`...)
+	buf = strconv.AppendUint(buf, st.Head, 10)
+	buf = append(buf, `,"oldest":`...)
+	buf = strconv.AppendUint(buf, st.Oldest, 10)
+	buf = append(buf, `,"waiting":`...)
+	buf = strconv.AppendInt(buf, int64(s.hub.Waiting(topic)), 10)
+	buf = append(buf, '}')
+	writeJSON(w, http.StatusOK, buf)
+}
+
+// enter counts a publish or poll in flight; it reports false, having
+// counted nothing, once shutdown has begun.
+func (s *Server) enter() bool {
+	s.active.Add(1)
+	if s.draining.Load() {
+		s.leave()
+		return false
+	}
+	return true
+}
+
+func (s *Server) leave() {
+	if s.active.Add(-1) == 0 && s.draining.Load() {
+		s.idleOne.Do(func() { close(s.idle) })
+	}
+}
+
+// Shutdown stops the server gracefully: readiness turns 503, new polls and
+// publishes are refused with 503 and a Retry-After, every held poll is
+// answered at once with its cursor and a spread retry_after_ms, and
+// Shutdown waits for publishes and polls in flight to finish or for ctx.
+// It does not close the broker.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.drainOne.Do(func() {
+		s.draining.Store(true)
+		close(s.done)
+	})
+	if s.active.Load() == 0 {
+		s.idleOne.Do(func() { close(s.idle) })
+	}
+	select {
+	case <-s.idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Waiting returns the number of polls held on topic on this server now.
+func (s *Server) Waiting(topic string) int { return s.hub.Waiting(topic) }
+
+// statusOf maps each error code to its HTTP status: the one table.
+var statusOf = map[string]int{
+	CodeInvalidTopic:     http.StatusBadRequest,
+	CodeInvalidCursor:    http.StatusBadRequest,
+	CodeInvalidParameter: http.StatusBadRequest,
+	CodeInvalidBody:      http.StatusBadRequest,
+	CodeTooManyTopics:    http.StatusBadRequest,
+	CodeReservedTopic:    http.StatusForbidden,
+	CodeNotFound:         http.StatusNotFound,
+	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	CodeOverloaded:       http.StatusServiceUnavailable,
+	CodeStoreFull:        http.StatusServiceUnavailable,
+	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeShuttingDown:     http.StatusServiceUnavailable,
+	CodeInternal:         http.StatusInternalServerError,
+}
+
+// retryable codes always carry Retry-After.
+func retryable(status int) bool {
+	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
+}
+
+// spread returns base scaled by a random factor in [0.5, 1.5), so refused
+// clients do not all come back in step.
+func spread(base time.Duration) time.Duration {
+	return base/2 + rand.N(base)
+}
+
+type errorBody struct {
+	Error struct {
+		Code         string `json:"code"`
+		Message      string `json:"message"`
+		RequestID    string `json:"request_id"`
+		RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
+	} `json:"error"`
+}
+
+// writeError answers with err as a protocol error. An err that is not an
+// *Error is an internal error.
+func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		e = &Error{Code: CodeInternal, Message: "internal error"}
+	}
+	status, ok := statusOf[e.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	var body errorBody
+	body.Error.Code = e.Code
+	body.Error.Message = e.Message
+	body.Error.RequestID = rid
+	if retryable(status) {
+		base := e.RetryAfter
+		if base <= 0 {
+			base = s.cfg.retryAfter
+		}
+		d := spread(base)
+		body.Error.RetryAfterMS = d.Milliseconds()
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
+	b, _ := json.Marshal(&body)
+	writeJSON(w, status, b)
+}
+
+// brokerError answers a failed broker call: the broker's own coded error
+// when it has one, else 503 broker_unavailable.
+func (s *Server) brokerError(w http.ResponseWriter, r *http.Request, rid, op string, err error) {
+	if r.Context().Err() != nil {
+		return // the client is gone; nobody reads the answer
+	}
+	s.m.BrokerError(op)
+	var e *Error
+	if !errors.As(err, &e) {
+		s.log.LogAttrs(r.Context(), slog.LevelError, "broker error",
+			slog.String("request_id", rid), slog.String("op", op), slog.String("error", err.Error()))
+		e = &Error{Code: CodeUnavailable, Message: "broker unavailable", RetryAfter: ErrUnavailable.RetryAfter}
+	}
+	s.writeError(w, rid, e)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+// requestID returns the client's X-Request-Id when it is sane, else a new
+// random one.
+func requestID(r *http.Request) string {
+	if id := r.Header.Get("X-Request-Id"); id != "" && len(id) <= 128 {
+		ok := true
+		for i := 0; i < len(id); i++ {
+			if id[i] <= ' ' || id[i] > '~' || id[i] == '"' || id[i] == '\\' {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return id
+		}
+	}
+	var b [16]byte
+	const hexd = "0123456789abcdef"
+	v := rand.Uint64()
+	for i := range b {
+		b[i] = hexd[v&15]
+		v >>= 4
+	}
+	return string(b[:])
+}
+
+// recorder notes the status and size of a reply for the access log.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) { r.status = code; r.ResponseWriter.WriteHeader(code) }
+func (r *recorder) Write(b []byte) (int, error) {
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
