@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/internal/sysx"
+	"github.com/longpoll/longpoll/prommetrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// serveConfig is every setting of longpoll serve.
+type serveConfig struct {
+	addr             string
+	store            string
+	storeConfig      storeConfig
+	pollTimeout      time.Duration
+	maxHold          time.Duration
+	maxHeldPolls     int
+	maxTopicsPerPoll int
+	maxMessageSize   int
+	maxBatch         int
+	maxBodySize      int64
+	retryAfter       time.Duration
+	shutdownGrace    time.Duration
+	logFormat        string
+	logLevel         string
+	tlsCert, tlsKey  string
+}
+
+func serveFlags(fs *flag.FlagSet, c *serveConfig) {
+	fs.StringVar(&c.addr, "addr", "localhost:8080", "address to listen on, host:port")
+	fs.StringVar(&c.store, "store", defaultStore, "where messages are kept: "+storeKinds)
+	storeFlags(fs, &c.storeConfig)
+	fs.DurationVar(&c.pollTimeout, "poll-timeout", longpoll.DefaultPollTimeout, "hold of a poll that names no timeout")
+	fs.DurationVar(&c.maxHold, "max-hold", longpoll.DefaultMaxHold, "longest hold of a poll; keep it under every proxy's idle limit")
+	fs.IntVar(&c.maxHeldPolls, "max-held-polls", 0, "polls in flight at once, beyond which polls get 503 overloaded (0: from the open-file limit)")
+	fs.IntVar(&c.maxTopicsPerPoll, "max-topics-per-poll", longpoll.DefaultMaxTopicsPerPoll, "distinct topics one poll may name")
+	fs.IntVar(&c.maxMessageSize, "max-message-size", longpoll.DefaultMaxMessageSize, "largest message data, in bytes of JSON")
+	fs.IntVar(&c.maxBatch, "max-batch", longpoll.DefaultMaxBatch, "most messages in one publish")
+	fs.Int64Var(&c.maxBodySize, "max-body-size", longpoll.DefaultMaxBodySize, "largest request body, in bytes")
+	fs.DurationVar(&c.retryAfter, "retry-after", longpoll.DefaultRetryAfter, "base delay advised to refused clients (spread 0.5x-1.5x)")
+	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "longest wait for requests in flight at shutdown")
+	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS and h2")
+	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+}
+
+func (c *serveConfig) check() error {
+	var errs []string
+	pos := func(name string, ok bool) {
+		if !ok {
+			errs = append(errs, "--"+name+" must be positive")
+		}
+	}
+	pos("poll-timeout", c.pollTimeout > 0)
+	pos("max-hold", c.maxHold > 0)
+	pos("max-topics-per-poll", c.maxTopicsPerPoll > 0)
+	pos("max-message-size", c.maxMessageSize > 0)
+	pos("max-batch", c.maxBatch > 0)
+	pos("max-body-size", c.maxBodySize > 0)
+	pos("retry-after", c.retryAfter > 0)
+	pos("shutdown-grace", c.shutdownGrace > 0)
+	if c.maxHeldPolls < 0 {
+		errs = append(errs, "--max-held-polls must not be negative")
+	}
+	if c.logFormat != "text" && c.logFormat != "json" {
+		errs = append(errs, "--log-format must be text or json")
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
+		errs = append(errs, "--log-level must be debug, info, warn or error")
+	}
+	if (c.tlsCert == "") != (c.tlsKey == "") {
+		errs = append(errs, "--tls-cert and --tls-key go together")
+	}
+	if err := c.storeConfig.check(c.store); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+func newLogger(c *serveConfig, io IO) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.logLevel))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(io.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(io.Stderr, opts))
+}
+
+func runServe(ctx context.Context, args []string, io IO) int {
+	var c serveConfig
+	fs := newFlagSet("serve", "", io)
+	serveFlags(fs, &c)
+	pos, code, ok := parseArgs(fs, args, nil, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(io, "serve", "unexpected argument %q", pos[0])
+	}
+	if err := c.check(); err != nil {
+		return usageError(io, "serve", "%v", err)
+	}
+	log := newLogger(&c, io)
+	if err := serve(ctx, &c, log, nil); err != nil {
+		log.Error("longpoll serve failed", "error", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+// serve runs the server until ctx is cancelled, then shuts it down
+// gracefully. ready, when not nil, receives the listening address.
+func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- string) error {
+	nofile, err := sysx.RaiseOpenFiles()
+	if err != nil {
+		log.Warn("could not raise the open-file limit", "error", err)
+	}
+	b, storeDesc, err := openStore(c.store, &c.storeConfig, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			log.Error("closing the store", "error", err)
+		}
+	}()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts := []longpoll.Option{
+		longpoll.WithLogger(log),
+		longpoll.WithMetrics(prommetrics.New(reg)),
+		longpoll.WithPollTimeout(c.pollTimeout),
+		longpoll.WithMaxHold(c.maxHold),
+		longpoll.WithMaxTopicsPerPoll(c.maxTopicsPerPoll),
+		longpoll.WithMaxMessageSize(c.maxMessageSize),
+		longpoll.WithMaxBatch(c.maxBatch),
+		longpoll.WithMaxBodySize(c.maxBodySize),
+		longpoll.WithRetryAfter(c.retryAfter),
+	}
+	maxHeld := c.maxHeldPolls
+	if maxHeld == 0 {
+		maxHeld = longpoll.DefaultMaxHeldPolls()
+	}
+	opts = append(opts, longpoll.WithMaxHeldPolls(maxHeld))
+	srv, err := longpoll.New(b, opts...)
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", srv)
+
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Polls extend both deadlines to their hold plus a margin; these
+		// bound everything else, slow senders included.
+		ReadTimeout:    30 * time.Second,
+		WriteTimeout:   30 * time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		Protocols:      protocols,
+	}
+	scheme := "http"
+	if c.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+		if err != nil {
+			return fmt.Errorf("loading TLS certificate: %w", err)
+		}
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		protocols.SetHTTP2(true)
+		scheme = "https"
+	} else {
+		protocols.SetUnencryptedHTTP2(true)
+	}
+
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", c.addr, err)
+	}
+	addr := ln.Addr().String()
+	log.Info("longpoll listening",
+		"addr", addr, "url", scheme+"://"+addr, "version", Version, "store", storeDesc,
+		"poll_timeout", c.pollTimeout, "max_hold", c.maxHold, "max_held_polls", maxHeld,
+		"max_topics_per_poll", c.maxTopicsPerPoll, "max_message_size", c.maxMessageSize,
+		"max_batch", c.maxBatch, "max_body_size", c.maxBodySize, "open_files", nofile)
+	if ready != nil {
+		ready <- addr
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		if hs.TLSConfig != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+		} else {
+			errc <- hs.Serve(ln)
+		}
+	}()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serving: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "grace", c.shutdownGrace)
+	grace, cancel := context.WithTimeout(context.Background(), c.shutdownGrace)
+	defer cancel()
+	// The server answers its held polls itself; net/http's Shutdown then
+	// waits for the handlers to return and closes idle connections.
+	drained := make(chan error, 1)
+	go func() { drained <- srv.Shutdown(grace) }()
+	err = hs.Shutdown(grace)
+	if derr := <-drained; err == nil {
+		err = derr
+	}
+	<-errc
+	if err != nil {
+		hs.Close()
+		log.Warn("grace period over with requests in flight", "error", err)
+	}
+	log.Info("stopped")
+	return nil
+}
