@@ -1,0 +1,94 @@
+package longpoll_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http/httptest"
+	"runtime"
+	"sync"
+	"testing"
+
+	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/broker/memory"
+)
+
+// BenchmarkPublishWake measures the hot path end to end inside the
+// process: one publish waking n held polls, each writing its reply and
+// registering again. One op is one publish delivered to all n.
+func BenchmarkPublishWake(b *testing.B) {
+	for _, n := range []int{1, 1000, 10000} {
+		b.Run(fmt.Sprintf("waiters=%d", n), func(b *testing.B) {
+			br := memory.New(memory.WithMaxMessages(10))
+			defer br.Close()
+			srv, _ := longpoll.New(br)
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=0", nil))
+			var first struct{ Cursor string }
+			json.Unmarshal(rec.Body.Bytes(), &first)
+
+			stop := make(chan struct{})
+			delivered := make(chan struct{}, n)
+			var wg sync.WaitGroup
+			for range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					cur := first.Cursor
+					for {
+						rec := httptest.NewRecorder()
+						srv.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=50&cursor="+cur, nil))
+						var r struct{ Cursor string }
+						json.Unmarshal(rec.Body.Bytes(), &r)
+						cur = r.Cursor
+						select {
+						case delivered <- struct{}{}:
+						case <-stop:
+							return
+						}
+						select {
+						case <-stop:
+							return
+						default:
+						}
+					}
+				}()
+			}
+			data := json.RawMessage(`{"n":1}`)
+			b.ReportAllocs()
+			for b.Loop() {
+				for srv.Waiting("w") != n {
+					runtime.Gosched()
+				}
+				if _, err := srv.Publish(b.Context(), longpoll.Publication{Topic: "w", Data: data}); err != nil {
+					b.Fatal(err)
+				}
+				for range n {
+					<-delivered
+				}
+			}
+			b.StopTimer()
+			close(stop)
+			srv.Shutdown(b.Context())
+			wg.Wait()
+		})
+	}
+}
+
+// BenchmarkPollImmediate measures a poll answered at once from the log:
+// parse, register, read, encode.
+func BenchmarkPollImmediate(b *testing.B) {
+	br := memory.New()
+	defer br.Close()
+	srv, _ := longpoll.New(br)
+	for i := range 10 {
+		srv.Publish(b.Context(), longpoll.Publication{Topic: "p", Data: json.RawMessage(fmt.Sprint(i))})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		srv.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/poll?topic=p&since=earliest&timeout=5", nil))
+		if rec.Code != 200 {
+			b.Fatal(rec.Code)
+		}
+	}
+}

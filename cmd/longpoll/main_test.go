@@ -1,0 +1,253 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "longpoll-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "longpoll")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building longpoll: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// server is a longpoll serve child process.
+type server struct {
+	cmd    *exec.Cmd
+	url    string
+	mu     sync.Mutex
+	stderr strings.Builder
+	exited chan error
+}
+
+func (s *server) logText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stderr.String()
+}
+
+var listenLine = regexp.MustCompile(`msg="longpoll listening" addr=(\S+)`)
+
+func startServer(t *testing.T, env []string, args ...string) *server {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd, exited: make(chan error, 1)}
+	go func() { s.exited <- cmd.Wait(); pw.Close() }()
+	addr := make(chan string, 1)
+	logDone := make(chan struct{})
+	go func() {
+		defer close(logDone)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			line := sc.Text()
+			s.mu.Lock()
+			s.stderr.WriteString(line + "\n")
+			s.mu.Unlock()
+			if m := listenLine.FindStringSubmatch(line); m != nil {
+				addr <- m[1]
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-logDone
+	})
+	select {
+	case a := <-addr:
+		s.url = "http://" + a
+	case err := <-s.exited:
+		t.Fatalf("server exited at start: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not start")
+	}
+	return s
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "longpoll ") || !strings.Contains(string(out), "go1.") {
+		t.Fatalf("version: %q %v", out, err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{}, {"nosuch"}, {"serve", "--no-such-flag"}, {"serve", "extra"}, {"serve", "--max-hold", "-1s"}} {
+		err := exec.Command(binary, args...).Run()
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+			t.Errorf("longpoll %v: %v, want exit code 2", args, err)
+		}
+	}
+}
+
+// TestSignalShutdown: SIGTERM answers a held poll at once with its cursor
+// and a retry_after_ms, and the process exits 0 well within the grace.
+func TestSignalShutdown(t *testing.T) {
+	s := startServer(t, nil)
+	polled := make(chan map[string]any, 1)
+	go func() {
+		resp, err := http.Get(s.url + "/v1/poll?topic=a&timeout=50")
+		if err != nil {
+			polled <- map[string]any{"error": err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		var r map[string]any
+		json.NewDecoder(resp.Body).Decode(&r)
+		r["status"] = resp.StatusCode
+		polled <- r
+	}()
+	waitWaiting(t, s.url, "a", 1)
+	start := time.Now()
+	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	r := <-polled
+	if r["status"] != 200 || r["cursor"] == "" || r["retry_after_ms"] == nil || r["timeout"] != false {
+		t.Fatalf("held poll at SIGTERM: %v", r)
+	}
+	select {
+	case err := <-s.exited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, s.logText())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("server did not exit")
+	}
+	t.Logf("exited %v after SIGTERM", time.Since(start))
+}
+
+// TestEnvAndFlags: a LONGPOLL_ variable sets a flag; the flag wins over it;
+// flags may follow positional arguments.
+func TestEnvAndFlags(t *testing.T) {
+	s := startServer(t, []string{"LONGPOLL_MAX_TOPICS_PER_POLL=1", "LONGPOLL_MAX_BATCH=2"}, "--max-batch", "3")
+	get := func(path, body string) (int, string) {
+		var resp *http.Response
+		var err error
+		if body == "" {
+			resp, err = http.Get(s.url + path)
+		} else {
+			resp, err = http.Post(s.url+path, "application/json", strings.NewReader(body))
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, b := get("/v1/poll?topic=a&topic=b&timeout=0", ""); st != 400 || !strings.Contains(b, "too_many_topics") {
+		t.Fatalf("env LONGPOLL_MAX_TOPICS_PER_POLL ignored: %d %s", st, b)
+	}
+	three := `{"messages":[{"topic":"a","data":1},{"topic":"a","data":2},{"topic":"a","data":3}]}`
+	if st, b := get("/v1/publish", three); st != 200 {
+		t.Fatalf("flag --max-batch 3 must win over LONGPOLL_MAX_BATCH=2: %d %s", st, b)
+	}
+	if st, _ := get("/metrics", ""); st != 200 {
+		t.Fatalf("/metrics: %d", st)
+	}
+	if st, b := get("/metrics", ""); st != 200 || !strings.Contains(b, "longpoll_published_messages_total 3") {
+		t.Fatalf("/metrics lacks the publish count: %s", b)
+	}
+}
+
+func waitWaiting(t *testing.T, base, topic string, n int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for ctx.Err() == nil {
+		resp, err := http.Get(base + "/v1/topics/" + topic)
+		if err == nil {
+			var r struct{ Waiting int }
+			json.NewDecoder(resp.Body).Decode(&r)
+			resp.Body.Close()
+			if r.Waiting == n {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("topic %s never had %d waiting", topic, n)
+}
+
+// TestSecondSignalExitsAtOnce: with a request stuck in flight, the first
+// SIGTERM waits for it (up to the grace period); a second one exits at
+// once with status 1.
+func TestSecondSignalExitsAtOnce(t *testing.T) {
+	s := startServer(t, nil, "--shutdown-grace", "60s")
+	conn, err := net.Dial("tcp", strings.TrimPrefix(s.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// A publish whose body never finishes arriving keeps a handler busy.
+	fmt.Fprintf(conn, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"topic\":")
+	// A complete request on the same server proves the first was read.
+	resp, err := http.Get(s.url + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	waitLog(t, s, "shutting down")
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-s.exited:
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			t.Fatalf("exit after a second signal: %v, want status 1", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a second signal did not exit at once")
+	}
+}
+
+// waitLog waits until the server's log holds text.
+func waitLog(t *testing.T, s *server, text string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(s.logText(), text) {
+		if time.Now().After(deadline) {
+			t.Fatalf("log never said %q:\n%s", text, s.logText())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}

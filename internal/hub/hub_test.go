@@ -1,0 +1,132 @@
+package hub
+
+import (
+	"fmt"
+	"sync"
+	"testing"
+)
+
+func signaled(w *Waiter) bool {
+	select {
+	case <-w.C:
+		return true
+	default:
+		return false
+	}
+}
+
+func TestWakeOnlyThatTopic(t *testing.T) {
+	h := New(nil)
+	a := h.Register([]string{"a", "b"})
+	c := h.Register([]string{"c"})
+	h.Wake("b")
+	if !signaled(a) || signaled(c) {
+		t.Fatal("wake of b must signal a's waiter alone")
+	}
+	h.Wake("b")
+	h.Wake("a")
+	if !signaled(a) || signaled(a) {
+		t.Fatal("several wakes must fold into one signal")
+	}
+	h.Unregister(a)
+	h.Wake("a")
+	if signaled(a) || h.Waiting("a") != 0 || h.Waiting("c") != 1 {
+		t.Fatal("unregistered waiter still signaled or counted")
+	}
+	h.Unregister(c)
+}
+
+func TestWatchLifecycle(t *testing.T) {
+	var mu sync.Mutex
+	active := map[string]int{}
+	h := New(func(topic string) func() {
+		mu.Lock()
+		active[topic]++
+		mu.Unlock()
+		return func() {
+			mu.Lock()
+			active[topic]--
+			mu.Unlock()
+		}
+	})
+	ws := make([]*Waiter, 10)
+	for i := range ws {
+		ws[i] = h.Register([]string{"x", fmt.Sprint("own", i)})
+	}
+	if active["x"] != 1 || active["own3"] != 1 {
+		t.Fatalf("watches %v: want one per topic", active)
+	}
+	// Remove in an order that exercises swap-delete.
+	for _, i := range []int{3, 0, 9, 5, 1, 2, 8, 4, 7} {
+		h.Unregister(ws[i])
+		if h.Waiting("x") == 0 {
+			t.Fatal("x lost its remaining waiter")
+		}
+	}
+	h.Wake("x")
+	if !signaled(ws[6]) {
+		t.Fatal("the last waiter of x was not signaled after swaps")
+	}
+	h.Unregister(ws[6])
+	for topic, n := range active {
+		if n != 0 {
+			t.Fatalf("topic %s still watched (%d) with no waiter", topic, n)
+		}
+	}
+}
+
+func TestConcurrentRegisterWake(t *testing.T) {
+	h := New(func(string) func() { return func() {} })
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 2000 {
+				w := h.Register([]string{"shared", fmt.Sprint("t", (g+i)%17)})
+				h.Wake("shared")
+				if !signaled(w) {
+					t.Error("a waiter registered before a wake was not signaled")
+					return
+				}
+				h.Unregister(w)
+			}
+		}()
+	}
+	wg.Wait()
+	if n := h.Waiting("shared"); n != 0 {
+		t.Fatalf("%d waiters left", n)
+	}
+}
+
+func BenchmarkWake(b *testing.B) {
+	for _, n := range []int{1, 1000, 10000} {
+		b.Run(fmt.Sprintf("waiters=%d", n), func(b *testing.B) {
+			h := New(nil)
+			ws := make([]*Waiter, n)
+			for i := range ws {
+				ws[i] = h.Register([]string{"t"})
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				h.Wake("t")
+				for _, w := range ws {
+					<-w.C
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkRegisterUnregister(b *testing.B) {
+	h := New(func(string) func() { return func() {} })
+	others := h.Register([]string{"t"}) // keep the topic's set alive
+	defer h.Unregister(others)
+	topics := []string{"t"}
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			h.Unregister(h.Register(topics))
+		}
+	})
+}
