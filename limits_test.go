@@ -171,3 +171,16 @@ func TestRetryAfterIsSpread(t *testing.T) {
 		t.Fatalf("retry_after_ms values %v: not spread", seen)
 	}
 }
+
+func TestTopicLimit(t *testing.T) {
+	e := newEnv(t, []memory.Option{memory.WithMaxTopics(2)})
+	e.publish("t1", 1)
+	e.publish("t2", 1)
+	e.publish("t1", 2) // existing topics still take messages
+	status, h, b := e.do(t.Context(), "POST", "/v1/publish", "application/json", `{"topic":"t3","data":1}`)
+	var er errReply
+	json.Unmarshal(b, &er)
+	if status != 503 || er.Error.Code != "store_full" || h.Get("Retry-After") == "" {
+		t.Fatalf("third topic: %d %s", status, b)
+	}
+}

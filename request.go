@@ -27,6 +27,11 @@ type pollRequest struct {
 
 func badParam(msg string) *Error { return &Error{Code: CodeInvalidParameter, Message: msg} }
 
+var (
+	errBadTimeout = badParam(`timeout must be a number of seconds ("25", "1.5") or a duration ("25s", "1500ms"), not negative`)
+	errBadLimit   = badParam("limit must be a positive whole number")
+)
+
 // parsePollQuery reads a GET poll's query string.
 func (s *Server) parsePollQuery(q url.Values) (*pollRequest, *Error) {
 	for _, k := range [...]string{"cursor", "since", "timeout", "limit"} {
@@ -133,7 +138,7 @@ func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, 
 // parseTimeout accepts a number of seconds or a Go duration, as a JSON
 // number or string.
 func parseTimeout(raw json.RawMessage) (time.Duration, *Error) {
-	bad := badParam(`timeout must be a number of seconds ("25", "1.5") or a duration ("25s", "1500ms"), not negative`)
+	bad := errBadTimeout
 	s := string(raw)
 	if len(raw) > 0 && raw[0] == '"' {
 		if err := json.Unmarshal(raw, &s); err != nil {
@@ -163,7 +168,7 @@ func parseTimeout(raw json.RawMessage) (time.Duration, *Error) {
 
 // parseLimit accepts a positive integer; above MaxPollLimit it is capped.
 func parseLimit(raw json.RawMessage) (int, *Error) {
-	bad := badParam("limit must be a positive whole number")
+	bad := errBadLimit
 	s := string(raw)
 	if len(raw) > 0 && raw[0] == '"' {
 		if err := json.Unmarshal(raw, &s); err != nil {

@@ -1,6 +1,7 @@
 package longpoll_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -102,33 +103,42 @@ func TestHoldJitter(t *testing.T) {
 }
 
 // TestMaxHoldOverRealHTTP holds a poll for the whole maximum hold behind an
-// http.Server whose read and write timeouts are far shorter: the per-poll
-// deadlines must let it complete normally.
+// http.Server whose read and write timeouts are far shorter, over HTTP/1.1
+// and h2c: the per-poll deadlines must let it complete normally.
 func TestMaxHoldOverRealHTTP(t *testing.T) {
-	b := memory.New()
-	defer b.Close()
-	srv, err := longpoll.New(b, longpoll.WithMaxHold(2*time.Second), longpoll.WithWriteMargin(time.Second))
-	if err != nil {
-		t.Fatal(err)
+	for _, h2c := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2c=%v", h2c), func(t *testing.T) {
+			b := memory.New()
+			defer b.Close()
+			srv, err := longpoll.New(b, longpoll.WithMaxHold(2*time.Second), longpoll.WithWriteMargin(time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts := httptest.NewUnstartedServer(srv)
+			ts.Config.ReadTimeout = 500 * time.Millisecond
+			ts.Config.WriteTimeout = 500 * time.Millisecond
+			p := new(http.Protocols)
+			p.SetHTTP1(!h2c)
+			p.SetUnencryptedHTTP2(h2c)
+			ts.Config.Protocols = p
+			ts.Start()
+			defer ts.Close()
+			tr := &http.Transport{Protocols: p}
+			defer tr.CloseIdleConnections()
+			start := time.Now()
+			resp, err := (&http.Client{Transport: tr}).Get(ts.URL + "/v1/poll?topic=long&timeout=60")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			if resp.StatusCode != 200 || err != nil || (resp.ProtoMajor == 2) != h2c {
+				t.Fatalf("%s status %d, %v", resp.Proto, resp.StatusCode, err)
+			}
+			r := decodeReply(t, body)
+			if !r.Timeout || time.Since(start) < 2*time.Second-2*time.Second/16 {
+				t.Fatalf("hold ended after %v: %+v", time.Since(start), r)
+			}
+		})
 	}
-	ts := httptest.NewUnstartedServer(srv)
-	ts.Config.ReadTimeout = 500 * time.Millisecond
-	ts.Config.WriteTimeout = 500 * time.Millisecond
-	ts.Start()
-	defer ts.Close()
-	start := time.Now()
-	resp, err := http.Get(ts.URL + "/v1/poll?topic=long&timeout=60")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 || err != nil {
-		t.Fatalf("status %d, %v", resp.StatusCode, err)
-	}
-	r := decodeReply(t, body)
-	if !r.Timeout || time.Since(start) < 2*time.Second-2*time.Second/16 {
-		t.Fatalf("hold ended after %v: %+v", time.Since(start), r)
-	}
-	http.DefaultClient.CloseIdleConnections()
 }
