@@ -208,4 +208,3 @@ func usageError(io IO, cmd, format string, a ...any) int {
 	fmt.Fprintf(io.Stderr, "longpoll %s: %s\n", cmd, fmt.Sprintf(format, a...))
 	return ExitUsage
 }
-
