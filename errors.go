@@ -22,6 +22,10 @@ const (
 	CodeUnavailable      = "broker_unavailable"
 	CodeShuttingDown     = "shutting_down"
 	CodeInternal         = "internal"
+	CodeUnauthorized     = "unauthorized"
+	CodeTokenExpired     = "token_expired"
+	CodeForbidden        = "forbidden"
+	CodeRateLimited      = "rate_limited"
 )
 
 // Error is an error with a protocol code. The HTTP layer maps codes to

@@ -3,6 +3,7 @@ package longpoll
 import (
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"time"
 )
 
@@ -34,6 +35,10 @@ type config struct {
 	maxBodySize      int64
 	retryAfter       time.Duration
 	writeMargin      time.Duration
+	auth             Authenticator
+	corsOrigins      map[string]bool
+	limits           ClientLimits
+	trustedProxies   []netip.Prefix
 }
 
 // Option configures a Server.

@@ -11,7 +11,7 @@ import (
 	"github.com/longpoll/longpoll/internal/cursor"
 )
 
-func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string) {
+func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, pr *Principal) {
 	var (
 		req *pollRequest
 		e   *Error
@@ -25,11 +25,27 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string) {
 		s.writeError(w, rid, e)
 		return
 	}
+	for _, t := range req.topics {
+		if !canSubscribe(pr, t) {
+			s.writeError(w, rid, forbidden(t))
+			return
+		}
+	}
+	if pr != nil && !pr.Expires.IsZero() && !time.Now().Before(pr.Expires) {
+		s.writeError(w, rid, errTokenExpired)
+		return
+	}
 	if !s.enter() {
 		s.writeError(w, rid, &Error{Code: CodeShuttingDown, Message: "server is shutting down; poll another node or retry"})
 		return
 	}
 	defer s.leave()
+	client := s.clientID(r, pr)
+	if ok, retry := s.limit.StartPoll(client); !ok {
+		s.writeError(w, rid, &Error{Code: CodeRateLimited, Message: "too many polls from this client; retry later", RetryAfter: retry})
+		return
+	}
+	defer s.limit.EndPoll(client)
 	if n := s.polls.Add(1); n > int64(s.cfg.maxHeldPolls) {
 		s.polls.Add(-1)
 		s.writeError(w, rid, &Error{Code: CodeOverloaded, Message: "too many polls held; retry later"})
@@ -37,7 +53,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string) {
 	}
 	s.m.PollsHeld(1)
 	start := time.Now()
-	outcome := s.poll(w, r, rid, req)
+	outcome := s.poll(w, r, rid, req, pr)
 	s.polls.Add(-1)
 	s.m.PollsHeld(-1)
 	s.m.PollEnded(outcome, time.Since(start))
@@ -54,9 +70,17 @@ func hold(timeout time.Duration) time.Duration {
 
 // poll runs one poll: answer at once if messages or gaps are pending, else
 // hold until news, the hold's end, the client leaving or shutdown.
-func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest) PollOutcome {
+func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal) PollOutcome {
 	ctx := r.Context()
 	d := hold(req.timeout)
+	// A credential that expires during the hold ends it then, with 401
+	// token_expired: the client's cursor is unchanged, so nothing is lost.
+	expires := false
+	if pr != nil && !pr.Expires.IsZero() {
+		if left := time.Until(pr.Expires); left < d {
+			d, expires = max(left, time.Millisecond), true
+		}
+	}
 	var c collector
 	c.init(req)
 	if d > 0 {
@@ -92,6 +116,10 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 						break wait
 					}
 				case <-timer.C:
+					if expires {
+						s.writeError(w, rid, errTokenExpired)
+						return OutcomeError
+					}
 					s.reply(w, &c, true, 0)
 					return OutcomeTimeout
 				case <-ctx.Done():
@@ -308,7 +336,7 @@ func appendMessage(buf []byte, m *Message) []byte {
 	buf = append(buf, '"')
 	if m.ID != "" {
 		buf = append(buf, `,"id":`...)
-		buf = appendString(buf, m.ID)
+		buf = appendString(buf, unscopeID(m.ID))
 	}
 	buf = append(buf, `,"data":`...)
 	buf = append(buf, m.Data...)

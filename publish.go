@@ -6,7 +6,13 @@ import (
 	"strconv"
 )
 
-func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, rid string) {
+func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, rid string, pr *Principal) {
+	// A browser attaches cookies to cross-site requests: a cookie alone
+	// must not let another site publish.
+	if pr != nil && pr.FromCookie && !s.cfg.corsOrigins[r.Header.Get("Origin")] {
+		s.writeError(w, rid, &Error{Code: CodeForbidden, Message: "a publish authorized by a cookie must come from an allowed origin; send the token in the Authorization header"})
+		return
+	}
 	raw, e := s.readBody(w, r)
 	if e != nil {
 		s.writeError(w, rid, e)
@@ -15,6 +21,17 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, rid string
 	pubs, e := s.parsePublish(raw)
 	if e != nil {
 		s.writeError(w, rid, e)
+		return
+	}
+	for i := range pubs {
+		if !canPublish(pr, pubs[i].Topic) {
+			s.writeError(w, rid, forbidden(pubs[i].Topic))
+			return
+		}
+		pubs[i].ID = scopeID(pr, pubs[i].ID)
+	}
+	if ok, retry := s.limit.Publish(s.clientID(r, pr)); !ok {
+		s.writeError(w, rid, &Error{Code: CodeRateLimited, Message: "too many publishes from this client; retry later", RetryAfter: retry})
 		return
 	}
 	if !s.enter() {

@@ -11,6 +11,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/longpoll/longpoll/internal/cursor"
@@ -311,8 +313,8 @@ func (s *Server) validatePublication(p *Publication, allowReserved bool) *Error 
 	if !allowReserved && Reserved(p.Topic) {
 		return &Error{Code: CodeReservedTopic, Message: "topics starting with " + ReservedPrefix + " are reserved for the server"}
 	}
-	if len(p.ID) > MaxIDLen || !utf8.ValidString(p.ID) {
-		return &Error{Code: CodeInvalidBody, Message: "id must be valid UTF-8 of at most " + strconv.Itoa(MaxIDLen) + " bytes"}
+	if len(p.ID) > MaxIDLen || !utf8.ValidString(p.ID) || strings.ContainsFunc(p.ID, unicode.IsControl) {
+		return &Error{Code: CodeInvalidBody, Message: "id must be valid UTF-8 of at most " + strconv.Itoa(MaxIDLen) + " bytes, without control characters"}
 	}
 	if !utf8.Valid(p.Data) {
 		return &Error{Code: CodeInvalidBody, Message: "data must be valid UTF-8"}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/internal/hub"
+	"github.com/longpoll/longpoll/internal/limit"
 	"github.com/longpoll/longpoll/internal/sysx"
 )
 
@@ -23,6 +24,7 @@ import (
 type Server struct {
 	broker Broker
 	hub    *hub.Hub
+	limit  *limit.Limiter
 	cfg    config
 	log    *slog.Logger
 	m      Metrics
@@ -71,6 +73,11 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		idle:   make(chan struct{}),
 	}
 	s.hub = hub.New(func(topic string) func() { return b.Watch(topic, s.hub.Wake) })
+	l := cfg.limits
+	s.limit = limit.New(limit.Config{
+		PublishRate: l.PublishesPerSecond, PublishBurst: l.PublishBurst,
+		PollRate: l.PollsPerSecond, PollBurst: l.PollBurst, MaxHeld: l.MaxHeldPolls,
+	}, nil)
 	return s, nil
 }
 
@@ -113,25 +120,42 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string) {
-	switch p := r.URL.Path; {
+	p := r.URL.Path
+	if strings.HasPrefix(p, "/v1/") {
+		if s.cors(w, r) {
+			return
+		}
+	}
+	var allow string
+	switch {
 	case p == "/v1/poll":
-		if r.Method != http.MethodGet && r.Method != http.MethodPost {
-			s.methodNotAllowed(w, rid, "GET, POST")
-			return
-		}
-		s.servePoll(w, r, rid)
+		allow = "GET, POST"
 	case p == "/v1/publish":
-		if r.Method != http.MethodPost {
-			s.methodNotAllowed(w, rid, "POST")
-			return
-		}
-		s.servePublish(w, r, rid)
+		allow = "POST"
 	case strings.HasPrefix(p, "/v1/topics/"):
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			s.methodNotAllowed(w, rid, "GET, HEAD")
+		allow = "GET, HEAD"
+	}
+	if allow != "" {
+		if !methodIn(allow, r.Method) {
+			s.methodNotAllowed(w, rid, allow)
 			return
 		}
-		s.serveTopic(w, r, rid)
+		pr, err := s.authenticate(r)
+		if err != nil {
+			s.writeError(w, rid, err)
+			return
+		}
+		switch allow {
+		case "GET, POST":
+			s.servePoll(w, r, rid, pr)
+		case "POST":
+			s.servePublish(w, r, rid, pr)
+		default:
+			s.serveTopic(w, r, rid, pr)
+		}
+		return
+	}
+	switch {
 	case p == "/healthz":
 		writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`))
 	case p == "/readyz":
@@ -139,6 +163,16 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string) {
 	default:
 		s.writeError(w, rid, &Error{Code: CodeNotFound, Message: "no such path: " + p})
 	}
+}
+
+// methodIn reports whether m is one of the comma-separated methods.
+func methodIn(allow, m string) bool {
+	for a := range strings.SplitSeq(allow, ", ") {
+		if a == m {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *Server) methodNotAllowed(w http.ResponseWriter, rid, allow string) {
@@ -163,7 +197,7 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
 }
 
-func (s *Server) serveTopic(w http.ResponseWriter, r *http.Request, rid string) {
+func (s *Server) serveTopic(w http.ResponseWriter, r *http.Request, rid string, pr *Principal) {
 	// The name may hold '/', sent as %2F: take it from the escaped path.
 	raw := strings.TrimPrefix(r.URL.EscapedPath(), "/v1/topics/")
 	topic, err := url.PathUnescape(raw)
@@ -173,6 +207,10 @@ func (s *Server) serveTopic(w http.ResponseWriter, r *http.Request, rid string) 
 	}
 	if err := ValidateTopic(topic); err != nil {
 		s.writeError(w, rid, err)
+		return
+	}
+	if !canSubscribe(pr, topic) {
+		s.writeError(w, rid, forbidden(topic))
 		return
 	}
 	st, err := s.broker.Stat(r.Context(), topic)
@@ -251,6 +289,10 @@ var statusOf = map[string]int{
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeShuttingDown:     http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
+	CodeUnauthorized:     http.StatusUnauthorized,
+	CodeTokenExpired:     http.StatusUnauthorized,
+	CodeForbidden:        http.StatusForbidden,
+	CodeRateLimited:      http.StatusTooManyRequests,
 }
 
 // retryable codes always carry Retry-After.
@@ -296,6 +338,9 @@ func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
 		d := spread(base)
 		body.Error.RetryAfterMS = d.Milliseconds()
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
+	}
+	if status == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="longpoll"`)
 	}
 	b, _ := json.Marshal(&body)
 	writeJSON(w, status, b)
