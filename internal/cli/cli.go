@@ -61,6 +61,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the long-polling server", runServe},
+		{"publish", "publish a message, or one per line of stdin", runPublish},
+		{"subscribe", "print the messages of topics as JSON lines", runSubscribe},
+		{"token", "print a signed access token, for development and scripts", runToken},
 		{"version", "print the version and build information", runVersion},
 	}
 }

@@ -9,7 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/longpoll/longpoll"
@@ -37,6 +41,7 @@ type serveConfig struct {
 	logFormat        string
 	logLevel         string
 	tlsCert, tlsKey  string
+	auth             authConfig
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -56,6 +61,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS and h2")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM)")
+	authFlags(fs, &c.auth)
 }
 
 func (c *serveConfig) check() error {
@@ -87,6 +93,9 @@ func (c *serveConfig) check() error {
 		errs = append(errs, "--tls-cert and --tls-key go together")
 	}
 	if err := c.storeConfig.check(c.store); err != nil {
+		errs = append(errs, err.Error())
+	}
+	if err := c.auth.check(c.addr); err != nil {
 		errs = append(errs, err.Error())
 	}
 	if len(errs) > 0 {
@@ -157,6 +166,14 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		longpoll.WithMaxBodySize(c.maxBodySize),
 		longpoll.WithRetryAfter(c.retryAfter),
 	}
+	authOpts, jwtAuth, err := c.auth.options()
+	if err != nil {
+		return err
+	}
+	opts = append(opts, authOpts...)
+	if c.auth.mode == "none" && !loopback(c.addr) {
+		log.Warn("serving without authentication on a non-loopback address: anyone who can reach it may read and publish every topic", "addr", c.addr)
+	}
 	maxHeld := c.maxHeldPolls
 	if maxHeld == 0 {
 		maxHeld = longpoll.DefaultMaxHeldPolls()
@@ -167,8 +184,17 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		return err
 	}
 
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	var admin *http.Server
+	if c.auth.adminAddr != "" {
+		amux := http.NewServeMux()
+		amux.Handle("GET /metrics", metrics)
+		amux.Handle("/", srv)
+		admin = &http.Server{Handler: amux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	} else {
+		mux.Handle("GET /metrics", srv.RequireAdmin(metrics))
+	}
 	mux.Handle("/", srv)
 
 	protocols := new(http.Protocols)
@@ -186,12 +212,24 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		Protocols:      protocols,
 	}
 	scheme := "http"
-	if c.tlsCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
+	var cert atomic.Pointer[tls.Certificate]
+	loadCert := func() error {
+		kp, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
 		if err != nil {
 			return fmt.Errorf("loading TLS certificate: %w", err)
 		}
-		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		cert.Store(&kp)
+		return nil
+	}
+	if c.tlsCert != "" {
+		if err := loadCert(); err != nil {
+			return err
+		}
+		// The certificate is looked up per handshake, so a reload takes
+		// effect for new connections and drops none.
+		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return cert.Load(), nil
+		}}
 		protocols.SetHTTP2(true)
 		scheme = "https"
 	} else {
@@ -207,12 +245,14 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		"addr", addr, "url", scheme+"://"+addr, "version", Version, "store", storeDesc,
 		"poll_timeout", c.pollTimeout, "max_hold", c.maxHold, "max_held_polls", maxHeld,
 		"max_topics_per_poll", c.maxTopicsPerPoll, "max_message_size", c.maxMessageSize,
-		"max_batch", c.maxBatch, "max_body_size", c.maxBodySize, "open_files", nofile)
+		"max_batch", c.maxBatch, "max_body_size", c.maxBodySize, "open_files", nofile,
+		"auth", c.auth.mode, "cors_origins", c.auth.corsOrigins.String())
 	if ready != nil {
 		ready <- addr
 	}
 
 	errc := make(chan error, 1)
+	var aerrc chan error // the admin server's; nil (never ready) without one
 	go func() {
 		if hs.TLSConfig != nil {
 			errc <- hs.ServeTLS(ln, "", "")
@@ -220,11 +260,57 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 			errc <- hs.Serve(ln)
 		}
 	}()
+	if admin != nil {
+		aln, err := net.Listen("tcp", c.auth.adminAddr)
+		if err != nil {
+			hs.Close()
+			<-errc
+			return fmt.Errorf("listening on --admin-addr %s: %w", c.auth.adminAddr, err)
+		}
+		log.Info("admin listening", "addr", aln.Addr().String())
+		aerrc = make(chan error, 1)
+		go func() { aerrc <- admin.Serve(aln) }()
+		defer func() {
+			admin.Close()
+			if err := <-aerrc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+				log.Error("admin server", "error", err)
+			}
+		}()
+	}
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving: %w", err)
-	case <-ctx.Done():
+	// SIGHUP reloads the JWT keys and the TLS certificate without
+	// dropping a connection.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+wait:
+	for {
+		select {
+		case err := <-errc:
+			return fmt.Errorf("serving: %w", err)
+		case err := <-aerrc:
+			hs.Close()
+			<-errc
+			aerrc <- err // for the deferred close
+			return fmt.Errorf("serving --admin-addr: %w", err)
+		case <-hup:
+			if jwtAuth != nil {
+				if err := jwtAuth.Reload(); err != nil {
+					log.Error("reloading JWT keys; keeping the old ones", "error", err)
+				} else {
+					log.Info("reloaded JWT keys")
+				}
+			}
+			if c.tlsCert != "" {
+				if err := loadCert(); err != nil {
+					log.Error("reloading the TLS certificate; keeping the old one", "error", err)
+				} else {
+					log.Info("reloaded the TLS certificate")
+				}
+			}
+		case <-ctx.Done():
+			break wait
+		}
 	}
 	log.Info("shutting down", "grace", c.shutdownGrace)
 	grace, cancel := context.WithTimeout(context.Background(), c.shutdownGrace)
