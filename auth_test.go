@@ -3,12 +3,14 @@ package longpoll_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -310,4 +312,100 @@ func (e *env) doXFF(xff string) (int, http.Header, []byte) {
 	}
 	defer resp.Body.Close()
 	return resp.StatusCode, resp.Header, nil
+}
+
+// TestAbusiveClient: one client opens polls far beyond its cap in a tight
+// loop while a well-behaved client keeps receiving every message, in
+// order and promptly.
+func TestAbusiveClient(t *testing.T) {
+	a := newAuthEnv(t, longpoll.WithClientLimits(longpoll.ClientLimits{PollsPerSecond: 50, PollBurst: 20, MaxHeldPolls: 5}))
+	bad := a.token("mallory", time.Hour, []string{">"}, nil, false)
+	good := a.token("alice", time.Hour, []string{"feed"}, []string{"feed"}, false)
+
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	refused, held := 0, 0
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 20 && ctx.Err() == nil; i++ {
+				r, _ := http.NewRequestWithContext(ctx, "GET", a.url+"/v1/poll?topic=spam&timeout=30", nil)
+				r.Header.Set("Authorization", "Bearer "+bad)
+				resp, err := a.hc.Do(r)
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				mu.Lock()
+				if resp.StatusCode == 429 {
+					refused++
+				} else {
+					held++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+
+	const n = 200
+	got := make(chan error, 1)
+	var lat []time.Duration
+	go func() {
+		cur := ""
+		next := 1
+		for next <= n {
+			path := "/v1/poll?topic=feed&timeout=20"
+			if cur != "" {
+				path += "&cursor=" + cur
+			} else {
+				path += "&since=earliest"
+			}
+			status, _, er, b := a.req("GET", path, bearer(good), "")
+			if status == 429 {
+				// A well-behaved client waits as advised.
+				time.Sleep(time.Duration(er.Error.RetryAfterMS) * time.Millisecond)
+				continue
+			}
+			if status != 200 {
+				got <- fmt.Errorf("good client refused: %d %s", status, b)
+				return
+			}
+			r := decodeReply(t, b)
+			for _, m := range r.Messages {
+				var sent time.Time
+				json.Unmarshal(m.Data, &sent)
+				if m.Seq != uint64(next) {
+					got <- fmt.Errorf("good client got seq %d, want %d", m.Seq, next)
+					return
+				}
+				lat = append(lat, time.Since(sent))
+				next++
+			}
+			cur = r.Cursor
+		}
+		got <- nil
+	}()
+	for range n {
+		body, _ := json.Marshal(map[string]any{"topic": "feed", "data": time.Now()})
+		if status, _, _, b := a.req("POST", "/v1/publish", bearer(good), string(body)); status != 200 {
+			t.Fatalf("publish: %d %s", status, b)
+		}
+	}
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wg.Wait()
+	slices.Sort(lat)
+	t.Logf("abusive client: %d polls refused, %d answered; good client latency p50 %v p99 %v max %v",
+		refused, held, lat[len(lat)/2], lat[len(lat)*99/100], lat[len(lat)-1])
+	if refused == 0 {
+		t.Fatal("the abusive client was never refused")
+	}
+	if lat[len(lat)-1] > 5*time.Second {
+		t.Fatalf("the good client waited %v for a message", lat[len(lat)-1])
+	}
 }

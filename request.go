@@ -209,6 +209,10 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Erro
 		}
 		return nil, &Error{Code: CodeInvalidBody, Message: "could not read request body"}
 	}
+	// encoding/json would quietly replace invalid UTF-8 in strings.
+	if !utf8.Valid(raw) {
+		return nil, &Error{Code: CodeInvalidBody, Message: "request body must be valid UTF-8"}
+	}
 	return raw, nil
 }
 
