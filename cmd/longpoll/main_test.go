@@ -60,7 +60,10 @@ func (s *server) logText() string {
 	return s.stderr.String()
 }
 
-var listenLine = regexp.MustCompile(`msg="longpoll listening" addr=(\S+)`)
+var (
+	listenLine  = regexp.MustCompile(`msg="longpoll listening" addr=(\S+)`)
+	listenAdmin = regexp.MustCompile(`msg="admin listening" addr=(\S+)`)
+)
 
 func startServer(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
