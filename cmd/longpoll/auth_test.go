@@ -80,6 +80,7 @@ func TestAdminAddr(t *testing.T) {
 	secret := filepath.Join(dir, "secret")
 	os.WriteFile(secret, []byte(strings.Repeat("x", 40)), 0o600)
 	s := startServer(t, nil, "--auth", "jwt", "--jwt-secret-file", secret, "--admin-addr", "127.0.0.1:0")
+	waitLog(t, s, "admin listening")
 	m := listenAdmin.FindStringSubmatch(s.logText())
 	if m == nil {
 		t.Fatalf("no admin address in the log:\n%s", s.logText())
