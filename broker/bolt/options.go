@@ -27,9 +27,10 @@ const (
 )
 
 // MessageOverhead is added to a message's topic, ID and data lengths to
-// give its size for the MaxBytes limit: the seq, time and bookkeeping a
-// message costs besides its bytes.
-const MessageOverhead = 32
+// give its size for the MaxBytes limit: the key, time and B-tree
+// bookkeeping a message costs besides its bytes. It is the memory
+// broker's, so that both keep the same messages under the same limit.
+const MessageOverhead = 96
 
 // MessageSize is what a message counts against a topic's MaxBytes.
 func MessageSize(topic, id string, data []byte) int {

@@ -1,0 +1,133 @@
+// Package bolt is a durable longpoll.Broker for a single node: every
+// topic's log lives in one bbolt file in a data directory, survives
+// restarts and crashes, and is shared by nothing but this process.
+//
+// Quick start:
+//
+//	b, err := bolt.Open("/var/lib/longpoll", bolt.WithMaxMessages(1000))
+//	if err != nil { ... }
+//	defer b.Close()
+//	srv, err := longpoll.New(b)
+//
+// # Durability
+//
+// Append returns only once the transaction holding its messages is
+// committed: bbolt has written the changed pages, synced the file
+// (fdatasync), written the new meta page and synced again. An acknowledged
+// message survives a crash of the process or the machine, provided the
+// disk honours fsync. An Append that failed or had not returned when the
+// process died left nothing: a transaction is all or nothing, and bbolt
+// needs no recovery on the next Open beyond taking the newer of its two
+// meta pages.
+//
+// Concurrent Appends share transactions (group commit). One goroutine, the
+// committer, takes every Append queued while the previous commit was
+// syncing and applies them in one transaction, each Append still all or
+// nothing: one that is refused (longpoll.ErrStoreFull) writes nothing and
+// fails alone. A lone publisher pays one commit per Append and no delay;
+// many share the cost of the syncs.
+//
+// After Close and Open, every topic keeps its epoch, head and messages, so
+// a reader holding a Position from before the restart resumes with no gap
+// and no duplicate. Idempotency IDs and the never-decreasing message times
+// are stored too and hold across restarts.
+//
+// # On-disk layout
+//
+// The data directory holds one file, FileName ("longpoll.db"), a bbolt
+// B+tree with these root buckets (integers are big-endian, so keys sort as
+// numbers):
+//
+//	meta     "format" -> format version (1); "topics" -> number of topics
+//	topics   name -> epoch, head seq, first stored seq, stored bytes,
+//	         newest message time, due time (6 x 8 bytes)
+//	msgs     name -> bucket: seq (8 bytes) -> time (8 bytes, Unix ns),
+//	         uvarint ID length, ID, data
+//	ids      name -> bucket: 0x00 ID (or 0x01 SHA-256 of IDs over 1 KiB)
+//	         -> seq, for the stored messages that have an ID
+//	due      due time (8 bytes) + name -> "", one per topic
+//
+// Open refuses, with an error that names the file and says what to do, a
+// file written by a newer format version, a file that is not a longpoll
+// store (random bytes, a damaged page: Open reads every page to check), and
+// a directory locked by another process (bbolt's flock, waited for one
+// second by default).
+//
+// # Retention
+//
+// A topic keeps at most MaxMessages messages and MaxBytes bytes (counted by
+// MessageSize, as the memory broker counts them), dropping the oldest first
+// but always keeping the newest; Append deletes them in its own
+// transaction, with their ID mappings. A message older than MaxAge is left
+// out at read time, found by a binary search since times never decrease,
+// so readers never see it even before its space is reused; missed counts
+// are exact because seqs have no holes.
+//
+// The space of expired messages is reclaimed by Append for the topics it
+// touches and, for the others, by a background goroutine that runs every
+// ReclaimInterval and deletes in small transactions (at most 2048 messages
+// or 256 topics each) so that publishes never wait long behind it. It finds
+// its work through the due bucket, whose key for a topic is never later
+// than its oldest message's expiry; appends to an existing topic never
+// rewrite it. A topic with nothing left and no watcher is forgotten: its
+// records are deleted, and its next Append starts a new log with a new
+// random epoch, so a reader of the old one gets a GapReset.
+//
+// bbolt reuses the pages that deletes free, so under a steady stream the
+// file stops growing once it holds what retention keeps plus some slack.
+// It never shrinks on its own (bbolt's compact command can rewrite it while
+// the server is stopped).
+//
+// # bbolt settings
+//
+//   - NoFreelistSync with the hashmap freelist: deletes from the front of
+//     every topic leave many free pages, and a synced freelist would be
+//     rewritten, in full, on every commit. Instead bbolt rebuilds it when
+//     the file is opened, by walking every page, which is also the price of
+//     Open (seconds per GiB). The hashmap freelist allocates in constant
+//     time however fragmented the free space is.
+//   - A 1 GiB initial memory map (address space, not memory): growing the
+//     map waits for every open read transaction, a Backup included, so a
+//     large first map keeps appends from stalling behind readers. The file
+//     still grows only as needed, in bbolt's 16 MiB steps (sparse, so a new
+//     store shows 16 MiB but uses a few KiB of disk).
+//   - Timeout on the file lock, so that a second server on the same
+//     directory fails instead of waiting forever.
+//
+// # Watch and concurrency
+//
+// All methods are safe for concurrent use. Watch is in-process: wake is
+// called on the appending goroutine after the commit, when the messages are
+// visible to Read, outside every lock, once per topic of the Append.
+// Watchers are kept in sharded maps, so watching and waking never take a
+// broker-wide lock. Reads are bbolt read transactions: a consistent
+// snapshot that the writer does not block, except in the rare moment it
+// grows the memory map.
+//
+// Backup and BackupFile copy a consistent snapshot of the file while the
+// broker runs; put the copy as FileName in an empty directory to restore.
+//
+// # Why bbolt rather than Pebble
+//
+// The workload is small values appended by (topic, seq), range reads of a
+// topic's tail by seq, deletes from the front of each topic, and one
+// durable sync per acknowledged publish, shared by group commit. Pebble, an
+// LSM tree, makes each write cheaper (a WAL append and a memtable insert,
+// one fsync per group instead of bbolt's two) and scales to far higher write
+// rates. But deletes from the front become tombstones that every read
+// starting at a topic's oldest message must skip until compaction drops
+// them, space comes back only through compaction (more write and space
+// amplification in the background), and its go.mod requires some
+// thirty-five modules directly (DataDog/zstd, which needs cgo, among them),
+// plus memtable, cache and compaction tuning. bbolt
+// is one copy-on-write B+tree file with no dependency beyond
+// golang.org/x/sys: a read is a cursor seek in a memory-mapped snapshot, a
+// deleted page is reused directly so the file stays bounded without
+// compaction, a backup is one read transaction, and crash recovery is
+// picking the newer meta page. Its costs, a single writer, two fsyncs and
+// whole-page writes per commit, are what group commit amortises: on a
+// 2-core VM with 256 concurrent publishers one commit carries about 150
+// appends, some 80,000 durable publishes a second (BenchmarkAppend). A node
+// that outgrows one writer is the point to add a Pebble broker beside this
+// one.
+package bolt
