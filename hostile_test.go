@@ -1,8 +1,8 @@
 package longpoll_test
 
 import (
-	"fmt"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 )

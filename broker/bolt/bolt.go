@@ -55,10 +55,13 @@ type Broker struct {
 	closeErr  error
 }
 
+// ErrInUse reports a data directory locked by another open Broker.
+var ErrInUse = errors.New("data directory in use")
+
 // Open opens the broker stored in dir, creating dir and an empty store if
 // there is none yet. It fails, naming the path and what to do, if the
-// store is in use by another process, was written by a newer version, or
-// is not a readable longpoll database.
+// store is in use by another process (wrapping ErrInUse), was written by a
+// newer version, or is not a readable longpoll database.
 func Open(dir string, opts ...Option) (*Broker, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -176,8 +179,8 @@ func callBolt(path string, open func() (*bbolt.DB, error), lockTimeout time.Dura
 		return db, nil
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("bolt: data directory %s is in use by another longpoll server "+
-			"(could not lock %s within %v): stop that server or use another data directory",
-			filepath.Dir(path), path, lockTimeout)
+			"(could not lock %s within %v): stop that server or use another data directory: %w",
+			filepath.Dir(path), path, lockTimeout, ErrInUse)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrChecksum),
 		errors.Is(err, berrors.ErrVersionMismatch):
 		return nil, corruptError(path, err)

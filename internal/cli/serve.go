@@ -152,6 +152,10 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 			log.Error("closing the store", "error", err)
 		}
 	}()
+	if bk, ok := b.(backuper); ok && c.store == "disk" {
+		stop := serveControl(ctx, c.storeConfig.dataDir, bk, log)
+		defer stop()
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

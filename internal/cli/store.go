@@ -4,19 +4,36 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/broker/bolt"
 	"github.com/longpoll/longpoll/broker/memory"
 )
 
 const (
-	defaultStore = "memory"
-	storeKinds   = "memory"
+	defaultStore = "disk"
+	storeKinds   = "disk (durable, in --data-dir), memory, or redis://host:port/db (rediss:// for TLS; ?cluster=true for Redis Cluster)"
 )
+
+// defaultDataDir is where --store disk keeps its data unless --data-dir
+// says otherwise: $XDG_DATA_HOME/longpoll, else ~/.local/share/longpoll,
+// else ./longpoll-data.
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "longpoll")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "longpoll")
+	}
+	return "longpoll-data"
+}
 
 // storeConfig holds the settings shared by the stores.
 type storeConfig struct {
+	dataDir           string
 	retentionMessages int
 	retentionAge      time.Duration
 	retentionBytes    int64
@@ -25,6 +42,7 @@ type storeConfig struct {
 }
 
 func storeFlags(fs *flag.FlagSet, c *storeConfig) {
+	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "directory of the disk store, created if missing")
 	fs.IntVar(&c.retentionMessages, "retention-messages", memory.DefaultMaxMessages, "messages kept per topic")
 	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long a message is kept")
 	fs.Int64Var(&c.retentionBytes, "retention-bytes", memory.DefaultMaxBytes, "bytes kept per topic")
@@ -34,7 +52,7 @@ func storeFlags(fs *flag.FlagSet, c *storeConfig) {
 
 func (c *storeConfig) check(store string) error {
 	switch {
-	case store != "memory":
+	case store != "memory" && store != "disk" && !isRedisURL(store):
 		return fmt.Errorf("--store %q: must be one of %s", store, storeKinds)
 	case c.retentionMessages < 1, c.retentionAge <= 0, c.retentionBytes < 1, c.maxTopics < 1, c.maxStoreBytes < 1:
 		return fmt.Errorf("--retention-messages, --retention-age, --retention-bytes, --max-topics and --max-store-bytes must be positive")
@@ -45,7 +63,22 @@ func (c *storeConfig) check(store string) error {
 // openStore opens the broker named by store and describes it for the
 // start-up line.
 func openStore(store string, c *storeConfig, log *slog.Logger) (longpoll.Broker, string, error) {
+	if isRedisURL(store) {
+		return openRedis(store, c, log)
+	}
 	switch store {
+	case "disk":
+		b, err := bolt.Open(c.dataDir,
+			bolt.WithMaxMessages(c.retentionMessages),
+			bolt.WithMaxAge(c.retentionAge),
+			bolt.WithMaxBytes(c.retentionBytes),
+			bolt.WithMaxTopics(c.maxTopics),
+			bolt.WithLogger(log),
+		)
+		if err != nil {
+			return nil, "", err
+		}
+		return b, "disk " + b.Path(), nil
 	case "memory":
 		b := memory.New(
 			memory.WithMaxMessages(c.retentionMessages),
