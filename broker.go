@@ -115,7 +115,8 @@ type Broker interface {
 	//   - from's epoch is the topic's current epoch: the messages with a seq
 	//     above from.Seq; if retention dropped some of them, a GapExpired with
 	//     the exact number missed comes first and reading continues at the
-	//     oldest retained message. from.Seq above the head is a GapReset.
+	//     oldest retained message. from.Seq above the head is a GapReset,
+	//     and reading continues at the oldest retained message.
 	//   - from is the zero Position: as if it were (current epoch, 0).
 	//   - any other epoch: a GapReset, and reading continues at the current
 	//     log's oldest retained message. If the topic has no log at all, Next
@@ -132,11 +133,12 @@ type Broker interface {
 	// Watch asks the broker to call wake(topic) after every append to topic,
 	// by this node or any other sharing the broker, until stop is called.
 	// wake must not block; it may be called from any goroutine and may be
-	// called spuriously. The server calls Watch when the first poll on this
+	// called spuriously, even just after stop returns. The server calls Watch when the first poll on this
 	// node waits on a topic and stop when the last one leaves.
 	Watch(topic string, wake func(topic string)) (stop func())
 
-	// Close releases the broker. Calls after Close return ErrClosed.
+	// Close releases the broker; a second Close is harmless. Other calls
+	// after Close return an error satisfying errors.Is(err, ErrClosed).
 	Close() error
 }
 
