@@ -83,9 +83,15 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 	}
 	var c collector
 	c.init(req)
+	// The start positions are taken before the registration, and every
+	// topic is read after it: a message appended after the Stat is either
+	// read or signals the waiter, so none is missed, and a message
+	// appended once the poll counts as waiting is always delivered.
+	if err := s.startPositions(ctx, &c, req.earliest); err != nil {
+		s.brokerError(w, r, rid, "stat", err)
+		return OutcomeError
+	}
 	if d > 0 {
-		// Reads of the log follow the registration: an append that lands
-		// after a read signals the waiter, so none is missed.
 		wt := s.hub.Register(c.topics)
 		defer s.hub.Unregister(wt)
 		// Neither net/http's read nor write timeout may cut the hold.
@@ -93,10 +99,6 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 		deadline := time.Now().Add(d + s.cfg.writeMargin)
 		_ = rc.SetWriteDeadline(deadline)
 		_ = rc.SetReadDeadline(deadline)
-		if err := s.startPositions(ctx, &c, req.earliest); err != nil {
-			s.brokerError(w, r, rid, "stat", err)
-			return OutcomeError
-		}
 		if err := c.collect(ctx, s.broker); err != nil {
 			s.brokerError(w, r, rid, "read", err)
 			return OutcomeError
@@ -131,10 +133,6 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 			}
 		}
 	} else {
-		if err := s.startPositions(ctx, &c, req.earliest); err != nil {
-			s.brokerError(w, r, rid, "stat", err)
-			return OutcomeError
-		}
 		if err := c.collect(ctx, s.broker); err != nil {
 			s.brokerError(w, r, rid, "read", err)
 			return OutcomeError
@@ -170,9 +168,6 @@ func (s *Server) startPositions(ctx context.Context, c *collector, earliest bool
 		}
 		c.pos[i] = p
 		c.known[i] = true
-		// From the head nothing is pending; a message appended since
-		// the Stat wakes the waiter.
-		c.fresh[i] = !earliest
 	}
 	return nil
 }
@@ -182,7 +177,6 @@ type collector struct {
 	topics []string
 	pos    []Position
 	known  []bool // pos[i] was set from the cursor or a start position
-	fresh  []bool // pos[i] is the head just read: skip the first read
 	limit  int
 	pages  []Page
 	out    []Message
@@ -194,7 +188,6 @@ func (c *collector) init(req *pollRequest) {
 	c.topics = req.topics
 	c.pos = make([]Position, n)
 	c.known = make([]bool, n)
-	c.fresh = make([]bool, n)
 	c.pages = make([]Page, n)
 	c.limit = req.limit
 	if len(req.cursor) > 0 {
@@ -221,11 +214,6 @@ func (c *collector) collect(ctx context.Context, b Broker) error {
 	c.gaps = c.gaps[:0]
 	total := 0
 	for i, t := range c.topics {
-		if c.fresh[i] {
-			c.fresh[i] = false
-			c.pages[i] = Page{}
-			continue
-		}
 		p, err := b.Read(ctx, t, c.pos[i], c.limit)
 		if err != nil {
 			return err

@@ -403,3 +403,19 @@ func TestServerPublishFromGo(t *testing.T) {
 		t.Fatal("Publish accepted invalid JSON")
 	}
 }
+
+// TestHeadPollSeesPublishOnceWaiting: a poll without cursor that the
+// server counts as waiting receives any message published from then on.
+func TestHeadPollSeesPublishOnceWaiting(t *testing.T) {
+	e := newEnv(t, nil)
+	for i := range 300 {
+		topic := fmt.Sprint("head.", i)
+		got := make(chan reply, 1)
+		go func() { got <- e.poll(q("topic", topic, "timeout", "20")) }()
+		e.waitWaiting(topic, 1)
+		e.publish(topic, i)
+		if r := <-got; len(r.Messages) != 1 || r.Messages[0].Seq != 1 {
+			t.Fatalf("iteration %d: %+v", i, r)
+		}
+	}
+}
