@@ -169,8 +169,10 @@ type linePublisher struct {
 func (p *linePublisher) run(ctx context.Context, stdin io.Reader) int {
 	lines := make(chan line, 2*p.batch)
 	readErr := make(chan error, 1)
-	// The reader may block on stdin after ctx ends; it then exits with the
-	// process (or at the input's end).
+	// The reader stops when run returns; one blocked reading stdin then
+	// exits with the process (or at the input's end).
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
 	go func() {
 		defer close(lines)
 		r := bufio.NewReaderSize(stdin, 64<<10)
@@ -180,7 +182,7 @@ func (p *linePublisher) run(ctx context.Context, stdin io.Reader) int {
 				text = trimEOL(text)
 				select {
 				case lines <- line{n, text}:
-				case <-ctx.Done():
+				case <-readCtx.Done():
 					return
 				}
 			}
