@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/broker/bolt"
 	"github.com/longpoll/longpoll/broker/memory"
 	"github.com/longpoll/longpoll/client"
 )
@@ -33,7 +34,7 @@ type testServer struct {
 
 	mu  sync.Mutex
 	srv *longpoll.Server
-	b   *memory.Broker
+	b   longpoll.Broker
 	hs  *httptest.Server
 }
 
@@ -48,6 +49,9 @@ type serverConfig struct {
 	h2c, tls bool
 	// conns, when set, counts the connections accepted.
 	conns *atomic.Int64
+	// dataDir, when set, makes the server use the durable disk broker
+	// there instead of a fresh memory broker.
+	dataDir string
 }
 
 func startServer(t *testing.T, cfg serverConfig) *testServer {
@@ -68,7 +72,14 @@ func startServer(t *testing.T, cfg serverConfig) *testServer {
 
 func (s *testServer) start(ln net.Listener) {
 	s.t.Helper()
-	b := memory.New(s.bopts...)
+	var b longpoll.Broker = memory.New(s.bopts...)
+	if s.cfg.dataDir != "" {
+		b.Close()
+		var err error
+		if b, err = bolt.Open(s.cfg.dataDir); err != nil {
+			s.t.Fatal(err)
+		}
+	}
 	srv, err := longpoll.New(b, s.sopts...)
 	if err != nil {
 		s.t.Fatal(err)

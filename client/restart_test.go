@@ -28,15 +28,21 @@ func TestServerRestartReportsReset(t *testing.T) {
 			name = "graceful"
 		}
 		t.Run(name, func(t *testing.T) {
-			testRestart(t, graceful)
+			testRestart(t, graceful, "")
 		})
 	}
 }
 
-func testRestart(t *testing.T, graceful bool) {
+// TestServerRestartDurableNoGap: the same restart over the durable disk
+// broker loses nothing and reports no gap at all.
+func TestServerRestartDurableNoGap(t *testing.T) {
+	testRestart(t, true, t.TempDir())
+}
+
+func testRestart(t *testing.T, graceful bool, dataDir string) {
 	const subscribers, half = 5, 50
 	topics := []string{"a", "b"}
-	s := startServer(t, serverConfig{server: []longpoll.Option{longpoll.WithRetryAfter(50 * time.Millisecond)}})
+	s := startServer(t, serverConfig{server: []longpoll.Option{longpoll.WithRetryAfter(50 * time.Millisecond)}, dataDir: dataDir})
 	opts := fast()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -88,7 +94,9 @@ func testRestart(t *testing.T, graceful bool) {
 	for v := 1; v <= half; v++ {
 		want = append(want, fmt.Sprint(v))
 	}
-	want = append(want, "reset")
+	if dataDir == "" {
+		want = append(want, "reset")
+	}
 	for v := half + 1; v <= 2*half; v++ {
 		want = append(want, fmt.Sprint(v))
 	}
