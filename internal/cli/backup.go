@@ -64,15 +64,19 @@ func serveControl(ctx context.Context, dir string, b backuper, log *slog.Logger)
 }
 
 func runBackup(ctx context.Context, args []string, io IO) int {
-	var dataDir string
+	var dataDir, addr string
 	fs := newFlagSet("backup", "FILE", io)
-	fs.StringVar(&dataDir, "data-dir", defaultDataDir(), "data directory of the disk store to copy")
+	fs.StringVar(&dataDir, "data-dir", "", "data directory of the disk store to copy (default: the one longpoll serve uses for --addr)")
+	fs.StringVar(&addr, "addr", "localhost:8080", "the server's --addr, to find its default data directory when --data-dir is not given")
 	pos, code, ok := parseArgs(fs, args, nil, io)
 	if !ok {
 		return code
 	}
 	if len(pos) != 1 {
 		return usageError(io, "backup", "name one FILE to write the copy to")
+	}
+	if dataDir == "" {
+		dataDir = dataDirFor(addr)
 	}
 	if err := backup(ctx, dataDir, pos[0]); err != nil {
 		fmt.Fprintf(io.Stderr, "longpoll backup: %v\n", err)

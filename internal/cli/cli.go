@@ -63,6 +63,7 @@ func commands() []command {
 		{"serve", "run the long-polling server", runServe},
 		{"publish", "publish a message, or one per line of stdin", runPublish},
 		{"subscribe", "print the messages of topics as JSON lines", runSubscribe},
+		{"bench", "measure a server: capacity, fanout, throughput, burst", runBench},
 		{"backup", "copy a disk store consistently, even while its server runs", runBackup},
 		{"token", "print a signed access token, for development and scripts", runToken},
 		{"version", "print the version and build information", runVersion},

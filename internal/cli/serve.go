@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/internal/stats"
 	"github.com/longpoll/longpoll/internal/sysx"
 	"github.com/longpoll/longpoll/prommetrics"
+	"github.com/longpoll/longpoll/web"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,6 +44,8 @@ type serveConfig struct {
 	logLevel         string
 	tlsCert, tlsKey  string
 	auth             authConfig
+	demo, dashboard  bool
+	statsInterval    time.Duration
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -62,6 +66,9 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS and h2")
 	fs.StringVar(&c.tlsKey, "tls-key", "", "TLS private key file (PEM)")
 	authFlags(fs, &c.auth)
+	fs.BoolVar(&c.demo, "demo", true, "serve the demo chat page at /")
+	fs.BoolVar(&c.dashboard, "dashboard", true, "serve the live dashboard at /dashboard (admin grant required under --auth jwt)")
+	fs.DurationVar(&c.statsInterval, "stats-interval", stats.DefaultInterval, "how often the server publishes its stats to "+stats.Topic+" (0: never)")
 }
 
 func (c *serveConfig) check() error {
@@ -79,6 +86,9 @@ func (c *serveConfig) check() error {
 	pos("max-body-size", c.maxBodySize > 0)
 	pos("retry-after", c.retryAfter > 0)
 	pos("shutdown-grace", c.shutdownGrace > 0)
+	if c.statsInterval < 0 {
+		errs = append(errs, "--stats-interval must not be negative")
+	}
 	if c.maxHeldPolls < 0 {
 		errs = append(errs, "--max-held-polls must not be negative")
 	}
@@ -128,6 +138,7 @@ func runServe(ctx context.Context, args []string, io IO) int {
 	if err := c.check(); err != nil {
 		return usageError(io, "serve", "%v", err)
 	}
+
 	log := newLogger(&c, io)
 	if err := serve(ctx, &c, log, nil); err != nil {
 		log.Error("longpoll serve failed", "error", err)
@@ -142,6 +153,17 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	nofile, err := sysx.RaiseOpenFiles()
 	if err != nil {
 		log.Warn("could not raise the open-file limit", "error", err)
+	}
+	// Listen first: the default data directory is named after the address
+	// actually bound (port 0 picks one).
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", c.addr, err)
+	}
+	defer ln.Close()
+	addr := ln.Addr().String()
+	if c.storeConfig.dataDir == "" {
+		c.storeConfig.dataDir = dataDirFor(addr)
 	}
 	b, storeDesc, err := openStore(c.store, &c.storeConfig, log)
 	if err != nil {
@@ -199,7 +221,14 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	} else {
 		mux.Handle("GET /metrics", srv.RequireAdmin(metrics))
 	}
-	mux.Handle("/", srv)
+	mux.Handle("/", web.Handler(web.Options{Demo: c.demo, Dashboard: c.dashboard, Admin: srv.RequireAdmin, Next: srv}))
+	if c.statsInterval > 0 {
+		sp, err := stats.Start(srv, stats.Config{Gatherer: reg, Interval: c.statsInterval, Broker: b, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer sp.Close() // before the store closes
+	}
 
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -240,11 +269,6 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		protocols.SetUnencryptedHTTP2(true)
 	}
 
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", c.addr, err)
-	}
-	addr := ln.Addr().String()
 	log.Info("longpoll listening",
 		"addr", addr, "url", scheme+"://"+addr, "version", Version, "store", storeDesc,
 		"poll_timeout", c.pollTimeout, "max_hold", c.maxHold, "max_held_polls", maxHeld,

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/longpoll/longpoll"
@@ -18,17 +19,24 @@ const (
 	storeKinds   = "disk (durable, in --data-dir), memory, or redis://host:port/db (rediss:// for TLS; ?cluster=true for Redis Cluster)"
 )
 
-// defaultDataDir is where --store disk keeps its data unless --data-dir
-// says otherwise: $XDG_DATA_HOME/longpoll, else ~/.local/share/longpoll,
-// else ./longpoll-data.
-func defaultDataDir() string {
+// dataDirFor is where --store disk keeps its data unless --data-dir says
+// otherwise: one directory per listening address, so servers on several
+// ports of one machine never share (or fight over) a store, and a server
+// restarted on its address finds its data again. The base is
+// $XDG_DATA_HOME/longpoll, else ~/.local/share/longpoll, else
+// ./longpoll-data.
+func dataDirFor(addr string) string {
+	base := "longpoll-data"
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
-		return filepath.Join(d, "longpoll")
+		base = filepath.Join(d, "longpoll")
+	} else if h, err := os.UserHomeDir(); err == nil {
+		base = filepath.Join(h, ".local", "share", "longpoll")
 	}
-	if h, err := os.UserHomeDir(); err == nil {
-		return filepath.Join(h, ".local", "share", "longpoll")
+	name := strings.NewReplacer(":", "-", "[", "", "]", "", "/", "-").Replace(addr)
+	if name == "" {
+		name = "default"
 	}
-	return "longpoll-data"
+	return filepath.Join(base, name)
 }
 
 // storeConfig holds the settings shared by the stores.
@@ -42,7 +50,7 @@ type storeConfig struct {
 }
 
 func storeFlags(fs *flag.FlagSet, c *storeConfig) {
-	fs.StringVar(&c.dataDir, "data-dir", defaultDataDir(), "directory of the disk store, created if missing")
+	fs.StringVar(&c.dataDir, "data-dir", "", "directory of the disk store, created if missing (default: $XDG_DATA_HOME/longpoll/<addr>, else ~/.local/share/longpoll/<addr>, e.g. .../localhost-8080)")
 	fs.IntVar(&c.retentionMessages, "retention-messages", memory.DefaultMaxMessages, "messages kept per topic")
 	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long a message is kept")
 	fs.Int64Var(&c.retentionBytes, "retention-bytes", memory.DefaultMaxBytes, "bytes kept per topic")

@@ -1,0 +1,262 @@
+package bench_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"net"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/broker/memory"
+	"github.com/longpoll/longpoll/internal/bench"
+	"github.com/longpoll/longpoll/internal/cli"
+)
+
+// newServer starts a longpoll server over a memory store on a loopback
+// port.
+func newServer(t *testing.T) string {
+	t.Helper()
+	b := memory.New()
+	srv, err := longpoll.New(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		ts.Close()
+		b.Close()
+	})
+	return ts.URL
+}
+
+// runBench runs `longpoll bench args...` and returns its exit code, its
+// stdout and stderr, and the result it wrote as JSON.
+func runBench(t *testing.T, args ...string) (int, string, string, *bench.Result) {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "result.json")
+	var stdout, stderr bytes.Buffer
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	code := cli.Run(ctx, append([]string{"bench", "--json", file}, args...), cli.IO{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
+	var res *bench.Result
+	if b, err := os.ReadFile(file); err == nil {
+		res = new(bench.Result)
+		if err := json.Unmarshal(b, res); err != nil {
+			t.Fatalf("the --json file: %v\n%s", err, b)
+		}
+	}
+	return code, stdout.String(), stderr.String(), res
+}
+
+// checkDelivery fails t unless every published message reached every
+// subscriber once and in order.
+func checkDelivery(t *testing.T, res *bench.Result) {
+	t.Helper()
+	if res.Published == 0 || res.Delivered != res.Expected || res.Expected != res.Published*uint64(res.Subscribers/res.Topics) {
+		t.Errorf("published %d, delivered %d of %d expected", res.Published, res.Delivered, res.Expected)
+	}
+	if res.Lost != 0 || res.Duplicates != 0 || res.Reordered != 0 || res.Gaps != 0 || res.PublishErrors != 0 {
+		t.Errorf("lost %d, duplicates %d, reordered %d, gaps %d, publish errors %d", res.Lost, res.Duplicates, res.Reordered, res.Gaps, res.PublishErrors)
+	}
+	if res.Latency.Count != res.Delivered || res.Latency.P50 <= 0 || res.Latency.Max < res.Latency.P99 || res.Latency.Max > 30_000 {
+		t.Errorf("latency %+v for %d deliveries", res.Latency, res.Delivered)
+	}
+}
+
+func TestScenariosAgainstLongpoll(t *testing.T) {
+	url := newServer(t)
+	pid := fmt.Sprint(os.Getpid())
+	svg := filepath.Join(t.TempDir(), "chart.svg")
+
+	t.Run("capacity", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut, res := runBench(t, "--scenario", "capacity", "--server", url, "--subscribers", "40",
+			"--workers", "2", "--source-addrs", "2", "--duration", "300ms", "--server-pid", pid)
+		if code != cli.ExitOK || res == nil {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		if res.Held != 40 || res.Workers != 2 || res.SourceAddrs != 2 || res.PollErrors != 0 {
+			t.Errorf("held %d with %d workers, %d addresses, %d poll errors (%s)", res.Held, res.Workers, res.SourceAddrs, res.PollErrors, res.FirstError)
+		}
+		if res.RSSBefore <= 0 || res.RSSHeld <= 0 {
+			t.Errorf("RSS %d before, %d held, %g per poll", res.RSSBefore, res.RSSHeld, res.RSSPerPoll)
+		}
+		for _, want := range []string{"RSS per held poll", "40 polls at once"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("table lacks %q:\n%s", want, out)
+			}
+		}
+		if !strings.Contains(errOut, "conns") {
+			t.Errorf("no progress on stderr: %q", errOut)
+		}
+	})
+
+	t.Run("fanout", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", url, "--subscribers", "30",
+			"--messages", "3", "--server-pid", pid, "--svg", svg, "--quiet")
+		if code != cli.ExitOK || res == nil {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		checkDelivery(t, res)
+		if res.Published != 3 || len(res.Rounds) != 3 {
+			t.Fatalf("published %d in %d rounds", res.Published, len(res.Rounds))
+		}
+		for _, r := range res.Rounds {
+			if r.Received != 30 || r.AllReceived <= 0 || r.AllReceived > res.Latency.Max {
+				t.Errorf("round %+v, latency max %g", r, res.Latency.Max)
+			}
+		}
+		if res.ServerCPUMS < 0 || !strings.Contains(out, "all received") {
+			t.Errorf("table:\n%s", out)
+		}
+		if errOut != "" {
+			t.Errorf("stderr with --quiet: %q", errOut)
+		}
+		b, err := os.ReadFile(svg)
+		if err != nil || xml.Unmarshal(b, new(struct{})) != nil || !bytes.Contains(b, []byte("<polyline")) {
+			t.Errorf("--svg wrote %d bytes, %v", len(b), err)
+		}
+	})
+
+	t.Run("throughput", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut, res := runBench(t, "--scenario", "throughput", "--server", url, "--subscribers", "20",
+			"--topics", "5", "--publishers", "2", "--rate", "200", "--duration", "500ms", "--quiet")
+		if code != cli.ExitOK || res == nil {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		checkDelivery(t, res)
+		if res.Published < 20 || res.Published > 110 {
+			t.Errorf("published %d at 200/s for 0.5 s", res.Published)
+		}
+		if res.PublishedPerSec <= 0 || res.DeliveredPerSec <= 0 || res.Topics != 5 {
+			t.Errorf("%g published/s, %g delivered/s over %d topics", res.PublishedPerSec, res.DeliveredPerSec, res.Topics)
+		}
+	})
+
+	t.Run("burst", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut, res := runBench(t, "--scenario", "burst", "--server", url, "--subscribers", "20",
+			"--topics", "2", "--messages", "100", "--size", "200", "--quiet")
+		if code != cli.ExitOK || res == nil {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		checkDelivery(t, res)
+		if res.Published != 200 {
+			t.Errorf("published %d, want 100 on each of 2 topics", res.Published)
+		}
+		for _, want := range []string{"lost         0", "duplicates   0", "reordered    0"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("table lacks %q:\n%s", want, out)
+			}
+		}
+	})
+}
+
+func TestSpawn(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	spawn := fmt.Sprintf("exec env BENCH_TEST_SERVE=%s %s", addr, exe)
+	code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", "http://"+addr, "--subscribers", "10",
+		"--messages", "2", "--spawn", spawn, "--quiet")
+	if code != cli.ExitOK || res == nil {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	checkDelivery(t, res)
+	if res.ServerPID <= 0 || res.ServerPID == os.Getpid() || res.RSSAfter <= 0 {
+		t.Errorf("server pid %d, RSS after %d", res.ServerPID, res.RSSAfter)
+	}
+	if !strings.Contains(out, "server CPU") {
+		t.Errorf("table:\n%s", out)
+	}
+	// The bench stopped the server it started.
+	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		c.Close()
+		t.Error("the spawned server still listens")
+	}
+}
+
+func TestNchan(t *testing.T) {
+	t.Parallel()
+	nginx, err := exec.LookPath("nginx")
+	if err != nil {
+		t.Skip("nginx is not installed")
+	}
+	if _, err := os.Stat("/usr/lib/nginx/modules/ngx_nchan_module.so"); err != nil {
+		t.Skip("the nchan module is not installed")
+	}
+	conf, err := filepath.Abs("../../bench/nchan/nginx.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The committed config on another port, so as not to meet a running
+	// Nchan.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	b, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	prefix := t.TempDir()
+	mine := filepath.Join(prefix, "nginx.conf")
+	if err := os.WriteFile(mine, bytes.ReplaceAll(b, []byte("127.0.0.1:8090"), []byte(addr)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spawn := fmt.Sprintf("%s -p %s/ -c %s -e stderr", nginx, prefix, mine)
+	code, out, errOut, res := runBench(t, "--protocol", "nchan", "--scenario", "burst", "--server", "http://"+addr,
+		"--subscribers", "10", "--messages", "50", "--spawn", spawn, "--quiet")
+	if code != cli.ExitOK || res == nil {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	checkDelivery(t, res)
+	if res.Protocol != "nchan" || res.ServerPID <= 0 || res.RSSAfter <= 0 {
+		t.Errorf("protocol %q, server pid %d, RSS %d", res.Protocol, res.ServerPID, res.RSSAfter)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{
+		{"--scenario", "nope"},
+		{"--protocol", "mqtt"},
+		{"--server", "ftp://x"},
+		{"--subscribers", "-1"},
+		{"--subscribers", "10", "--topics", "11"},
+		{"--duration", "5m", "--timeout", "1m"},
+		{"--server-pid", "1", "--spawn", "x"},
+		{"--server", "http://example.com", "--source-addrs", "2"},
+		{"extra"},
+		{"--compare", "earlier.json"},
+		{"--compare", "/nonexistent/earlier.json", "--svg", "chart.svg"},
+	} {
+		code, _, errOut, _ := runBench(t, args...)
+		if code != cli.ExitUsage || !strings.Contains(errOut, "longpoll bench") {
+			t.Errorf("%q: exit %d, stderr %q", args, code, errOut)
+		}
+	}
+}

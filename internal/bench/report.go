@@ -1,0 +1,132 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// WriteTable prints res as a two-column table.
+func WriteTable(w io.Writer, res *Result) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
+	row("scenario", "%s (%s at %s)", res.Scenario, res.Protocol, res.Server)
+	row("subscribers", "%d on %d topic(s), %d worker process(es), %d source address(es)", res.Subscribers, res.Topics, res.Workers, res.SourceAddrs)
+	row("started", "%s, load average %s -> %s", res.Started.Format("2006-01-02 15:04:05 MST"), orDash(res.LoadBefore), orDash(res.LoadAfter))
+	row("elapsed", "%.1f s", res.ElapsedMS/1e3)
+	row("held", "%d polls at once (as counted by the server)", res.Held)
+	if res.RSSHeld > 0 {
+		row("server RSS", "%s before, %s held", kib(float64(res.RSSBefore)), kib(float64(res.RSSHeld)))
+		row("RSS per held poll", "%s", kib(res.RSSPerPoll))
+	} else if res.Scenario == Capacity && res.ServerPID == 0 {
+		row("RSS per held poll", "unknown: give --server-pid or --spawn")
+	}
+	if res.Scenario != Capacity {
+		row("published", "%d (%d errors)", res.Published, res.PublishErrors)
+		row("delivered", "%d of %d expected", res.Delivered, res.Expected)
+		if res.PublishedPerSec > 0 {
+			row("published/s", "%.0f over %.2f s", res.PublishedPerSec, res.PublishSeconds)
+		}
+		if res.DeliveredPerSec > 0 {
+			row("delivered/s", "%.0f over %.2f s", res.DeliveredPerSec, res.WindowSeconds)
+		}
+		l := res.Latency
+		row("latency", "p50 %s  p90 %s  p99 %s  max %s  (mean %s, %d deliveries)",
+			msStr(l.P50), msStr(l.P90), msStr(l.P99), msStr(l.Max), msStr(l.Mean), l.Count)
+		if len(res.Rounds) > 0 {
+			var all []float64
+			parts := make([]string, len(res.Rounds))
+			for i, rd := range res.Rounds {
+				all = append(all, rd.AllReceived)
+				parts[i] = msStr(rd.AllReceived)
+			}
+			row("all received", "%s to %s per round (%s)", msStr(slices.Min(all)), msStr(slices.Max(all)), strings.Join(parts, ", "))
+		}
+		if res.ServerPID > 0 {
+			row("server CPU", "%.0f ms, %.2f us per delivery (in ticks of %d ms)", res.ServerCPUMS, res.CPUPerDelivery, 1000/clockTicks)
+		} else {
+			row("server CPU", "unknown: give --server-pid or --spawn")
+		}
+		row("lost", "%d", res.Lost)
+		row("duplicates", "%d", res.Duplicates)
+		row("reordered", "%d", res.Reordered)
+		if res.Gaps > 0 {
+			row("gaps", "%d reported by the server", res.Gaps)
+		}
+	}
+	row("bench CPU", "%.0f ms (the bench and its workers, whole run)", res.BenchCPUMS)
+	row("poll errors", "%d", res.PollErrors)
+	if res.FirstError != "" {
+		row("first error", "%s", res.FirstError)
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func kib(b float64) string {
+	if b >= 10<<20 {
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	}
+	return fmt.Sprintf("%.1f KiB", b/1024)
+}
+
+func msStr(v float64) string {
+	switch {
+	case v >= 100:
+		return fmt.Sprintf("%.0f ms", v)
+	case v >= 10:
+		return fmt.Sprintf("%.1f ms", v)
+	}
+	return fmt.Sprintf("%.2f ms", v)
+}
+
+// WriteJSONFile writes res, indented, to path.
+func WriteJSONFile(path string, res *Result) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// ReadJSONFile reads a result that WriteJSONFile wrote.
+func ReadJSONFile(path string) (*Result, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var res Result
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &res, nil
+}
+
+// WriteSVGFile writes the chart of the latency distribution of res, and
+// of the others beside it, to path.
+func WriteSVGFile(path string, res *Result, others ...*Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	title := fmt.Sprintf("%s: %d subscribers on %d topic(s)", res.Scenario, res.Subscribers, res.Topics)
+	series := []Series{{Name: res.Protocol, Hist: res.Histogram}}
+	for _, o := range others {
+		series = append(series, Series{Name: o.Protocol + " (" + o.Started.Format("15:04") + ")", Hist: o.Histogram})
+	}
+	if err := WriteSVG(f, title, series); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}

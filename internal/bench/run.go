@@ -1,0 +1,554 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Result is what a run measured. Durations are in milliseconds, CPU time
+// per delivery in microseconds, memory in bytes.
+type Result struct {
+	Scenario    string    `json:"scenario"`
+	Protocol    string    `json:"protocol"`
+	Server      string    `json:"server"`
+	Started     time.Time `json:"started"`
+	ElapsedMS   float64   `json:"elapsed_ms"`
+	LoadBefore  string    `json:"load_average_before"`
+	LoadAfter   string    `json:"load_average_after"`
+	Subscribers int       `json:"subscribers"`
+	Topics      int       `json:"topics"`
+	Publishers  int       `json:"publishers,omitempty"`
+	Messages    int       `json:"messages,omitempty"`
+	Rate        float64   `json:"rate,omitempty"`
+	Size        int       `json:"size"`
+	Workers     int       `json:"workers"`
+	SourceAddrs int       `json:"source_addrs"`
+	ServerPID   int       `json:"server_pid,omitempty"`
+
+	// Held is the number of polls the server reported held at once.
+	Held int `json:"held"`
+	// RSSBefore and RSSHeld are the server's resident memory before the
+	// subscribers connected and while they were held (capacity).
+	RSSBefore  int64   `json:"rss_before_bytes,omitempty"`
+	RSSHeld    int64   `json:"rss_held_bytes,omitempty"`
+	RSSPerPoll float64 `json:"rss_per_poll_bytes,omitempty"`
+	RSSAfter   int64   `json:"rss_after_bytes,omitempty"`
+
+	Published       uint64  `json:"published"`
+	PublishErrors   uint64  `json:"publish_errors"`
+	Delivered       uint64  `json:"delivered"`
+	Expected        uint64  `json:"expected"`
+	PublishSeconds  float64 `json:"publish_seconds,omitempty"`
+	WindowSeconds   float64 `json:"window_seconds,omitempty"`
+	PublishedPerSec float64 `json:"published_per_second,omitempty"`
+	DeliveredPerSec float64 `json:"delivered_per_second,omitempty"`
+	// ServerCPU is the server's user+system CPU time over the window from
+	// the first publish to the last delivery; CPUPerDelivery divides it by
+	// Delivered.
+	ServerCPUMS    float64 `json:"server_cpu_ms,omitempty"`
+	CPUPerDelivery float64 `json:"server_cpu_per_delivery_us,omitempty"`
+	// BenchCPUMS is the CPU time of the bench itself and its workers over
+	// the whole run, to tell whether the load generator was the limit.
+	BenchCPUMS float64 `json:"bench_cpu_ms"`
+
+	Latency    Summary    `json:"latency"`
+	Rounds     []Round    `json:"rounds,omitempty"`
+	Lost       uint64     `json:"lost"`
+	Duplicates uint64     `json:"duplicates"`
+	Reordered  uint64     `json:"reordered"`
+	Gaps       uint64     `json:"gaps"`
+	PollErrors uint64     `json:"poll_errors"`
+	FirstError string     `json:"first_error,omitempty"`
+	Histogram  *Histogram `json:"histogram"`
+}
+
+// Round is one fanout round: the time from its publish until every
+// subscriber had it.
+type Round struct {
+	Number      int     `json:"number"`
+	Received    uint64  `json:"received"`
+	AllReceived float64 `json:"all_received_ms"`
+}
+
+// Run runs one scenario against cfg's server. cfg must have passed Check.
+// It is bounded by cfg.Timeout; on an error the partial result, when
+// there is one, comes with it.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	r := &runner{cfg: &cfg, res: &Result{
+		Scenario: cfg.Scenario, Protocol: cfg.Protocol, Server: cfg.Server, Started: time.Now().UTC(),
+		LoadBefore: LoadAverage(), Subscribers: cfg.Subscribers, Topics: cfg.Topics, Size: cfg.Size,
+		Workers: cfg.Workers, SourceAddrs: cfg.SourceAddrs, ServerPID: cfg.ServerPID,
+	}}
+	defer func() {
+		r.res.ElapsedMS = ms(time.Since(r.res.Started))
+		r.res.LoadAfter = LoadAverage()
+	}()
+	var err error
+	r.target, err = newTarget(cfg.Protocol, cfg.Server, cfg.PollTimeout, cfg.Publishers+16)
+	if err != nil {
+		return nil, err
+	}
+	defer r.target.close()
+	if cfg.Spawn != "" {
+		sp, err := spawn(cfg.Spawn)
+		if err != nil {
+			return nil, err
+		}
+		defer sp.stop(10 * time.Second)
+		ready, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err = sp.waitReady(ready, r.target.readyURL())
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		r.pid = sp.pid()
+		r.res.ServerPID = r.pid
+	} else {
+		r.pid = cfg.ServerPID
+	}
+	if err := r.run(ctx); err != nil {
+		return r.res, err
+	}
+	return r.res, nil
+}
+
+type runner struct {
+	cfg       *Config
+	res       *Result
+	target    *target
+	pid       int
+	topics    []string
+	subsOf    []uint64 // subscribers per topic
+	published []uint64 // per topic
+	pool      *pool
+	prog      *progress
+	held      atomic.Int64 // last count the server reported
+	pubErrs   atomic.Uint64
+	firstErr  atomic.Pointer[string]
+	pubMu     sync.Mutex // guards published
+}
+
+func (r *runner) run(ctx context.Context) error {
+	cfg := r.cfg
+	var id [4]byte
+	rand.Read(id[:])
+	runID := hex.EncodeToString(id[:])
+	r.topics = make([]string, cfg.Topics)
+	for i := range r.topics {
+		r.topics[i] = fmt.Sprintf("bench.%s.%d", runID, i)
+	}
+	r.subsOf = make([]uint64, cfg.Topics)
+	for i := range cfg.Subscribers {
+		r.subsOf[i%cfg.Topics]++
+	}
+	r.published = make([]uint64, cfg.Topics)
+
+	if r.pid > 0 {
+		rss, err := ReadRSS(r.pid)
+		if err != nil {
+			return fmt.Errorf("reading the server's memory: %w", err)
+		}
+		r.res.RSSBefore = rss
+	}
+	var err error
+	r.pool, err = startPool(cfg, r.topics)
+	if err != nil {
+		return err
+	}
+	defer r.pool.kill()
+	r.prog = newProgress(cfg.Progress, r.stats)
+	defer r.prog.close()
+
+	if err := r.waitHeld(ctx, "connecting", 0); err != nil {
+		return r.finish(ctx, err)
+	}
+	switch cfg.Scenario {
+	case Capacity:
+		err = r.capacity(ctx)
+	case Fanout:
+		err = r.fanout(ctx)
+	case Throughput:
+		err = r.throughput(ctx)
+	case Burst:
+		err = r.burst(ctx)
+	}
+	return r.finish(ctx, err)
+}
+
+// stats is the progress bar's counters.
+func (r *runner) stats() string {
+	t := r.pool.totals()
+	return fmt.Sprintf("conns %d/%d  held %d  received %d  published %d  errors %d",
+		t.Open, r.cfg.Subscribers, r.held.Load(), t.Received, sum(r.publishedSnapshot()), t.Errors+r.pubErrs.Load())
+}
+
+func (r *runner) publishedSnapshot() []uint64 {
+	r.pubMu.Lock()
+	defer r.pubMu.Unlock()
+	return append([]uint64(nil), r.published...)
+}
+
+func sum(xs []uint64) (s uint64) {
+	for _, x := range xs {
+		s += x
+	}
+	return s
+}
+
+// finish stops the workers and fills the result from what they saw; err
+// is the scenario's own error, returned unless nil.
+func (r *runner) finish(ctx context.Context, err error) error {
+	r.prog.set("stopping", nil)
+	published := r.publishedSnapshot()
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	wr, werr := r.pool.stop(stopCtx, published)
+	res := r.res
+	res.Published = sum(published)
+	res.PublishErrors = r.pubErrs.Load()
+	for i, n := range published {
+		res.Expected += n * r.subsOf[i]
+	}
+	res.Delivered = wr.Received
+	res.Latency = wr.Latency.Summarize()
+	res.Histogram = &wr.Latency
+	res.Lost, res.Duplicates, res.Reordered, res.Gaps = wr.Lost, wr.Duplicates, wr.Reordered, wr.Gaps
+	res.PollErrors = wr.Errors
+	res.FirstError = wr.FirstError
+	if p := r.firstErr.Load(); p != nil && res.FirstError == "" {
+		res.FirstError = *p
+	}
+	if res.WindowSeconds > 0 {
+		res.DeliveredPerSec = math.Round(float64(res.Delivered) / res.WindowSeconds)
+		if res.ServerCPUMS > 0 && res.Delivered > 0 {
+			res.CPUPerDelivery = math.Round(res.ServerCPUMS*1e3/float64(res.Delivered)*100) / 100
+		}
+	}
+	for i := range res.Rounds {
+		st := wr.PerNumber[uint64(res.Rounds[i].Number)]
+		res.Rounds[i].Received = st.Count
+		res.Rounds[i].AllReceived = ms(st.Max)
+	}
+	if r.pid > 0 {
+		if rss, e := ReadRSS(r.pid); e == nil {
+			res.RSSAfter = rss
+		}
+	}
+	res.BenchCPUMS = ms(ownCPU())
+	return errors.Join(err, werr)
+}
+
+// waitHeld waits until the server holds every subscriber's poll, having
+// first waited for the workers' receipts to reach received.
+func (r *runner) waitHeld(ctx context.Context, phase string, received uint64) error {
+	n := int64(r.cfg.Subscribers)
+	r.prog.set(phase, func() float64 {
+		if t := r.pool.totals(); t.Open < n {
+			return float64(t.Open) / float64(n) / 2
+		}
+		return 0.5 + float64(r.held.Load())/float64(n)/2
+	})
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := r.pool.failed(); err != nil {
+			return err
+		}
+		t := r.pool.totals()
+		if t.Open >= n && t.Received >= received && t.Polls >= uint64(n) {
+			held, err := r.serverHeld(ctx)
+			if err != nil {
+				return err
+			}
+			r.held.Store(int64(held))
+			if held >= r.cfg.Subscribers {
+				r.res.Held = max(r.res.Held, held)
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %d of %d polls held when the run's --timeout ended: %w", phase, r.held.Load(), n, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// serverHeld sums the server's waiting count over the topics.
+func (r *runner) serverHeld(ctx context.Context) (int, error) {
+	var (
+		total atomic.Int64
+		wg    sync.WaitGroup
+		errMu sync.Mutex
+		first error
+	)
+	next := atomic.Int64{}
+	for range min(16, len(r.topics)) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= len(r.topics) {
+					return
+				}
+				n, err := r.target.waiting(ctx, r.topics[i])
+				if err != nil {
+					errMu.Lock()
+					if first == nil {
+						first = err
+					}
+					errMu.Unlock()
+					return
+				}
+				total.Add(int64(n))
+			}
+		})
+	}
+	wg.Wait()
+	if first != nil && ctx.Err() == nil {
+		return 0, fmt.Errorf("counting held polls: %w", first)
+	}
+	return int(total.Load()), nil
+}
+
+func (r *runner) capacity(ctx context.Context) error {
+	d := r.cfg.Duration
+	start := time.Now()
+	r.prog.set("holding", func() float64 { return float64(time.Since(start)) / float64(d) })
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+	}
+	held, err := r.serverHeld(ctx)
+	if err != nil {
+		return err
+	}
+	r.held.Store(int64(held))
+	r.res.Held = held
+	if r.pid > 0 {
+		rss, err := ReadRSS(r.pid)
+		if err != nil {
+			return fmt.Errorf("reading the server's memory: %w", err)
+		}
+		r.res.RSSHeld = rss
+		if held > 0 {
+			r.res.RSSPerPoll = math.Round(float64(rss-r.res.RSSBefore) / float64(held))
+		}
+	}
+	return nil
+}
+
+// publishOne publishes message number n of topic i.
+func (r *runner) publishOne(ctx context.Context, i int, pad string) error {
+	r.pubMu.Lock()
+	r.published[i]++
+	n := r.published[i]
+	r.pubMu.Unlock()
+	err := r.target.publish(ctx, r.topics[i], encodePayload(n, time.Now(), pad))
+	if err != nil && ctx.Err() == nil {
+		r.pubErrs.Add(1)
+		s := err.Error()
+		r.firstErr.CompareAndSwap(nil, &s)
+	}
+	return err
+}
+
+// window measures the server's CPU time and the wall time from its start
+// to its end.
+type window struct {
+	r     *runner
+	start time.Time
+	cpu   time.Duration
+}
+
+func (r *runner) startWindow() (*window, error) {
+	w := &window{r: r, start: time.Now()}
+	if r.pid > 0 {
+		c, err := ReadCPU(r.pid)
+		if err != nil {
+			return nil, fmt.Errorf("reading the server's CPU time: %w", err)
+		}
+		w.cpu = c
+	}
+	return w, nil
+}
+
+func (w *window) end() {
+	res := w.r.res
+	res.WindowSeconds = time.Since(w.start).Seconds()
+	if w.r.pid > 0 {
+		if c, err := ReadCPU(w.r.pid); err == nil {
+			res.ServerCPUMS = ms(c - w.cpu)
+		}
+	}
+}
+
+// drain waits until the subscribers have received every message published,
+// no receipt has come for quiet, or ctx ends.
+func (r *runner) drain(ctx context.Context, quiet time.Duration) {
+	want := uint64(0)
+	for i, n := range r.publishedSnapshot() {
+		want += n * r.subsOf[i]
+	}
+	r.prog.set("receiving", func() float64 { return float64(r.pool.totals().Received) / float64(max(want, 1)) })
+	last, lastAt := r.pool.totals().Received, time.Now()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		got := r.pool.totals().Received
+		if got >= want || r.pool.failed() != nil {
+			return
+		}
+		if got != last {
+			last, lastAt = got, time.Now()
+		} else if time.Since(lastAt) > quiet {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (r *runner) fanout(ctx context.Context) error {
+	pad := strings.Repeat("x", r.cfg.Size)
+	w, err := r.startWindow()
+	if err != nil {
+		return err
+	}
+	var publishTime time.Duration
+	for round := 1; round <= r.cfg.Messages; round++ {
+		if round > 1 {
+			if err := r.waitHeld(ctx, fmt.Sprintf("round %d: re-polling", round), uint64(round-1)*uint64(r.cfg.Subscribers)); err != nil {
+				return err
+			}
+		}
+		r.prog.set(fmt.Sprintf("round %d/%d", round, r.cfg.Messages), nil)
+		t0 := time.Now()
+		for i := range r.topics {
+			if err := r.publishOne(ctx, i, pad); err != nil {
+				return fmt.Errorf("round %d: %w", round, err)
+			}
+		}
+		publishTime += time.Since(t0)
+		r.res.Rounds = append(r.res.Rounds, Round{Number: round})
+		r.drain(ctx, 10*time.Second)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	w.end()
+	r.res.PublishSeconds = publishTime.Seconds()
+	return nil
+}
+
+func (r *runner) burst(ctx context.Context) error {
+	pad := strings.Repeat("x", r.cfg.Size)
+	w, err := r.startWindow()
+	if err != nil {
+		return err
+	}
+	r.prog.set("publishing the burst", func() float64 {
+		return float64(sum(r.publishedSnapshot())) / float64(r.cfg.Messages*len(r.topics))
+	})
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, len(r.topics))
+	sem := make(chan struct{}, r.cfg.Publishers)
+	for i := range r.topics {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			for range r.cfg.Messages {
+				if err := r.publishOne(ctx, i, pad); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r.setPublishRate(time.Since(t0))
+	r.drain(ctx, 10*time.Second)
+	w.end()
+	return errors.Join(errs...)
+}
+
+func (r *runner) setPublishRate(d time.Duration) {
+	r.res.PublishSeconds = d.Seconds()
+	r.res.PublishedPerSec = math.Round(float64(sum(r.publishedSnapshot())) / d.Seconds())
+}
+
+func (r *runner) throughput(ctx context.Context) error {
+	cfg := r.cfg
+	pad := strings.Repeat("x", cfg.Size)
+	r.res.Publishers, r.res.Rate, r.res.Messages = cfg.Publishers, cfg.Rate, cfg.Messages
+	w, err := r.startWindow()
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	end := start.Add(cfg.Duration)
+	r.prog.set("publishing", func() float64 { return float64(time.Since(start)) / float64(cfg.Duration) })
+	pctx, cancel := context.WithDeadline(ctx, end)
+	defer cancel()
+	var sent atomic.Int64
+	var wg sync.WaitGroup
+	for p := range cfg.Publishers {
+		wg.Go(func() {
+			var mine []int
+			for i := p; i < len(r.topics); i += cfg.Publishers {
+				mine = append(mine, i)
+			}
+			var every time.Duration
+			if cfg.Rate > 0 {
+				every = time.Duration(float64(time.Second) * float64(cfg.Publishers) / cfg.Rate)
+			}
+			next := start.Add(every * time.Duration(p) / time.Duration(cfg.Publishers))
+			for k := 0; ; k++ {
+				if cfg.Messages > 0 && sent.Add(1) > int64(cfg.Messages) {
+					return
+				}
+				if every > 0 {
+					if d := time.Until(next); d > 0 {
+						select {
+						case <-pctx.Done():
+							return
+						case <-time.After(d):
+						}
+					}
+					next = next.Add(every)
+				}
+				if pctx.Err() != nil {
+					return
+				}
+				// The run's ctx, not pctx: a publish under way when the
+				// time is up completes, so that it is not counted lost.
+				if err := r.publishOne(ctx, mine[k%len(mine)], pad); err != nil {
+					select { // do not spin on a failing server
+					case <-pctx.Done():
+						return
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	r.setPublishRate(time.Since(start))
+	r.drain(ctx, 5*time.Second)
+	w.end()
+	return nil
+}

@@ -1,0 +1,375 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longpoll/longpoll/internal/sysx"
+)
+
+// WorkerEnv is set to "1" in the environment of the worker processes the
+// bench starts: a binary that finds it set must call Worker instead of
+// doing its usual work. The longpoll binary does so in `longpoll bench`;
+// a test binary does so in TestMain.
+const WorkerEnv = "LONGPOLL_BENCH_WORKER"
+
+// IsWorker reports whether this process was started as a bench worker.
+func IsWorker() bool { return os.Getenv(WorkerEnv) == "1" }
+
+// job is what a worker is told to do, the first line on its stdin:
+// subscribers First to First+Count-1 of the run, subscriber i on topic
+// Topics[i%len(Topics)] from source address SourceAddrs[i%len].
+type job struct {
+	Protocol    string        `json:"protocol"`
+	Server      string        `json:"server"`
+	Topics      []string      `json:"topics"`
+	First       int           `json:"first"`
+	Count       int           `json:"count"`
+	SourceAddrs []string      `json:"source_addrs"`
+	Hold        time.Duration `json:"hold"`
+	// PerNumber asks for the count and latest receipt of each message
+	// number (fanout rounds).
+	PerNumber bool `json:"per_number"`
+}
+
+// stopMsg ends a worker's job, the second line on its stdin; it tells how
+// many messages were published to each topic, for counting losses.
+type stopMsg struct {
+	Published []uint64 `json:"published"`
+}
+
+// event is one line a worker writes on its stdout.
+type event struct {
+	Kind     string        `json:"k"` // "p": progress; "r": result
+	Open     int64         `json:"open"`
+	Polls    uint64        `json:"polls"`
+	Received uint64        `json:"received"`
+	Errors   uint64        `json:"errors"`
+	Result   *workerResult `json:"result,omitempty"`
+}
+
+// workerResult is what a worker's subscribers saw.
+type workerResult struct {
+	Latency    Histogram             `json:"latency"`
+	Received   uint64                `json:"received"`
+	Duplicates uint64                `json:"duplicates"`
+	Reordered  uint64                `json:"reordered"`
+	Lost       uint64                `json:"lost"`
+	Gaps       uint64                `json:"gaps"`
+	Errors     uint64                `json:"errors"`
+	FirstError string                `json:"first_error,omitempty"`
+	PerNumber  map[uint64]numberStat `json:"per_number,omitempty"`
+}
+
+// numberStat is how many subscribers received one message number, and the
+// longest publish-to-receive latency among them.
+type numberStat struct {
+	Count uint64        `json:"count"`
+	Max   time.Duration `json:"max"`
+}
+
+func (r *workerResult) merge(o *workerResult) {
+	r.Latency.Merge(&o.Latency)
+	r.Received += o.Received
+	r.Duplicates += o.Duplicates
+	r.Reordered += o.Reordered
+	r.Lost += o.Lost
+	r.Gaps += o.Gaps
+	r.Errors += o.Errors
+	if r.FirstError == "" {
+		r.FirstError = o.FirstError
+	}
+	for n, s := range o.PerNumber {
+		if r.PerNumber == nil {
+			r.PerNumber = make(map[uint64]numberStat)
+		}
+		c := r.PerNumber[n]
+		c.Count += s.Count
+		c.Max = max(c.Max, s.Max)
+		r.PerNumber[n] = c
+	}
+}
+
+// Worker runs a worker's job: it reads the job from in, runs its
+// subscribers while writing progress to out every 100 ms, and on the stop
+// line (or the end of in, or ctx) stops them and writes its result. It
+// returns the process exit code.
+func Worker(ctx context.Context, in io.Reader, out io.Writer) int {
+	sysx.RaiseOpenFiles()
+	dec := json.NewDecoder(in)
+	var j job
+	if err := dec.Decode(&j); err != nil {
+		fmt.Fprintln(os.Stderr, "bench worker: reading the job:", err)
+		return 1
+	}
+	ws, err := newWorkerSet(&j)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench worker:", err)
+		return 1
+	}
+	defer ws.target.close()
+	enc := json.NewEncoder(out)
+	var encMu sync.Mutex
+	emit := func(e *event) error {
+		encMu.Lock()
+		defer encMu.Unlock()
+		return enc.Encode(e)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	for i := range ws.subs {
+		wg.Go(func() { ws.subs[i].run(ctx) })
+	}
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if emit(ws.progress()) != nil {
+					cancel() // the parent is gone
+				}
+			}
+		}
+	}()
+	stopc := make(chan stopMsg, 1)
+	go func() {
+		var s stopMsg
+		dec.Decode(&s) // the end of in stops the job too
+		stopc <- s
+	}()
+	var stop stopMsg
+	select {
+	case stop = <-stopc:
+	case <-ctx.Done():
+	}
+	cancel()
+	wg.Wait()
+	<-progressDone
+	r := ws.result(stop.Published)
+	e := ws.progress()
+	e.Kind, e.Result = "r", r
+	if err := emit(e); err != nil {
+		fmt.Fprintln(os.Stderr, "bench worker: writing the result:", err)
+		return 1
+	}
+	return 0
+}
+
+// workerSet is one worker's subscribers and what they share.
+type workerSet struct {
+	job    *job
+	target *target
+	dialer []*net.Dialer // one per source address
+	dials  chan struct{} // bounds connection attempts in flight
+	subs   []subscriber
+
+	open, polls, received, errors atomic.Uint64
+
+	mu        sync.Mutex
+	latency   Histogram
+	perNumber map[uint64]numberStat
+	gaps      uint64
+	firstErr  string
+}
+
+func newWorkerSet(j *job) (*workerSet, error) {
+	t, err := newTarget(j.Protocol, j.Server, j.Hold, 1)
+	if err != nil {
+		return nil, err
+	}
+	ws := &workerSet{job: j, target: t, dials: make(chan struct{}, 64)}
+	if j.PerNumber {
+		ws.perNumber = make(map[uint64]numberStat)
+	}
+	for _, a := range j.SourceAddrs {
+		ip := net.ParseIP(a)
+		if ip == nil {
+			return nil, fmt.Errorf("bad source address %q", a)
+		}
+		ws.dialer = append(ws.dialer, &net.Dialer{LocalAddr: &net.TCPAddr{IP: ip}, Timeout: 10 * time.Second})
+	}
+	if len(ws.dialer) == 0 {
+		ws.dialer = []*net.Dialer{{Timeout: 10 * time.Second}}
+	}
+	ws.subs = make([]subscriber, j.Count)
+	for k := range ws.subs {
+		i := j.First + k
+		ws.subs[k] = subscriber{ws: ws, topicIdx: i % len(j.Topics), dialer: ws.dialer[i%len(ws.dialer)]}
+	}
+	return ws, nil
+}
+
+func (ws *workerSet) progress() *event {
+	return &event{Kind: "p", Open: int64(ws.open.Load()), Polls: ws.polls.Load(), Received: ws.received.Load(), Errors: ws.errors.Load()}
+}
+
+func (ws *workerSet) fail(err error) {
+	ws.errors.Add(1)
+	ws.mu.Lock()
+	if ws.firstErr == "" {
+		ws.firstErr = err.Error()
+	}
+	ws.mu.Unlock()
+}
+
+func (ws *workerSet) result(published []uint64) *workerResult {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	r := &workerResult{Latency: ws.latency, Received: ws.received.Load(), Gaps: ws.gaps, Errors: ws.errors.Load(), FirstError: ws.firstErr, PerNumber: ws.perNumber}
+	for i := range ws.subs {
+		s := &ws.subs[i]
+		r.Duplicates += s.seq.Duplicates
+		r.Reordered += s.seq.Reordered
+		if s.topicIdx < len(published) {
+			r.Lost += s.seq.Lost(published[s.topicIdx])
+		}
+	}
+	return r
+}
+
+// subscriber is one connection polling one topic again and again.
+type subscriber struct {
+	ws       *workerSet
+	topicIdx int
+	dialer   *net.Dialer
+	st       subState
+	seq      Sequence
+}
+
+func (s *subscriber) run(ctx context.Context) {
+	ws := s.ws
+	topic := ws.job.Topics[s.topicIdx]
+	var (
+		conn    net.Conn
+		br      *bufio.Reader
+		req     []byte
+		backoff time.Duration
+		rep     reply
+		ps      []payload
+	)
+	var connMu sync.Mutex
+	stop := context.AfterFunc(ctx, func() {
+		connMu.Lock()
+		if conn != nil {
+			conn.Close()
+		}
+		connMu.Unlock()
+	})
+	defer stop()
+	closeConn := func() {
+		connMu.Lock()
+		if conn != nil {
+			conn.Close()
+			conn = nil
+			ws.open.Add(^uint64(0))
+		}
+		connMu.Unlock()
+	}
+	defer closeConn()
+	for ctx.Err() == nil {
+		if backoff > 0 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+		}
+		if conn == nil {
+			select {
+			case ws.dials <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			c, err := s.dialer.DialContext(ctx, "tcp", ws.target.base.Host)
+			<-ws.dials
+			if err != nil {
+				if ctx.Err() == nil {
+					ws.fail(fmt.Errorf("connecting: %w", err))
+				}
+				backoff = nextBackoff(backoff)
+				continue
+			}
+			connMu.Lock()
+			conn = c
+			connMu.Unlock()
+			ws.open.Add(1)
+			if ctx.Err() != nil { // cancelled while connecting
+				return
+			}
+			br = bufio.NewReaderSize(c, 4096)
+		}
+		req = ws.target.pollRequest(req[:0], topic, &s.st)
+		conn.SetDeadline(time.Now().Add(ws.target.hold + 30*time.Second))
+		ws.polls.Add(1)
+		err := roundTrip(conn, br, req, &rep)
+		if err != nil {
+			closeConn()
+			if ctx.Err() == nil {
+				ws.fail(fmt.Errorf("polling: %w", err))
+				backoff = nextBackoff(backoff)
+			}
+			continue
+		}
+		now := time.Now()
+		if rep.close {
+			closeConn()
+		}
+		var gaps int
+		ps, gaps, err = ws.target.parseReply(&rep, &s.st, ps)
+		if err != nil {
+			ws.fail(err)
+			backoff = nextBackoff(max(backoff, 250*time.Millisecond))
+			continue
+		}
+		backoff = 0
+		if len(ps) == 0 && gaps == 0 {
+			continue
+		}
+		ws.received.Add(uint64(len(ps)))
+		ws.mu.Lock()
+		ws.gaps += uint64(gaps)
+		for _, p := range ps {
+			lat := now.Sub(time.Unix(0, p.T))
+			ws.latency.Record(lat)
+			if ws.perNumber != nil {
+				c := ws.perNumber[p.N]
+				c.Count++
+				c.Max = max(c.Max, lat)
+				ws.perNumber[p.N] = c
+			}
+		}
+		ws.mu.Unlock()
+		for _, p := range ps {
+			s.seq.Observe(p.N)
+		}
+	}
+}
+
+// roundTrip writes one request and reads its reply in full.
+func roundTrip(conn net.Conn, br *bufio.Reader, req []byte, rep *reply) error {
+	if _, err := conn.Write(req); err != nil {
+		return err
+	}
+	return readReply(br, rep)
+}
+
+func nextBackoff(d time.Duration) time.Duration {
+	return min(max(2*d, 50*time.Millisecond), 2*time.Second)
+}
+
+var errWorkerExited = errors.New("bench worker exited without a result")

@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/longpoll/longpoll/internal/bench"
+)
+
+const benchDoc = `Measure a running server over HTTP, longpoll's own or Nchan (--protocol
+nchan, see bench/nchan/nginx.conf), with one of four scenarios:
+
+  capacity    hold --subscribers idle polls; report the server's RSS per
+              held poll (needs --server-pid or --spawn)
+  fanout      --messages rounds of one message to --subscribers on
+              --topics; latency p50/p90/p99/max and the time until all
+              received each round
+  throughput  --publishers publish over --topics at --rate for --duration;
+              published/s, delivered/s, latency and server CPU time per
+              delivered message
+  burst       --messages numbered messages back to back per topic while
+              subscribers re-poll; counts losses, duplicates, reordering
+
+Subscribers run in --workers worker processes (this binary again) and
+connect from --source-addrs loopback addresses, so a run is not bounded by
+one process's open-file limit or one address's ports. Every run ends within
+--timeout. A progress bar goes to stderr, a table to stdout; --json and
+--svg write the figures and a chart of the latency distribution.
+
+Example, the server pinned to CPU 0 and the load to CPU 1:
+
+  taskset -c 1 longpoll bench --scenario fanout --subscribers 10000 \
+    --spawn 'taskset -c 0 longpoll serve --addr 127.0.0.1:8080 --log-level warn' \
+    --server http://127.0.0.1:8080 --json fanout.json --svg fanout.svg`
+
+func runBench(ctx context.Context, args []string, io IO) int {
+	if bench.IsWorker() {
+		return bench.Worker(ctx, io.Stdin, io.Stdout)
+	}
+	var c bench.Config
+	var jsonFile, svgFile, compare string
+	var quiet bool
+	fs := newFlagSet("bench", "", io)
+	fs.StringVar(&c.Scenario, "scenario", bench.Fanout, "capacity, fanout, throughput or burst")
+	fs.StringVar(&c.Protocol, "protocol", bench.ProtocolLongpoll, "longpoll or nchan")
+	fs.StringVar(&c.Server, "server", "http://127.0.0.1:8080", "base URL of the server")
+	fs.IntVar(&c.Subscribers, "subscribers", 1000, "subscriber connections in all")
+	fs.IntVar(&c.Topics, "topics", 0, "topics the subscribers spread over (0: 1; throughput: subscribers/10)")
+	fs.IntVar(&c.Publishers, "publishers", 0, "concurrent publishers (0: min(topics, 8))")
+	fs.IntVar(&c.Messages, "messages", 0, "fanout: rounds (0: 5); burst: messages per topic (0: 500); throughput: most messages (0: no cap)")
+	fs.Float64Var(&c.Rate, "rate", 0, "throughput: messages per second in all (0: as fast as replies come)")
+	fs.IntVar(&c.Size, "size", 0, "bytes of padding in each message")
+	fs.DurationVar(&c.Duration, "duration", 0, "throughput: publishing time (0: 10s); capacity: holding time (0: 5s)")
+	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (0: 2m)")
+	fs.DurationVar(&c.PollTimeout, "poll-timeout", 0, "hold each poll asks for (0: 50s; Nchan's is set in its config)")
+	fs.IntVar(&c.Workers, "workers", 0, fmt.Sprintf("worker processes (0: one per %d subscribers)", bench.ConnsPerWorker))
+	fs.IntVar(&c.SourceAddrs, "source-addrs", 0, fmt.Sprintf("loopback source addresses 127.0.0.1 to .N (0: one per %d subscribers on a loopback server, else none)", bench.ConnsPerSourceAddr))
+	fs.IntVar(&c.ServerPID, "server-pid", 0, "pid of the server, to read its RSS and CPU time from /proc")
+	fs.StringVar(&c.Spawn, "spawn", "", `command (run with /bin/sh -c) that starts the server; the bench measures it and stops it; the word "longpoll" names this binary`)
+	fs.StringVar(&jsonFile, "json", "", "file to write the result to, as JSON")
+	fs.StringVar(&svgFile, "svg", "", "file to write a chart of the latency distribution to, as SVG")
+	fs.StringVar(&compare, "compare", "", "a --json file of an earlier run to draw beside this one in --svg")
+	fs.BoolVar(&quiet, "quiet", false, "no progress bar")
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		fmt.Fprintf(io.Stderr, "\n%s\n", benchDoc)
+	}
+	pos, code, ok := parseArgs(fs, args, nil, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(io, "bench", "unexpected argument %q", pos[0])
+	}
+	if err := c.Check(); err != nil {
+		return usageError(io, "bench", "%v", err)
+	}
+	var others []*bench.Result
+	if compare != "" {
+		if svgFile == "" {
+			return usageError(io, "bench", "--compare draws into --svg: give both")
+		}
+		o, err := bench.ReadJSONFile(compare)
+		if err != nil {
+			return usageError(io, "bench", "--compare: %v", err)
+		}
+		others = append(others, o)
+	}
+	if !quiet {
+		c.Progress = io.Stderr
+	}
+	res, err := bench.Run(ctx, c)
+	if res != nil {
+		bench.WriteTable(io.Stdout, res)
+		if jsonFile != "" {
+			if werr := bench.WriteJSONFile(jsonFile, res); werr != nil {
+				fmt.Fprintf(io.Stderr, "longpoll bench: %v\n", werr)
+				return ExitError
+			}
+		}
+		if svgFile != "" {
+			if werr := bench.WriteSVGFile(svgFile, res, others...); werr != nil {
+				fmt.Fprintf(io.Stderr, "longpoll bench: %v\n", werr)
+				return ExitError
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "longpoll bench: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}

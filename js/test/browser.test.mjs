@@ -1,0 +1,285 @@
+// The demo, the dashboard and the client in a real browser: Debian's
+// chromium driven by playwright-core (node --test). $CHROMIUM_PATH names
+// the browser (default /usr/bin/chromium); screenshots go to
+// $LONGPOLL_ARTIFACTS (default js/test-artifacts).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { startServer, publishMany, publishRaw, topicInfo, until, jwt, tempDir } from "./server.mjs";
+
+const artifacts = process.env.LONGPOLL_ARTIFACTS || join(dirname(fileURLToPath(import.meta.url)), "..", "test-artifacts");
+mkdirSync(artifacts, { recursive: true });
+const shot = (page, name) => page.screenshot({ path: join(artifacts, name + ".png"), fullPage: false });
+
+let browser;
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+    headless: true,
+    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+      "--disable-component-update", "--disable-sync"],
+  });
+});
+after(async () => { await browser?.close(); });
+
+async function newPage(ctx, viewport = { width: 1100, height: 760 }) {
+  const page = await (ctx ?? (await browser.newContext({ viewport }))).newPage();
+  const errors = [];
+  page.on("pageerror", (e) => errors.push(e));
+  page.errors = errors;
+  return page;
+}
+
+const seqsOf = (page) => page.$$eval("#messages li[data-seq]", (els) => els.map((e) => Number(e.dataset.seq)));
+const gapsOf = (page) => page.$$eval("#messages li.gap", (els) => els.length);
+const range = (a, b) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+async function waitSeqs(page, want, what) {
+  try {
+    await until(async () => JSON.stringify(await seqsOf(page)) === JSON.stringify(want), what, 20000);
+  } catch (e) {
+    throw new Error(`${e.message}: page shows ${JSON.stringify(await seqsOf(page))}, want ${JSON.stringify(want)}`);
+  }
+}
+
+const waitStatus = (page, state, role) =>
+  page.waitForSelector(`#status[data-state="${state}"]${role ? `[data-role="${role}"]` : ""}`, { timeout: 20000 });
+
+async function send(page, text) {
+  await page.fill("#text", text);
+  await page.press("#text", "Enter");
+}
+
+test("demo: two pages chat; a server restart shows reconnecting, then both catch up without loss or gap", async () => {
+  const dir = tempDir();
+  const args = ["--store", "disk", "--data-dir", dir];
+  let srv = await startServer(args);
+  const a = await newPage(), b = await newPage(); // two browsers' worth: separate contexts
+  try {
+    await a.goto(srv.url + "/?topic=room1");
+    await b.goto(srv.url + "/?topic=room1");
+    await waitStatus(a, "live");
+    await waitStatus(b, "live");
+    await send(a, "hello from A");
+    await waitSeqs(b, [1], "B sees A's message");
+    await send(b, "hi from B, a reply that is long enough to wrap on a phone screen and still look tidy");
+    await waitSeqs(a, [1, 2], "A sees B's reply");
+    await waitSeqs(b, [1, 2], "B sees its reply");
+    await shot(a, "demo-desktop");
+
+    await srv.stop("SIGTERM");
+    for (const p of [a, b]) {
+      await p.waitForFunction(() => /reconnecting in \d+ s/.test(document.getElementById("status").textContent), null, { timeout: 10000 });
+    }
+    await send(b, "sent while the server was down");
+    await shot(a, "demo-reconnecting");
+    srv = await startServer(args, srv.addr);
+    await publishRaw(srv.url, "room1", { name: "node", text: "published after the restart" });
+    await waitSeqs(a, [1, 2, 3, 4], "A catches up");
+    await waitSeqs(b, [1, 2, 3, 4], "B catches up");
+    assert.equal(await gapsOf(a), 0, "the disk store keeps the log: no gap");
+    assert.equal(await gapsOf(b), 0);
+    await waitStatus(a, "live");
+    const texts = await a.$$eval("#messages li .text", (els) => els.map((e) => e.textContent));
+    assert.ok(texts.includes("sent while the server was down") && texts.includes("published after the restart"), texts.join("|"));
+    await shot(a, "demo-after-restart");
+    assert.deepEqual([...a.errors, ...b.errors], []);
+  } finally {
+    await a.context().close();
+    await b.context().close();
+    await srv.stop();
+  }
+});
+
+test("tab sharing: two tabs hold one poll; closing the leader loses nothing; hidden tabs pause", async () => {
+  const srv = await startServer([]);
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+  try {
+    const p1 = await newPage(ctx);
+    await p1.goto(srv.url + "/?topic=shared");
+    await waitStatus(p1, "live", "leader");
+    const p2 = await newPage(ctx);
+    await p2.goto(srv.url + "/?topic=shared");
+    await waitStatus(p2, "live", "follower");
+    await until(async () => (await topicInfo(srv.url, "shared")).waiting === 1, "one held poll");
+    await new Promise((r) => setTimeout(r, 600)); // and it stays one
+    assert.equal((await topicInfo(srv.url, "shared")).waiting, 1, "two tabs, one poll");
+
+    await publishMany(srv.url, "shared", range(1, 5).map((n) => ({ name: "node", text: "m" + n })));
+    await waitSeqs(p1, range(1, 5), "leader shows 1..5");
+    await waitSeqs(p2, range(1, 5), "follower shows 1..5");
+    await shot(p2, "share-follower");
+
+    await p1.close(); // the leader goes; its lock goes with it
+    await publishMany(srv.url, "shared", range(6, 10).map((n) => ({ name: "node", text: "m" + n })));
+    await waitSeqs(p2, range(1, 10), "the new leader shows 1..10 once each");
+    await waitStatus(p2, "live", "leader");
+    await until(async () => (await topicInfo(srv.url, "shared")).waiting === 1, "the new leader's poll");
+
+    // Every tab hidden: no poll; visible again: the messages meanwhile arrive.
+    const setHidden = (hidden) => p2.evaluate((h) => {
+      Object.defineProperty(document, "visibilityState", { configurable: true, get: () => (h ? "hidden" : "visible") });
+      document.dispatchEvent(new Event("visibilitychange"));
+    }, hidden);
+    await setHidden(true);
+    await waitStatus(p2, "paused");
+    await until(async () => (await topicInfo(srv.url, "shared")).waiting === 0, "no poll while hidden");
+    await publishRaw(srv.url, "shared", { name: "node", text: "while hidden" });
+    await setHidden(false);
+    await waitSeqs(p2, range(1, 11), "the message sent while hidden");
+    await waitStatus(p2, "live", "leader");
+    assert.deepEqual(p2.errors, []);
+  } finally {
+    await ctx.close();
+    await srv.stop();
+  }
+});
+
+test("a reloaded page resumes from its stored cursor", async () => {
+  const srv = await startServer([]);
+  const page = await newPage();
+  try {
+    await page.goto(srv.url + "/?topic=reload");
+    await waitStatus(page, "live");
+    await publishMany(srv.url, "reload", range(1, 3));
+    await waitSeqs(page, range(1, 3), "1..3");
+    const polls = [];
+    page.on("request", (r) => { if (r.url().includes("/v1/poll")) polls.push(new URL(r.url()).searchParams); });
+    await Promise.all([page.reload(), publishMany(srv.url, "reload", range(4, 6))]);
+    await waitSeqs(page, range(1, 6), "1..6 once each after the reload");
+    assert.ok(polls[0]?.get("cursor"), "the reloaded page's first poll carries the stored cursor");
+    await publishMany(srv.url, "reload", [7]);
+    await waitSeqs(page, range(1, 7), "live again");
+  } finally {
+    await page.context().close();
+    await srv.stop();
+  }
+});
+
+test("dashboard: the numbers move under load; phone and laptop screens", async () => {
+  const srv = await startServer(["--stats-interval", "500ms"]);
+  const page = await newPage();
+  const phone = await newPage(null, { width: 390, height: 844 });
+  try {
+    await page.goto(srv.url + "/dashboard");
+    await waitStatus(page, "live");
+    const raw = (m) => page.$eval(`[data-metric="${m}"] .value`, (e) => e.dataset.raw);
+    await until(async () => (await raw("pub")) === "0", "an idle publish rate of 0");
+    // Load: a subscriber and batches of publishes for about two seconds.
+    const ac = new AbortController();
+    const reader = fetch(srv.url + "/v1/poll?topic=load&timeout=10", { signal: ac.signal }).catch(() => {});
+    for (let i = 0; i < 10; i++) {
+      await publishMany(srv.url, "load", range(1, 50));
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    await until(async () => Number(await raw("pub")) > 0, "a publish rate above 0");
+    await until(async () => (await page.$eval('[data-metric="pub"] .sub', (e) => e.textContent)).startsWith("500 "), "500 published");
+    await until(async () => Number(await raw("held")) >= 0 && (await page.$eval('[data-metric="del"] .sub', (e) => e.textContent)) !== "0 messages in all", "deliveries");
+    await shot(page, "dashboard-desktop");
+    ac.abort();
+    await reader;
+    await phone.goto(srv.url + "/dashboard");
+    await waitStatus(phone, "live");
+    await phone.waitForSelector('[data-metric="pub"] .value[data-raw]:not([data-raw=""])');
+    await shot(phone, "dashboard-phone");
+    await phone.goto(srv.url + "/?topic=load");
+    await phone.waitForSelector("#messages li[data-seq]");
+    await shot(phone, "demo-phone");
+    assert.deepEqual([...page.errors, ...phone.errors], []);
+  } finally {
+    await page.context().close();
+    await phone.context().close();
+    await srv.stop();
+  }
+});
+
+test("close() leaves no timer, listener, BroadcastChannel or lock behind", async () => {
+  const srv = await startServer([]);
+  const page = await newPage();
+  try {
+    await page.route(srv.url + "/blank", (r) => r.fulfill({ contentType: "text/html", body: "<!doctype html><title>blank</title>" }));
+    await page.addInitScript(() => {
+      const w = window;
+      const timers = new Set();
+      const st = w.setTimeout.bind(w), ct = w.clearTimeout.bind(w), si = w.setInterval.bind(w), ci = w.clearInterval.bind(w);
+      w.__wait = (ms) => new Promise((r) => st(r, ms));
+      w.setTimeout = (fn, ms, ...a) => { const id = st(() => { timers.delete("t" + id); fn(...a); }, ms); timers.add("t" + id); return id; };
+      w.clearTimeout = (id) => { timers.delete("t" + id); ct(id); };
+      w.setInterval = (fn, ms, ...a) => { const id = si(fn, ms, ...a); timers.add("i" + id); return id; };
+      w.clearInterval = (id) => { timers.delete("i" + id); ci(id); };
+      const listeners = new Set();
+      const add = EventTarget.prototype.addEventListener, rm = EventTarget.prototype.removeEventListener;
+      const name = (t) => (t === w ? "window" : t === document ? "document" : null);
+      EventTarget.prototype.addEventListener = function (type, fn, o) { if (name(this)) listeners.add(name(this) + ":" + type + ":" + (fn.__id ??= Math.random())); return add.call(this, type, fn, o); };
+      EventTarget.prototype.removeEventListener = function (type, fn, o) { if (name(this) && fn) listeners.delete(name(this) + ":" + type + ":" + fn.__id); return rm.call(this, type, fn, o); };
+      const channels = [];
+      const BC = w.BroadcastChannel;
+      w.BroadcastChannel = class extends BC { constructor(n) { super(n); this.open = true; channels.push(this); } close() { this.open = false; super.close(); } };
+      w.__leaks = async () => {
+        const q = await navigator.locks.query();
+        return { timers: [...timers], listeners: [...listeners], channels: channels.filter((c) => c.open).length, made: channels.length, held: q.held.length, pending: q.pending.length };
+      };
+    });
+    await page.goto(srv.url + "/blank");
+    const during = await page.evaluate(async (base) => {
+      const lp = await import(base + "/longpoll.js");
+      const opts = { baseUrl: base, share: true, pauseWhenHidden: true, storage: "session" };
+      // Two subscriptions of the same topics in one page share as two tabs would: a leader and a follower.
+      window.__subs = [lp.subscribe(["cl.a", "cl.b"], () => {}, opts), lp.subscribe(["cl.a", "cl.b"], () => {}, opts)];
+      for (let i = 0; i < 500 && window.__subs[0].status.state !== "live"; i++) await window.__wait(20);
+      return { roles: window.__subs.map((s) => s.status.role), ...(await window.__leaks()) };
+    }, srv.url);
+    assert.deepEqual(during.roles, ["leader", "follower"]);
+    assert.ok(during.channels === 2 && during.held >= 2 && during.pending === 1 && during.listeners.length === 2, JSON.stringify(during));
+    await until(async () => (await topicInfo(srv.url, "cl.a")).waiting === 1, "the leader's poll");
+    const left = await page.evaluate(async () => {
+      window.__subs.forEach((s) => s.close());
+      await Promise.all(window.__subs.map((s) => s.done));
+      await window.__wait(100);
+      return window.__leaks();
+    });
+    assert.deepEqual(left, { timers: [], listeners: [], channels: 0, made: 2, held: 0, pending: 0 });
+    await until(async () => (await topicInfo(srv.url, "cl.a")).waiting === 0, "the poll aborted");
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await page.context().close();
+    await srv.stop();
+  }
+});
+
+test("with --auth jwt: pages work with a token cookie; the dashboard needs the admin grant", async () => {
+  const dir = tempDir();
+  const secret = "browser-test-secret-0123456789abcdef";
+  writeFileSync(join(dir, "secret"), secret);
+  const srv = await startServer(["--auth", "jwt", "--jwt-secret-file", join(dir, "secret")]);
+  const withCookie = async (claims) => {
+    const ctx = await browser.newContext({ viewport: { width: 1100, height: 760 } });
+    await ctx.addCookies([{ name: "longpoll_token", value: jwt(secret, claims), url: srv.url }]);
+    return newPage(ctx);
+  };
+  const admin = await withCookie({ sub: "ops", longpoll: { admin: true } });
+  const user = await withCookie({ sub: "ann", longpoll: { subscribe: ["chat.*"], publish: ["chat.*"] } });
+  const anon = await newPage();
+  try {
+    await admin.goto(srv.url + "/dashboard");
+    await waitStatus(admin, "live");
+    await admin.waitForSelector('[data-metric="held"] .value[data-raw]:not([data-raw=""])');
+    assert.equal((await user.goto(srv.url + "/dashboard")).status(), 403);
+    assert.equal((await anon.goto(srv.url + "/dashboard")).status(), 401);
+
+    await user.goto(srv.url + "/?topic=chat.room1");
+    await waitStatus(user, "live");
+    await send(user, "hello with a token");
+    await waitSeqs(user, [1], "the user's own message");
+    await anon.goto(srv.url + "/?topic=chat.room1");
+    await waitStatus(anon, "closed");
+    assert.match(await anon.textContent("#error"), /401 unauthorized/);
+    await shot(anon, "demo-unauthorized");
+  } finally {
+    for (const p of [admin, user, anon]) await p.context().close();
+    await srv.stop();
+  }
+});

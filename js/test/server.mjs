@@ -1,0 +1,123 @@
+// Test helpers: the longpoll binary, a server process, and small HTTP calls.
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createHmac } from "node:crypto";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repo = join(here, "..", "..");
+
+// Servers still running when this process ends are killed with it, also
+// when it is interrupted.
+const running = new Set();
+process.on("exit", () => { for (const p of running) p.kill("SIGKILL"); });
+for (const sig of ["SIGINT", "SIGTERM"]) process.once(sig, () => process.exit(130));
+
+let built;
+/** The binary: $LONGPOLL_BIN (the Go test builds it), else built once here. */
+export function binary() {
+  if (process.env.LONGPOLL_BIN) return process.env.LONGPOLL_BIN;
+  if (!built) {
+    built = join(mkdtempSync(join(tmpdir(), "longpoll-js-")), "longpoll");
+    execFileSync("go", ["build", "-o", built, "./cmd/longpoll"], { cwd: repo, stdio: "inherit" });
+  }
+  return built;
+}
+
+export function tempDir(prefix = "longpoll-js-") {
+  return mkdtempSync(join(tmpdir(), prefix));
+}
+
+/**
+ * Starts `longpoll serve` on addr (default a free port) and resolves once
+ * its "longpoll listening" line names the address. args default to the
+ * memory store.
+ */
+export function startServer(args = [], addr = "127.0.0.1:0") {
+  const full = ["serve", "--addr", addr, "--shutdown-grace", "3s", ...args];
+  if (!args.includes("--store")) full.push("--store", "memory");
+  const proc = spawn(binary(), full, { stdio: ["ignore", "ignore", "pipe"] });
+  running.add(proc);
+  proc.once("exit", () => running.delete(proc));
+  let stderr = "";
+  let started = false;
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { proc.kill("SIGKILL"); reject(new Error("longpoll serve did not start:\n" + stderr)); }, 20000);
+    proc.stderr.on("data", (b) => {
+      stderr += b;
+      const m = /msg="longpoll listening" addr=(\S+)/.exec(stderr);
+      if (m && !started) {
+        started = true;
+        clearTimeout(timer);
+        const exited = new Promise((r) => proc.once("exit", (code, sig) => r({ code, sig })));
+        resolve({
+          proc, addr: m[1], url: "http://" + m[1], exited,
+          get stderr() { return stderr; },
+          /** Stops the server (SIGTERM: gracefully) and waits for its exit. */
+          async stop(sig = "SIGTERM") {
+            if (proc.exitCode === null && proc.signalCode === null) proc.kill(sig);
+            return exited;
+          },
+        });
+      }
+    });
+    proc.once("exit", (code) => { clearTimeout(timer); if (!started) reject(new Error(`longpoll serve exited ${code}:\n${stderr}`)); });
+  });
+}
+
+export async function publishRaw(url, topic, data, headers = {}) {
+  const res = await fetch(url + "/v1/publish", {
+    method: "POST", headers: { "Content-Type": "application/json", ...headers }, body: JSON.stringify({ topic, data }),
+  });
+  const body = await res.json();
+  if (res.status !== 200) throw new Error(`publish ${res.status}: ${JSON.stringify(body)}`);
+  return body.messages[0];
+}
+
+export async function publishMany(url, topic, datas) {
+  const res = await fetch(url + "/v1/publish", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ messages: datas.map((data) => ({ topic, data })) }),
+  });
+  if (res.status !== 200) throw new Error(`publish ${res.status}: ${await res.text()}`);
+  return (await res.json()).messages;
+}
+
+export async function topicInfo(url, topic, headers = {}) {
+  const res = await fetch(url + "/v1/topics/" + encodeURIComponent(topic), { headers });
+  return res.json();
+}
+
+/** Resolves when cond() is truthy, polling every 20 ms; rejects after ms with what. */
+export async function until(cond, what, ms = 10000) {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await cond();
+    if (v) return v;
+    if (Date.now() > end) throw new Error("timed out waiting for " + what);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const b64 = (o) => Buffer.from(typeof o === "string" ? o : JSON.stringify(o)).toString("base64url");
+
+/** An HS256 JWT over claims, valid for ttl seconds (negative: expired). */
+export function jwt(secret, claims, ttl = 3600) {
+  const now = Math.floor(Date.now() / 1000);
+  const body = b64({ header: undefined, sub: "test", iat: now, exp: now + ttl, ...claims });
+  const head = b64({ alg: "HS256", typ: "JWT" });
+  const sig = createHmac("sha256", secret).update(head + "." + body).digest("base64url");
+  return `${head}.${body}.${sig}`;
+}
+
+/** A StorageLike over a Map. */
+export class MemoryStorage {
+  m = new Map();
+  getItem(k) { return this.m.has(k) ? this.m.get(k) : null; }
+  setItem(k, v) { this.m.set(k, String(v)); }
+  removeItem(k) { this.m.delete(k); }
+}
+
+export { existsSync };
