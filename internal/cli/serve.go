@@ -40,6 +40,7 @@ type serveConfig struct {
 	maxBodySize      int64
 	retryAfter       time.Duration
 	shutdownGrace    time.Duration
+	readHeaderTime   time.Duration
 	logFormat        string
 	logLevel         string
 	tlsCert, tlsKey  string
@@ -61,6 +62,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.Int64Var(&c.maxBodySize, "max-body-size", longpoll.DefaultMaxBodySize, "largest request body, in bytes")
 	fs.DurationVar(&c.retryAfter, "retry-after", longpoll.DefaultRetryAfter, "base delay advised to refused clients (spread 0.5x-1.5x)")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "longest wait for requests in flight at shutdown")
+	fs.DurationVar(&c.readHeaderTime, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (slow senders are cut)")
 	fs.StringVar(&c.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.tlsCert, "tls-cert", "", "TLS certificate file (PEM); with --tls-key serves HTTPS and h2")
@@ -86,6 +88,7 @@ func (c *serveConfig) check() error {
 	pos("max-body-size", c.maxBodySize > 0)
 	pos("retry-after", c.retryAfter > 0)
 	pos("shutdown-grace", c.shutdownGrace > 0)
+	pos("read-header-timeout", c.readHeaderTime > 0)
 	if c.statsInterval < 0 {
 		errs = append(errs, "--stats-interval must not be negative")
 	}
@@ -234,7 +237,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	protocols.SetHTTP1(true)
 	hs := &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: c.readHeaderTime,
 		// Polls extend both deadlines to their hold plus a margin; these
 		// bound everything else, slow senders included.
 		ReadTimeout:    30 * time.Second,
