@@ -151,7 +151,12 @@ func parseTimeout(raw json.RawMessage) (time.Duration, *Error) {
 		return 0, bad
 	}
 	var d time.Duration
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
+	// A bare number is seconds; anything ending in a unit is a duration.
+	if c := s[len(s)-1]; c >= '0' && c <= '9' || c == '.' {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return 0, bad
+		}
 		if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
 			return 0, bad
 		}
