@@ -93,59 +93,55 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 		s.brokerError(w, r, rid, "stat", err)
 		return OutcomeError
 	}
+	var wake <-chan struct{}
 	if d > 0 {
 		wt := s.hub.Register(c.topics)
 		defer s.hub.Unregister(wt)
+		wake = wt.C
 		// Neither net/http's read nor write timeout may cut the hold.
 		rc := http.NewResponseController(w)
 		deadline := time.Now().Add(d + s.cfg.writeMargin)
 		_ = rc.SetWriteDeadline(deadline)
 		_ = rc.SetReadDeadline(deadline)
-		if err := c.collect(ctx, s.broker); err != nil {
-			s.brokerError(w, r, rid, "read", err)
-			return OutcomeError
-		}
-		if c.empty() {
-			timer := time.NewTimer(d)
-			defer timer.Stop()
-		wait:
-			for {
-				select {
-				case <-wt.C:
-					if err := c.collect(ctx, s.broker); err != nil {
-						s.brokerError(w, r, rid, "read", err)
-						return OutcomeError
-					}
-					if !c.empty() {
-						break wait
-					}
-				case <-timer.C:
-					if expires {
-						s.writeError(w, rid, errTokenExpired)
-						return OutcomeError
-					}
-					s.reply(w, &c, true, 0)
-					return OutcomeTimeout
-				case <-ctx.Done():
-					return OutcomeCancelled
-				case <-s.done:
-					s.reply(w, &c, false, spread(s.cfg.retryAfter))
-					return OutcomeShutdown
-				}
-			}
-		}
-	} else {
-		if err := c.collect(ctx, s.broker); err != nil {
-			s.brokerError(w, r, rid, "read", err)
-			return OutcomeError
-		}
-		if c.empty() {
+	}
+	if err := c.collect(ctx, s.broker); err != nil {
+		s.brokerError(w, r, rid, "read", err)
+		return OutcomeError
+	}
+	if c.empty() {
+		if d == 0 {
 			s.reply(w, &c, true, 0)
 			return OutcomeTimeout
 		}
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+	wait:
+		for {
+			select {
+			case <-wake:
+				if err := c.collect(ctx, s.broker); err != nil {
+					s.brokerError(w, r, rid, "read", err)
+					return OutcomeError
+				}
+				if !c.empty() {
+					break wait
+				}
+			case <-timer.C:
+				if expires {
+					s.writeError(w, rid, errTokenExpired)
+					return OutcomeError
+				}
+				s.reply(w, &c, true, 0)
+				return OutcomeTimeout
+			case <-ctx.Done():
+				return OutcomeCancelled
+			case <-s.done:
+				s.reply(w, &c, false, spread(s.cfg.retryAfter))
+				return OutcomeShutdown
+			}
+		}
 	}
-	now := time.Now()
-	s.m.Delivered(now, c.out)
+	s.m.Delivered(time.Now(), c.out)
 	for _, g := range c.gaps {
 		s.m.GapReported(g.Reason)
 	}
