@@ -9,9 +9,13 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/internal/cursor"
+	"github.com/longpoll/longpoll/internal/park"
 )
 
-func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, pr *Principal) {
+// servePoll serves a poll. With a sink (an event-loop transport), a poll
+// that must wait is parked and returned instead of held by this goroutine;
+// nil means the reply is written to w.
+func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, pr *Principal, sink park.Sink) *parked {
 	var (
 		req *pollRequest
 		e   *Error
@@ -23,42 +27,64 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, p
 	}
 	if e != nil {
 		s.writeError(w, rid, e)
-		return
+		return nil
 	}
 	for _, t := range req.topics {
 		if !canSubscribe(pr, t) {
 			s.writeError(w, rid, forbidden(t))
-			return
+			return nil
 		}
 	}
 	if pr != nil && !pr.Expires.IsZero() && !time.Now().Before(pr.Expires) {
 		s.writeError(w, rid, errTokenExpired)
-		return
+		return nil
 	}
 	if !s.enter() {
 		s.writeError(w, rid, &Error{Code: CodeShuttingDown, Message: "server is shutting down; poll another node or retry"})
-		return
+		return nil
 	}
-	defer s.leave()
+	var client string // set when a per-client limit counts this poll
 	if s.cfg.limits != (ClientLimits{}) {
-		client := s.clientID(r, pr)
+		client = s.clientID(r, pr)
 		if ok, retry := s.limit.StartPoll(client); !ok {
+			s.leave()
 			s.writeError(w, rid, &Error{Code: CodeRateLimited, Message: "too many polls from this client; retry later", RetryAfter: retry})
-			return
+			return nil
 		}
-		defer s.limit.EndPoll(client)
 	}
 	if n := s.polls.Add(1); n > int64(s.cfg.maxHeldPolls) {
 		s.polls.Add(-1)
+		if client != "" {
+			s.limit.EndPoll(client)
+		}
+		s.leave()
 		s.writeError(w, rid, &Error{Code: CodeOverloaded, Message: "too many polls held; retry later"})
-		return
+		return nil
 	}
 	s.m.PollsHeld(1)
 	start := time.Now()
-	outcome := s.poll(w, r, rid, req, pr)
+	var outcome PollOutcome
+	if sink != nil {
+		var p *parked
+		if p, outcome = s.pollParked(w, r, rid, req, pr, sink, start, client); p != nil {
+			return p
+		}
+	} else {
+		outcome = s.poll(w, r, rid, req, pr)
+	}
+	s.endPoll(outcome, start, client)
+	return nil
+}
+
+// endPoll accounts for a finished poll.
+func (s *Server) endPoll(outcome PollOutcome, start time.Time, client string) {
 	s.polls.Add(-1)
 	s.m.PollsHeld(-1)
 	s.m.PollEnded(outcome, time.Since(start))
+	if client != "" {
+		s.limit.EndPoll(client)
+	}
+	s.leave()
 }
 
 // hold returns the timeout shortened by a random amount up to 1/16 of it,
@@ -70,19 +96,25 @@ func hold(timeout time.Duration) time.Duration {
 	return timeout
 }
 
-// poll runs one poll: answer at once if messages or gaps are pending, else
-// hold until news, the hold's end, the client leaving or shutdown.
-func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal) PollOutcome {
-	ctx := r.Context()
-	d := hold(req.timeout)
-	// A credential that expires during the hold ends it then, with 401
-	// token_expired: the client's cursor is unchanged, so nothing is lost.
-	expires := false
+// holdFor returns how long a poll that finds nothing waits, and whether
+// that is cut short by its credential's expiry. A credential that expires
+// during the hold ends it then, with 401 token_expired: the client's
+// cursor is unchanged, so nothing is lost.
+func holdFor(req *pollRequest, pr *Principal) (d time.Duration, expires bool) {
+	d = hold(req.timeout)
 	if pr != nil && !pr.Expires.IsZero() {
 		if left := time.Until(pr.Expires); left < d {
 			d, expires = max(left, time.Millisecond), true
 		}
 	}
+	return d, expires
+}
+
+// poll runs one poll: answer at once if messages or gaps are pending, else
+// hold until news, the hold's end, the client leaving or shutdown.
+func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal) PollOutcome {
+	ctx := r.Context()
+	d, expires := holdFor(req, pr)
 	var c collector
 	c.init(req)
 	// The start positions are taken before the registration, and every
@@ -265,7 +297,16 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // reply writes the poll's 200 answer.
 func (s *Server) reply(w http.ResponseWriter, c *collector, timedOut bool, retry time.Duration) {
 	bp := bufPool.Get().(*[]byte)
-	buf := (*bp)[:0]
+	buf := appendReply((*bp)[:0], c, timedOut, retry)
+	writeJSON(w, http.StatusOK, buf)
+	if cap(buf) <= 1<<20 {
+		*bp = buf
+		bufPool.Put(bp)
+	}
+}
+
+// appendReply appends a poll reply's JSON body.
+func appendReply(buf []byte, c *collector, timedOut bool, retry time.Duration) []byte {
 	buf = append(buf, `{"messages":[`...)
 	for i := range c.out {
 		if i > 0 {
@@ -302,12 +343,7 @@ func (s *Server) reply(w http.ResponseWriter, c *collector, timedOut bool, retry
 		buf = append(buf, `,"retry_after_ms":`...)
 		buf = strconv.AppendInt(buf, retry.Milliseconds(), 10)
 	}
-	buf = append(buf, '}')
-	writeJSON(w, http.StatusOK, buf)
-	if cap(buf) <= 1<<20 {
-		*bp = buf
-		bufPool.Put(bp)
-	}
+	return append(buf, '}')
 }
 
 // appendMessage appends m as a poll reply's message object. Topics need no

@@ -24,6 +24,7 @@ import (
 type Server struct {
 	broker Broker
 	hub    *hub.Hub
+	wheel  wheel // deadlines of parked polls
 	limit  *limit.Limiter
 	cfg    config
 	log    *slog.Logger
@@ -73,6 +74,8 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		idle:   make(chan struct{}),
 	}
 	s.hub = hub.New(func(topic string) func() { return b.Watch(topic, s.hub.Wake) })
+	s.hub.SetDeliver(s.deliver)
+	s.wheel.span = cfg.maxHold
 	l := cfg.limits
 	s.limit = limit.New(limit.Config{
 		PublishRate: l.PublishesPerSecond, PublishBurst: l.PublishBurst,
@@ -147,7 +150,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string) {
 		}
 		switch allow {
 		case "GET, POST":
-			s.servePoll(w, r, rid, pr)
+			s.servePoll(w, r, rid, pr, nil)
 		case "POST":
 			s.servePublish(w, r, rid, pr)
 		default:
@@ -257,6 +260,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.drainOne.Do(func() {
 		s.draining.Store(true)
 		close(s.done)
+		s.shutdownParked()
 	})
 	if s.active.Load() == 0 {
 		s.idleOne.Do(func() { close(s.idle) })

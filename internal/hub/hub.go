@@ -5,6 +5,12 @@
 // only its topic's shard, and its cost grows with that topic's waiters
 // alone. A Waiter is a one-slot channel; waking never blocks the caller.
 //
+// A waiter is either a channel, for a poll held by its own goroutine, or a
+// Parked record, for a poll parked by an event-loop transport with no
+// goroutine: a wake-up claims every parked waiter of the topic under the
+// shard lock and hands them, as one batch, to the hub's Deliver function
+// after the lock is released.
+//
 // The hub knows nothing of HTTP or of brokers: it is told how to start and
 // stop watching a topic, and it is told when a topic has news.
 package hub
@@ -13,6 +19,19 @@ import (
 	"hash/maphash"
 	"sync"
 )
+
+// Parked is a waiter with no goroutine of its own.
+type Parked interface {
+	// Claim is called under a shard lock when one of the waiter's topics
+	// has news. It must not block. It reports whether the caller should
+	// hand the waiter to Deliver; a waiter claimed once reports false
+	// until it is armed again.
+	Claim() bool
+}
+
+// DeliverFunc receives the parked waiters that a wake-up claimed. It is
+// called without any hub lock held and owns the slice.
+type DeliverFunc func(batch []Parked)
 
 const shardCount = 256
 
@@ -23,9 +42,10 @@ type WatchFunc func(topic string) (stop func())
 
 // Hub is the registry of waiters. The zero Hub is not usable; call New.
 type Hub struct {
-	seed   maphash.Seed
-	watch  WatchFunc
-	shards [shardCount]shard
+	seed    maphash.Seed
+	watch   WatchFunc
+	deliver DeliverFunc
+	shards  [shardCount]shard
 }
 
 type shard struct {
@@ -55,6 +75,7 @@ type Waiter struct {
 	// room for one signal: several wake-ups before the waiter looks are
 	// folded into one.
 	C      chan struct{}
+	parked Parked // instead of C, for RegisterParked
 	topics []string
 	idx    []int // idx[k] is the waiter's index in topics[k]'s entries
 }
@@ -79,6 +100,24 @@ func (h *Hub) shard(topic string) *shard {
 // then reads the log cannot miss a message.
 func (h *Hub) Register(topics []string) *Waiter {
 	w := &Waiter{C: make(chan struct{}, 1), topics: topics, idx: make([]int, len(topics))}
+	h.register(w)
+	return w
+}
+
+// SetDeliver sets the function that receives claimed parked waiters. Call
+// it before the first RegisterParked.
+func (h *Hub) SetDeliver(d DeliverFunc) { h.deliver = d }
+
+// RegisterParked is Register for a waiter with no channel: wake-ups call
+// p.Claim, and the waiters claimed go to the Deliver function.
+func (h *Hub) RegisterParked(topics []string, p Parked) *Waiter {
+	w := &Waiter{parked: p, topics: topics, idx: make([]int, len(topics))}
+	h.register(w)
+	return w
+}
+
+func (h *Hub) register(w *Waiter) {
+	topics := w.topics
 	for k, t := range topics {
 		s := h.shard(t)
 		s.mu.Lock()
@@ -107,7 +146,6 @@ func (h *Hub) Register(topics []string) *Waiter {
 			<-ws.ready
 		}
 	}
-	return w
 }
 
 // Unregister removes w from every topic it waits on. A topic whose last
@@ -142,10 +180,20 @@ func (h *Hub) Unregister(w *Waiter) {
 
 // Wake signals every waiter of topic. It never blocks on a waiter.
 func (h *Hub) Wake(topic string) {
+	var batch []Parked
 	s := h.shard(topic)
 	s.mu.Lock()
 	if ws := s.topics[topic]; ws != nil {
 		for _, e := range ws.entries {
+			if p := e.w.parked; p != nil {
+				if p.Claim() {
+					if batch == nil {
+						batch = make([]Parked, 0, len(ws.entries))
+					}
+					batch = append(batch, p)
+				}
+				continue
+			}
 			select {
 			case e.w.C <- struct{}{}:
 			default:
@@ -153,6 +201,9 @@ func (h *Hub) Wake(topic string) {
 		}
 	}
 	s.mu.Unlock()
+	if len(batch) > 0 {
+		h.deliver(batch)
+	}
 }
 
 // Waiting returns the number of waiters on topic now.

@@ -1,0 +1,621 @@
+package longpoll
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/longpoll/longpoll/internal/hub"
+	"github.com/longpoll/longpoll/internal/park"
+)
+
+// Parked polls: an event-loop transport (internal/dense) hands a poll
+// request to the server with a sink; a poll that must wait is kept as a
+// parked record, with no goroutine and no timer of its own, until a
+// wake-up, its deadline, its client leaving or shutdown ends it.
+//
+// A parked poll's state moves with compare-and-swap, so exactly one party
+// answers it:
+//
+//	starting --wake--> startingWoken   (the handler reads again)
+//	starting --handler done--> held
+//	held --wake, deadline, cancel, release, shutdown--> claimed
+//	claimed --wake--> claimedWoken     (a delivery that found nothing reads again)
+//	claimed --delivery found nothing--> held
+//	claimed --answered--> done
+const (
+	stStarting int32 = iota
+	stStartingWoken
+	stHeld
+	stClaimed
+	stClaimedWoken
+	stDone
+)
+
+func init() {
+	park.Serve = func(h http.Handler, w http.ResponseWriter, r *http.Request, sink park.Sink) park.Poll {
+		s, ok := h.(*Server)
+		if !ok {
+			h.ServeHTTP(w, r)
+			return nil
+		}
+		if p := s.serveParked(w, r, sink); p != nil {
+			return p
+		}
+		return nil
+	}
+}
+
+// parked is one parked poll.
+type parked struct {
+	s      *Server
+	state  atomic.Int32
+	gone   atomic.Bool // the client left
+	sink   park.Sink
+	w      *hub.Waiter
+	c      collector
+	rid    string
+	extra  []byte // the reply's header lines set before parking (X-Request-Id, CORS)
+	start  time.Time
+	client string // the per-client limit's key, when one counts this poll
+	// deadline is when the hold ends, in Unix nanoseconds; at it the poll
+	// is answered with a timeout, or 401 token_expired when expires.
+	deadline int64
+	expires  bool
+	log      *parkLog // nil unless access logging is on
+
+	// The deadline wheel's bookkeeping, under home's lock.
+	home       *wheelShard
+	inWheel    bool
+	wslot, wix int32
+}
+
+// parkLog keeps what the access-log line of a parked poll needs.
+type parkLog struct {
+	method, path, remote string
+}
+
+// serveParked is ServeHTTP for a poll request from an event-loop
+// transport: it returns the parked poll, or nil once the reply is in w.
+func (s *Server) serveParked(w http.ResponseWriter, r *http.Request, sink park.Sink) *parked {
+	start := time.Now()
+	rid := requestID(r)
+	w.Header().Set("X-Request-Id", rid)
+	logged := s.log.Enabled(r.Context(), slog.LevelInfo)
+	rw := w
+	var rec *recorder
+	if logged {
+		rec = &recorder{ResponseWriter: w, status: http.StatusOK}
+		rw = rec
+	}
+	var p *parked
+	switch {
+	case s.cors(rw, r):
+	case !methodIn("GET, POST", r.Method):
+		s.methodNotAllowed(rw, rid, "GET, POST")
+	default:
+		pr, err := s.authenticate(r)
+		if err != nil {
+			s.writeError(rw, rid, err)
+			break
+		}
+		p = s.servePoll(rw, r, rid, pr, sink)
+	}
+	if p != nil {
+		return p
+	}
+	if logged {
+		s.accessLog(rid, &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}, rec.status, rec.bytes, time.Since(start))
+	}
+	return nil
+}
+
+func (s *Server) accessLog(rid string, l *parkLog, status int, n int64, d time.Duration) {
+	s.log.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("request_id", rid),
+		slog.String("method", l.method),
+		slog.String("path", l.path),
+		slog.Int("status", status),
+		slog.Int64("bytes", n),
+		slog.Duration("duration", d),
+		slog.String("remote", l.remote))
+}
+
+// pollParked runs a poll up to the point where it would wait, and parks
+// it there. It returns nil and the outcome when the reply went to w.
+func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal, sink park.Sink, start time.Time, client string) (*parked, PollOutcome) {
+	ctx := r.Context()
+	d, expires := holdFor(req, pr)
+	p := &parked{s: s, sink: sink, rid: rid, start: start, client: client, expires: expires}
+	c := &p.c
+	c.init(req)
+	if err := s.startPositions(ctx, c, req.earliest); err != nil {
+		s.brokerError(w, r, rid, "stat", err)
+		return nil, OutcomeError
+	}
+	if d == 0 {
+		if err := c.collect(ctx, s.broker); err != nil {
+			s.brokerError(w, r, rid, "read", err)
+			return nil, OutcomeError
+		}
+		return nil, s.answer(w, c, true)
+	}
+	p.w = s.hub.RegisterParked(c.topics, p)
+	for {
+		if err := c.collect(ctx, s.broker); err != nil {
+			s.hub.Unregister(p.w)
+			s.brokerError(w, r, rid, "read", err)
+			return nil, OutcomeError
+		}
+		if !c.empty() {
+			s.hub.Unregister(p.w)
+			return nil, s.answer(w, c, false)
+		}
+		if p.state.CompareAndSwap(stStarting, stHeld) {
+			break
+		}
+		p.state.Store(stStarting) // woken while reading: read again
+	}
+	// Parked. From here on the reply goes to the sink, perhaps before
+	// this returns; nothing may touch w.
+	c.pages, c.out, c.known = nil, nil, nil
+	for k, vs := range w.Header() {
+		for _, v := range vs {
+			p.extra = append(append(append(append(p.extra, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	if s.log.Enabled(ctx, slog.LevelInfo) {
+		p.log = &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}
+	}
+	p.deadline = time.Now().Add(d).UnixNano()
+	s.wheel.add(p)
+	if s.draining.Load() && p.state.CompareAndSwap(stHeld, stClaimed) {
+		p.shutdown()
+	}
+	return p, ""
+}
+
+// answer writes a reply from c to w and returns the outcome.
+func (s *Server) answer(w http.ResponseWriter, c *collector, timedOut bool) PollOutcome {
+	if c.empty() {
+		s.reply(w, c, timedOut, 0)
+		return OutcomeTimeout
+	}
+	s.m.Delivered(time.Now(), c.out)
+	for _, g := range c.gaps {
+		s.m.GapReported(g.Reason)
+	}
+	s.reply(w, c, false, 0)
+	return OutcomeMessages
+}
+
+// Claim implements hub.Parked.
+func (p *parked) Claim() bool {
+	for {
+		switch st := p.state.Load(); st {
+		case stHeld:
+			if p.state.CompareAndSwap(stHeld, stClaimed) {
+				return true
+			}
+		case stStarting:
+			if p.state.CompareAndSwap(stStarting, stStartingWoken) {
+				return false
+			}
+		case stClaimed:
+			if p.state.CompareAndSwap(stClaimed, stClaimedWoken) {
+				return false
+			}
+		default:
+			return false
+		}
+	}
+}
+
+// Cancel implements park.Poll.
+func (p *parked) Cancel() {
+	p.gone.Store(true)
+	if p.state.CompareAndSwap(stHeld, stClaimed) {
+		p.end(OutcomeCancelled, 0, nil, nil)
+	}
+}
+
+// Release implements park.Poll.
+func (p *parked) Release() {
+	if p.state.CompareAndSwap(stHeld, stClaimed) {
+		p.replyOwn(true, 0, OutcomeTimeout)
+	}
+}
+
+// timeout answers a claimed poll at the end of its hold.
+func (p *parked) timeout() {
+	if p.expires {
+		p.fail(errTokenExpired)
+		return
+	}
+	p.replyOwn(true, 0, OutcomeTimeout)
+}
+
+// shutdown answers a claimed poll as the server shuts down.
+func (p *parked) shutdown() {
+	p.replyOwn(false, spread(p.s.cfg.retryAfter), OutcomeShutdown)
+}
+
+// replyOwn answers a claimed poll with its own positions and no messages.
+func (p *parked) replyOwn(timedOut bool, retry time.Duration, outcome PollOutcome) {
+	bp := bufPool.Get().(*[]byte)
+	body := appendReply((*bp)[:0], &p.c, timedOut, retry)
+	p.end(outcome, http.StatusOK, nil, body)
+	*bp = body
+	bufPool.Put(bp)
+}
+
+// fail answers a claimed poll with an error.
+func (p *parked) fail(err error) {
+	var bw bufferedWriter
+	p.s.writeError(&bw, p.rid, err)
+	p.end(OutcomeError, bw.status, bw.hdr, bw.body)
+}
+
+// end finishes a claimed poll: it leaves the hub and the wheel, writes the
+// reply (hdr holds its headers beyond the fixed JSON ones) unless the
+// client is gone, and accounts for the poll.
+func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []byte) {
+	s := p.s
+	p.state.Store(stDone)
+	s.hub.Unregister(p.w)
+	s.wheel.remove(p)
+	if p.gone.Load() {
+		outcome = OutcomeCancelled
+	} else {
+		hp := bufPool.Get().(*[]byte)
+		head := p.appendHead((*hp)[:0], status, hdr, len(body))
+		p.sink.Finish(head, body)
+		*hp = head
+		bufPool.Put(hp)
+	}
+	s.endPoll(outcome, p.start, p.client)
+	if p.log != nil {
+		st := status
+		if outcome == OutcomeCancelled {
+			st = 499
+		}
+		s.accessLog(p.rid, p.log, st, int64(len(body)), time.Since(p.start))
+	}
+}
+
+// appendHead appends the status line and header block of a reply.
+func (p *parked) appendHead(buf []byte, status int, hdr http.Header, n int) []byte {
+	buf = append(buf, "HTTP/1.1 "...)
+	buf = strconv.AppendInt(buf, int64(status), 10)
+	buf = append(buf, ' ')
+	buf = append(buf, http.StatusText(status)...)
+	buf = append(buf, "\r\n"...)
+	if hdr == nil {
+		buf = append(buf, "Cache-Control: no-store\r\nContent-Type: application/json\r\nX-Accel-Buffering: no\r\nContent-Length: "...)
+		buf = strconv.AppendInt(buf, int64(n), 10)
+		buf = append(buf, "\r\n"...)
+	} else {
+		for k, vs := range hdr {
+			for _, v := range vs {
+				buf = append(append(append(append(buf, k...), ": "...), v...), "\r\n"...)
+			}
+		}
+	}
+	buf = append(buf, p.extra...)
+	buf = append(buf, "Date: "...)
+	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
+	return append(buf, "\r\n\r\n"...)
+}
+
+// rearm returns a claimed poll whose read found nothing to waiting,
+// unless it must end now; a wake-up that came while it was claimed makes
+// it read again.
+func (p *parked) rearm() {
+	s := p.s
+	for {
+		switch {
+		case p.gone.Load():
+			p.end(OutcomeCancelled, 0, nil, nil)
+			return
+		case s.draining.Load():
+			p.shutdown()
+			return
+		case time.Now().UnixNano() >= p.deadline:
+			p.timeout()
+			return
+		}
+		if p.state.CompareAndSwap(stClaimed, stHeld) {
+			return
+		}
+		p.state.Store(stClaimed)
+		c := &p.c
+		c.pages = make([]Page, len(c.topics))
+		err := c.collect(context.Background(), s.broker)
+		if err != nil {
+			p.brokerFailed(err)
+			return
+		}
+		if !c.empty() {
+			s.m.Delivered(time.Now(), c.out)
+			for _, g := range c.gaps {
+				s.m.GapReported(g.Reason)
+			}
+			bp := bufPool.Get().(*[]byte)
+			body := appendReply((*bp)[:0], c, false, 0)
+			p.end(OutcomeMessages, http.StatusOK, nil, body)
+			*bp = body
+			bufPool.Put(bp)
+			return
+		}
+		c.pages, c.out = nil, nil
+	}
+}
+
+// brokerFailed answers a claimed poll whose read failed.
+func (p *parked) brokerFailed(err error) {
+	p.s.m.BrokerError("read")
+	var e *Error
+	if !errors.As(err, &e) {
+		p.s.log.LogAttrs(context.Background(), slog.LevelError, "broker error",
+			slog.String("op", "read"), slog.String("error", err.Error()))
+		e = &Error{Code: CodeUnavailable, Message: "broker unavailable", RetryAfter: ErrUnavailable.RetryAfter}
+	}
+	p.fail(e)
+}
+
+// deliver is the hub's DeliverFunc: it answers the claimed polls off the
+// publisher's goroutine, so a publish never waits for its fan-out.
+func (s *Server) deliver(batch []hub.Parked) {
+	go s.deliverBatch(batch)
+}
+
+// deliverBatch reads once for each group of polls with the same topics
+// and positions, encodes that reply once, and writes the same bytes to
+// every poll of the group.
+func (s *Server) deliverBatch(batch []hub.Parked) {
+	if len(batch) == 1 {
+		s.deliverGroup([]*parked{batch[0].(*parked)})
+		return
+	}
+	groups := make(map[string][]*parked)
+	var order []string
+	var key []byte
+	for _, b := range batch {
+		p := b.(*parked)
+		key = p.c.appendKey(key[:0])
+		g, ok := groups[string(key)]
+		if !ok {
+			order = append(order, string(key))
+		}
+		groups[string(key)] = append(g, p)
+	}
+	for _, k := range order {
+		s.deliverGroup(groups[k])
+	}
+}
+
+// appendKey appends what makes two polls' replies identical: topics,
+// positions and limit.
+func (c *collector) appendKey(b []byte) []byte {
+	b = strconv.AppendInt(b, int64(c.limit), 10)
+	for i, t := range c.topics {
+		b = append(b, 0)
+		b = append(b, t...)
+		b = append(b, 0)
+		b = strconv.AppendUint(b, c.pos[i].Epoch, 36)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, c.pos[i].Seq, 36)
+	}
+	return b
+}
+
+func (s *Server) deliverGroup(g []*parked) {
+	lead := &g[0].c
+	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: lead.limit, pages: make([]Page, len(lead.topics))}
+	if err := c.collect(context.Background(), s.broker); err != nil {
+		for _, p := range g {
+			p.brokerFailed(err)
+		}
+		return
+	}
+	if c.empty() {
+		for _, p := range g {
+			p.rearm()
+		}
+		return
+	}
+	bp := bufPool.Get().(*[]byte)
+	body := appendReply((*bp)[:0], &c, false, 0)
+	now := time.Now()
+	for _, p := range g {
+		s.m.Delivered(now, c.out)
+		for _, gp := range c.gaps {
+			s.m.GapReported(gp.Reason)
+		}
+		p.end(OutcomeMessages, http.StatusOK, nil, body)
+	}
+	if cap(body) <= 1<<20 {
+		*bp = body
+		bufPool.Put(bp)
+	}
+}
+
+// expire is the wheel's callback for polls whose deadline has come.
+func (p *parked) expire() bool {
+	if p.state.CompareAndSwap(stHeld, stClaimed) {
+		p.timeout()
+		return true
+	}
+	return false
+}
+
+// shutdownParked answers every parked poll; Shutdown calls it.
+func (s *Server) shutdownParked() {
+	for _, p := range s.wheel.all() {
+		if p.state.CompareAndSwap(stHeld, stClaimed) {
+			p.shutdown()
+		}
+	}
+}
+
+// bufferedWriter is an http.ResponseWriter that keeps the reply.
+type bufferedWriter struct {
+	hdr    http.Header
+	status int
+	body   []byte
+}
+
+func (b *bufferedWriter) Header() http.Header {
+	if b.hdr == nil {
+		b.hdr = make(http.Header)
+	}
+	return b.hdr
+}
+
+func (b *bufferedWriter) WriteHeader(code int) {
+	if b.status == 0 {
+		b.status = code
+	}
+}
+
+func (b *bufferedWriter) Write(p []byte) (int, error) {
+	b.WriteHeader(http.StatusOK)
+	b.body = append(b.body, p...)
+	return len(p), nil
+}
+
+// The deadline wheel: parked polls sorted into slots of wheelTick by
+// deadline, over a few shards each with its own lock and one timer that
+// runs only while the shard holds polls.
+const (
+	wheelTick   = 50 * time.Millisecond
+	wheelShards = 4
+)
+
+type wheel struct {
+	span   time.Duration // the longest hold
+	shards [wheelShards]wheelShard
+	next   atomic.Uint32
+}
+
+type wheelShard struct {
+	mu    sync.Mutex
+	slots [][]*parked // a ring: slot i holds deadlines in ticks ≡ i
+	n     int         // polls held
+	done  int64       // every tick up to this one has been expired
+	timer *time.Timer
+}
+
+func tickOf(ns int64) int64 { return ns / int64(wheelTick) }
+
+func (w *wheel) add(p *parked) {
+	sh := &w.shards[w.next.Add(1)%wheelShards]
+	p.home = sh
+	sh.mu.Lock()
+	if sh.slots == nil {
+		sh.slots = make([][]*parked, int(w.span/wheelTick)+3)
+	}
+	if sh.n == 0 {
+		sh.done = tickOf(time.Now().UnixNano()) - 1
+		if sh.timer == nil {
+			sh.timer = time.AfterFunc(wheelTick, sh.fire)
+		} else {
+			sh.timer.Reset(wheelTick)
+		}
+	}
+	sh.insert(p)
+	sh.mu.Unlock()
+}
+
+// insert files p by its deadline; a deadline already past goes into the
+// next tick's slot.
+func (sh *wheelShard) insert(p *parked) {
+	t := max(tickOf(p.deadline), sh.done+1)
+	i := int32(t % int64(len(sh.slots)))
+	p.inWheel, p.wslot, p.wix = true, i, int32(len(sh.slots[i]))
+	sh.slots[i] = append(sh.slots[i], p)
+	sh.n++
+}
+
+func (w *wheel) remove(p *parked) {
+	sh := p.home
+	if sh == nil {
+		return
+	}
+	sh.mu.Lock()
+	if p.inWheel {
+		s := sh.slots[p.wslot]
+		last := len(s) - 1
+		if int(p.wix) != last {
+			moved := s[last]
+			s[p.wix] = moved
+			moved.wix = p.wix
+		}
+		s[last] = nil
+		sh.slots[p.wslot] = s[:last]
+		sh.n--
+		p.inWheel = false
+	}
+	sh.mu.Unlock()
+}
+
+// fire expires the polls of every tick that has passed.
+func (sh *wheelShard) fire() {
+	now := time.Now().UnixNano()
+	var due []*parked
+	sh.mu.Lock()
+	for t := sh.done + 1; t <= tickOf(now) && t <= sh.done+int64(len(sh.slots)); t++ {
+		i := t % int64(len(sh.slots))
+		s := sh.slots[i]
+		keep := s[:0]
+		for _, p := range s {
+			if p.deadline <= now {
+				p.inWheel = false
+				due = append(due, p)
+				sh.n--
+			} else {
+				p.wix = int32(len(keep))
+				keep = append(keep, p)
+			}
+		}
+		clear(s[len(keep):])
+		sh.slots[i] = keep
+	}
+	sh.done = tickOf(now)
+	sh.mu.Unlock()
+	for _, p := range due {
+		if !p.expire() {
+			// Being answered: look again next tick unless it has ended.
+			sh.mu.Lock()
+			if p.state.Load() != stDone {
+				sh.insert(p)
+			}
+			sh.mu.Unlock()
+		}
+	}
+	sh.mu.Lock()
+	if sh.n > 0 {
+		sh.timer.Reset(wheelTick)
+	}
+	sh.mu.Unlock()
+}
+
+// all returns every poll in the wheel.
+func (w *wheel) all() []*parked {
+	var out []*parked
+	for i := range w.shards {
+		sh := &w.shards[i]
+		sh.mu.Lock()
+		for _, s := range sh.slots {
+			out = append(out, s...)
+		}
+		sh.mu.Unlock()
+	}
+	return out
+}
