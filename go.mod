@@ -10,6 +10,8 @@ require (
 	golang.org/x/time v0.16.0
 )
 
+require github.com/lesismal/nbio v1.6.8 // indirect
+
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
 	github.com/cespare/xxhash/v2 v2.3.0 // indirect

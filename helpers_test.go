@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"net/url"
 	"strings"
 	"testing"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
+	"github.com/longpoll/longpoll/internal/dense"
 )
 
 // env is a server on a real loopback socket over a memory broker.
@@ -32,18 +35,43 @@ func newEnv(t *testing.T, bopts []memory.Option, sopts ...longpoll.Option) *env 
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
+	url, stop := serveTest(t, srv)
 	tr := &http.Transport{MaxIdleConnsPerHost: 200}
-	e := &env{t: t, srv: srv, broker: b, url: ts.URL, hc: &http.Client{Transport: tr, Timeout: 2 * time.Minute}}
+	e := &env{t: t, srv: srv, broker: b, url: url, hc: &http.Client{Transport: tr, Timeout: 2 * time.Minute}}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
-		ts.Close()
+		stop()
 		tr.CloseIdleConnections()
 		b.Close()
 	})
 	return e
+}
+
+// envTransport names the transport the end-to-end tests run over: unset
+// for net/http, "dense" for the event loop. TestMain runs the package's
+// tests once more over the dense transport.
+const envTransport = "LONGPOLL_TEST_TRANSPORT"
+
+// serveTest serves srv on a loopback socket over the transport under test
+// and returns its base URL and a function that stops it.
+func serveTest(t *testing.T, srv *longpoll.Server) (string, func()) {
+	if os.Getenv(envTransport) != "dense" {
+		ts := httptest.NewServer(srv)
+		return ts.URL, ts.Close
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dt := dense.New(dense.Config{Poll: srv, Std: &http.Server{Handler: srv}})
+	done := make(chan error, 1)
+	go func() { done <- dt.Serve(ln) }()
+	return "http://" + ln.Addr().String(), func() {
+		dt.Close()
+		<-done
+	}
 }
 
 // reply is a decoded poll reply.

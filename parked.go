@@ -146,25 +146,8 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 		}
 		return nil, s.answer(w, c, true)
 	}
-	p.w = s.hub.RegisterParked(c.topics, p)
-	for {
-		if err := c.collect(ctx, s.broker); err != nil {
-			s.hub.Unregister(p.w)
-			s.brokerError(w, r, rid, "read", err)
-			return nil, OutcomeError
-		}
-		if !c.empty() {
-			s.hub.Unregister(p.w)
-			return nil, s.answer(w, c, false)
-		}
-		if p.state.CompareAndSwap(stStarting, stHeld) {
-			break
-		}
-		p.state.Store(stStarting) // woken while reading: read again
-	}
-	// Parked. From here on the reply goes to the sink, perhaps before
-	// this returns; nothing may touch w.
-	c.pages, c.out, c.known = nil, nil, nil
+	// Everything the poll's answerer reads is set before the poll can be
+	// claimed, that is before it turns held.
 	for k, vs := range w.Header() {
 		for _, v := range vs {
 			p.extra = append(append(append(append(p.extra, k...), ": "...), v...), "\r\n"...)
@@ -174,7 +157,31 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 		p.log = &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}
 	}
 	p.deadline = time.Now().Add(d).UnixNano()
+	p.w = s.hub.RegisterParked(c.topics, p)
 	s.wheel.add(p)
+	for {
+		if c.pages == nil {
+			c.pages = make([]Page, len(c.topics))
+		}
+		err := c.collect(ctx, s.broker)
+		if err != nil || !c.empty() {
+			p.state.Store(stDone)
+			s.hub.Unregister(p.w)
+			s.wheel.remove(p)
+			if err != nil {
+				s.brokerError(w, r, rid, "read", err)
+				return nil, OutcomeError
+			}
+			return nil, s.answer(w, c, false)
+		}
+		c.pages, c.out, c.known = nil, nil, nil
+		if p.state.CompareAndSwap(stStarting, stHeld) {
+			break
+		}
+		p.state.Store(stStarting) // woken while reading: read again
+	}
+	// Parked. From here on the reply goes to the sink, perhaps before
+	// this returns; nothing may touch w or p.
 	if s.draining.Load() && p.state.CompareAndSwap(stHeld, stClaimed) {
 		p.shutdown()
 	}
@@ -516,8 +523,8 @@ func tickOf(ns int64) int64 { return ns / int64(wheelTick) }
 
 func (w *wheel) add(p *parked) {
 	sh := &w.shards[w.next.Add(1)%wheelShards]
-	p.home = sh
 	sh.mu.Lock()
+	p.home = sh
 	if sh.slots == nil {
 		sh.slots = make([][]*parked, int(w.span/wheelTick)+3)
 	}
@@ -544,10 +551,7 @@ func (sh *wheelShard) insert(p *parked) {
 }
 
 func (w *wheel) remove(p *parked) {
-	sh := p.home
-	if sh == nil {
-		return
-	}
+	sh := p.home // set before the poll could be claimed
 	sh.mu.Lock()
 	if p.inWheel {
 		s := sh.slots[p.wslot]
@@ -565,29 +569,23 @@ func (w *wheel) remove(p *parked) {
 	sh.mu.Unlock()
 }
 
-// fire expires the polls of every tick that has passed.
+// fire expires the polls of every tick that has wholly passed: a poll
+// is answered within one tick after its deadline.
 func (sh *wheelShard) fire() {
-	now := time.Now().UnixNano()
+	last := tickOf(time.Now().UnixNano()) - 1
 	var due []*parked
 	sh.mu.Lock()
-	for t := sh.done + 1; t <= tickOf(now) && t <= sh.done+int64(len(sh.slots)); t++ {
+	for t := sh.done + 1; t <= last && t <= sh.done+int64(len(sh.slots)); t++ {
 		i := t % int64(len(sh.slots))
-		s := sh.slots[i]
-		keep := s[:0]
-		for _, p := range s {
-			if p.deadline <= now {
-				p.inWheel = false
-				due = append(due, p)
-				sh.n--
-			} else {
-				p.wix = int32(len(keep))
-				keep = append(keep, p)
-			}
+		for _, p := range sh.slots[i] {
+			p.inWheel = false
+			due = append(due, p)
 		}
-		clear(s[len(keep):])
-		sh.slots[i] = keep
+		sh.n -= len(sh.slots[i])
+		clear(sh.slots[i])
+		sh.slots[i] = sh.slots[i][:0]
 	}
-	sh.done = tickOf(now)
+	sh.done = max(sh.done, last)
 	sh.mu.Unlock()
 	for _, p := range due {
 		if !p.expire() {

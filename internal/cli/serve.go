@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/internal/dense"
 	"github.com/longpoll/longpoll/internal/stats"
 	"github.com/longpoll/longpoll/internal/sysx"
 	"github.com/longpoll/longpoll/prommetrics"
@@ -47,6 +49,8 @@ type serveConfig struct {
 	auth             authConfig
 	demo, dashboard  bool
 	statsInterval    time.Duration
+	transport        string
+	pprof            bool
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -70,6 +74,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	authFlags(fs, &c.auth)
 	fs.BoolVar(&c.demo, "demo", true, "serve the demo chat page at /")
 	fs.BoolVar(&c.dashboard, "dashboard", true, "serve the live dashboard at /dashboard (admin grant required under --auth jwt)")
+	fs.StringVar(&c.transport, "transport", defaultTransport(), "how connections are served: dense (an event loop; Linux, cleartext) or std (net/http)")
+	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (admin grant required under --auth jwt; on --admin-addr when set)")
 	fs.DurationVar(&c.statsInterval, "stats-interval", stats.DefaultInterval, "how often the server publishes its stats to "+stats.Topic+" (0: never)")
 }
 
@@ -101,6 +107,15 @@ func (c *serveConfig) check() error {
 	var lvl slog.Level
 	if err := lvl.UnmarshalText([]byte(c.logLevel)); err != nil {
 		errs = append(errs, "--log-level must be debug, info, warn or error")
+	}
+	switch c.transport {
+	case "std":
+	case "dense":
+		if !dense.Supported {
+			errs = append(errs, "--transport dense needs Linux; use --transport std")
+		}
+	default:
+		errs = append(errs, "--transport must be dense or std")
 	}
 	if (c.tlsCert == "") != (c.tlsKey == "") {
 		errs = append(errs, "--tls-cert and --tls-key go together")
@@ -219,10 +234,16 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	if c.auth.adminAddr != "" {
 		amux := http.NewServeMux()
 		amux.Handle("GET /metrics", metrics)
+		if c.pprof {
+			mountPprof(amux, nil)
+		}
 		amux.Handle("/", srv)
 		admin = &http.Server{Handler: amux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	} else {
 		mux.Handle("GET /metrics", srv.RequireAdmin(metrics))
+		if c.pprof {
+			mountPprof(mux, srv.RequireAdmin)
+		}
 	}
 	mux.Handle("/", web.Handler(web.Options{Demo: c.demo, Dashboard: c.dashboard, Admin: srv.RequireAdmin, Next: srv}))
 	if c.statsInterval > 0 {
@@ -272,8 +293,20 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		protocols.SetUnencryptedHTTP2(true)
 	}
 
+	// The dense transport serves cleartext HTTP/1.1 polls on its event
+	// loop and hands everything else to hs; TLS is always net/http's.
+	var dt *dense.Transport
+	transport := "std"
+	if c.transport == "dense" && hs.TLSConfig == nil {
+		transport = "dense"
+		dt = dense.New(dense.Config{Poll: srv, Std: hs, ReadHeaderTimeout: c.readHeaderTime, IdleTimeout: hs.IdleTimeout, Logger: log})
+	}
+	closeAll := hs.Close
+	if dt != nil {
+		closeAll = dt.Close
+	}
 	log.Info("longpoll listening",
-		"addr", addr, "url", scheme+"://"+addr, "version", Version, "store", storeDesc,
+		"addr", addr, "url", scheme+"://"+addr, "version", Version, "store", storeDesc, "transport", transport,
 		"poll_timeout", c.pollTimeout, "max_hold", c.maxHold, "max_held_polls", maxHeld,
 		"max_topics_per_poll", c.maxTopicsPerPoll, "max_message_size", c.maxMessageSize,
 		"max_batch", c.maxBatch, "max_body_size", c.maxBodySize, "open_files", nofile,
@@ -285,16 +318,19 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	errc := make(chan error, 1)
 	var aerrc chan error // the admin server's; nil (never ready) without one
 	go func() {
-		if hs.TLSConfig != nil {
+		switch {
+		case dt != nil:
+			errc <- dt.Serve(ln)
+		case hs.TLSConfig != nil:
 			errc <- hs.ServeTLS(ln, "", "")
-		} else {
+		default:
 			errc <- hs.Serve(ln)
 		}
 	}()
 	if admin != nil {
 		aln, err := net.Listen("tcp", c.auth.adminAddr)
 		if err != nil {
-			hs.Close()
+			closeAll()
 			<-errc
 			return fmt.Errorf("listening on --admin-addr %s: %w", c.auth.adminAddr, err)
 		}
@@ -320,7 +356,7 @@ wait:
 		case err := <-errc:
 			return fmt.Errorf("serving: %w", err)
 		case err := <-aerrc:
-			hs.Close()
+			closeAll()
 			<-errc
 			aerrc <- err // for the deferred close
 			return fmt.Errorf("serving --admin-addr: %w", err)
@@ -350,15 +386,40 @@ wait:
 	// waits for the handlers to return and closes idle connections.
 	drained := make(chan error, 1)
 	go func() { drained <- srv.Shutdown(grace) }()
-	err = hs.Shutdown(grace)
+	if dt != nil {
+		err = dt.Shutdown(grace)
+	} else {
+		err = hs.Shutdown(grace)
+	}
 	if derr := <-drained; err == nil {
 		err = derr
 	}
 	<-errc
 	if err != nil {
-		hs.Close()
+		closeAll()
 		log.Warn("grace period over with requests in flight", "error", err)
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// defaultTransport is dense where the event loop exists.
+func defaultTransport() string {
+	if dense.Supported {
+		return "dense"
+	}
+	return "std"
+}
+
+// mountPprof serves the Go profiles under /debug/pprof/, wrapped by guard
+// when it is not nil.
+func mountPprof(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
+	if guard == nil {
+		guard = func(h http.Handler) http.Handler { return h }
+	}
+	mux.Handle("/debug/pprof/", guard(http.HandlerFunc(pprof.Index)))
+	mux.Handle("/debug/pprof/cmdline", guard(http.HandlerFunc(pprof.Cmdline)))
+	mux.Handle("/debug/pprof/profile", guard(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("/debug/pprof/symbol", guard(http.HandlerFunc(pprof.Symbol)))
+	mux.Handle("/debug/pprof/trace", guard(http.HandlerFunc(pprof.Trace)))
 }

@@ -1,0 +1,591 @@
+//go:build linux
+
+// Package dense is longpoll's event-loop transport for cleartext HTTP/1.1
+// on Linux. Connections live on an nbio epoll loop instead of two
+// goroutines and two bufio buffers each: a plain GET /v1/poll is parsed
+// here and handed to the server, which either answers at once or parks
+// the poll as a small record; the parked poll's reply is written back
+// from whichever goroutine readies it.
+//
+// Every other request (publishes, topic info, pages, metrics, a POST
+// poll, anything unusual or malformed) and every connection that opens
+// with the HTTP/2 preface moves, with the bytes read so far, to the
+// standard net/http server, which serves it exactly as it serves a plain
+// listener: statuses, limits and timeouts stay those of net/http.
+package dense
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/lesismal/nbio"
+	"github.com/lesismal/nbio/logging"
+
+	"github.com/longpoll/longpoll/internal/park"
+)
+
+// Supported reports whether this system has the dense transport.
+const Supported = true
+
+// Config configures a Transport.
+type Config struct {
+	// Poll is the *longpoll.Server: plain polls are parked on it.
+	Poll http.Handler
+	// Std serves everything else. Its Handler must route /v1/poll to
+	// Poll too. Its timeouts and header limit apply to what it serves.
+	Std *http.Server
+	// ReadHeaderTimeout is how long a client may take to send a poll's
+	// request head; IdleTimeout how long a connection may wait between
+	// requests.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// Workers run the start of each poll (authentication, the first
+	// read of the broker); 0 means 64.
+	Workers int
+	Logger  *slog.Logger
+}
+
+// Limits of the dense path. A request head longer than maxHead, or a
+// client that sends more than maxPending bytes while its poll is held,
+// goes to net/http or is cut; net/http's own limits then apply.
+const (
+	maxHead    = 8 << 10
+	maxPending = 64 << 10
+	maxStdBuf  = 4 << 20 // input buffered for net/http before it reads
+)
+
+// Transport serves one listener.
+type Transport struct {
+	cfg    Config
+	engine *nbio.Engine
+	ln     net.Listener
+	std    *chanListener
+	jobs   chan *request
+	wg     sync.WaitGroup // workers
+
+	mu       sync.Mutex
+	conns    map[*conn]struct{}
+	closing  bool
+	drained  chan struct{} // closed when closing and conns is empty
+	stopOnce sync.Once
+}
+
+// New returns a Transport.
+func New(cfg Config) *Transport {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 64
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 2 * time.Minute
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = 10 * time.Second
+	}
+	logging.SetLevel(logging.LevelNone)
+	t := &Transport{
+		cfg:     cfg,
+		jobs:    make(chan *request, 4096),
+		conns:   make(map[*conn]struct{}),
+		drained: make(chan struct{}),
+	}
+	t.engine = nbio.NewEngine(nbio.Config{
+		Name:               "longpoll",
+		MaxWriteBufferSize: 1 << 20,
+	})
+	t.engine.OnData(func(c *nbio.Conn, data []byte) {
+		if dc, ok := c.Session().(*conn); ok {
+			dc.onData(data)
+		}
+	})
+	t.engine.OnClose(func(c *nbio.Conn, err error) {
+		if dc, ok := c.Session().(*conn); ok {
+			dc.onClose()
+		}
+	})
+	return t
+}
+
+// Serve accepts connections on ln until Shutdown or Close, and returns
+// http.ErrServerClosed then.
+func (t *Transport) Serve(ln net.Listener) error {
+	t.mu.Lock()
+	t.ln = ln
+	closing := t.closing
+	t.mu.Unlock()
+	if closing {
+		return http.ErrServerClosed
+	}
+	if err := t.engine.Start(); err != nil {
+		return err
+	}
+	t.std = newChanListener(ln.Addr())
+	stdErr := make(chan error, 1)
+	go func() { stdErr <- t.cfg.Std.Serve(t.std) }()
+	t.wg.Add(t.cfg.Workers)
+	for range t.cfg.Workers {
+		go t.work()
+	}
+	defer func() {
+		t.stop()
+		<-stdErr
+	}()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			t.mu.Lock()
+			closing := t.closing
+			t.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return http.ErrServerClosed
+			}
+			// Out of file descriptors and the like: back off as net/http does.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			t.cfg.Logger.Warn("accept failed; retrying", "error", err, "delay", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		nbc, err := nbio.NBConn(nc)
+		if err != nil {
+			nc.Close()
+			continue
+		}
+		// Fill dc under its lock: the loop's goroutines that take the
+		// lock then see it (the epoll registration orders them too, but
+		// the race detector cannot see that).
+		dc := new(conn)
+		dc.mu.Lock()
+		dc.t, dc.nbc, dc.remote = t, nbc, nbc.RemoteAddr().String()
+		dc.mu.Unlock()
+		nbc.SetSession(dc)
+		t.mu.Lock()
+		if t.closing {
+			t.mu.Unlock()
+			nbc.Close()
+			return http.ErrServerClosed
+		}
+		t.conns[dc] = struct{}{}
+		t.mu.Unlock()
+		if _, err := t.engine.AddConn(nbc); err != nil {
+			t.forget(dc)
+			nbc.Close()
+			continue
+		}
+		_ = nbc.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+	}
+}
+
+// Shutdown stops accepting, lets net/http shut down what it serves, closes
+// idle connections and those whose reply has gone out, and waits for the
+// rest until ctx ends. The server's own Shutdown answers parked polls.
+func (t *Transport) Shutdown(ctx context.Context) error {
+	t.mu.Lock()
+	t.closing = true
+	if t.ln != nil {
+		t.ln.Close()
+	}
+	idle := make([]*conn, 0, len(t.conns))
+	for dc := range t.conns {
+		idle = append(idle, dc)
+	}
+	if len(t.conns) == 0 {
+		t.closeDrained()
+	}
+	t.mu.Unlock()
+	for _, dc := range idle {
+		dc.closeIfIdle()
+	}
+	err := t.cfg.Std.Shutdown(ctx)
+	select {
+	case <-t.drained:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	t.stop()
+	return err
+}
+
+// Close closes every connection at once.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	t.closing = true
+	if t.ln != nil {
+		t.ln.Close()
+	}
+	t.mu.Unlock()
+	err := t.cfg.Std.Close()
+	t.stop()
+	return err
+}
+
+func (t *Transport) stop() {
+	t.stopOnce.Do(func() {
+		if t.std == nil {
+			return // never served
+		}
+		t.std.Close()
+		t.engine.Stop()
+		close(t.jobs)
+		t.wg.Wait()
+	})
+}
+
+func (t *Transport) forget(dc *conn) {
+	t.mu.Lock()
+	delete(t.conns, dc)
+	if t.closing && len(t.conns) == 0 {
+		t.closeDrained()
+	}
+	t.mu.Unlock()
+}
+
+func (t *Transport) closeDrained() {
+	select {
+	case <-t.drained:
+	default:
+		close(t.drained)
+	}
+}
+
+func (t *Transport) isClosing() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.closing
+}
+
+func (t *Transport) work() {
+	defer t.wg.Done()
+	for r := range t.jobs {
+		r.serve()
+	}
+}
+
+// conn states.
+const (
+	idle    = iota // waiting for a request
+	busy           // a worker is serving a request
+	waiting        // its poll is parked
+	handed         // moved to net/http
+	closed
+)
+
+// conn is one connection on the loop. Its mutex is never held while
+// writing: a failed write closes the connection on the writing goroutine.
+type conn struct {
+	t      *Transport
+	nbc    *nbio.Conn
+	remote string
+
+	mu    sync.Mutex
+	state int
+	buf   []byte   // input not yet served
+	cur   *request // the request being served or parked
+	std   *stdConn // after the hand-over
+}
+
+// request is one poll request served on the loop; it is the sink of its
+// parked poll.
+type request struct {
+	c        *conn
+	h        *head
+	url      *url.URL
+	poll     park.Poll
+	finished bool
+}
+
+func (c *conn) onData(data []byte) {
+	c.mu.Lock()
+	switch c.state {
+	case handed:
+		std := c.std
+		c.mu.Unlock()
+		std.feed(data)
+		return
+	case closed:
+		c.mu.Unlock()
+		return
+	case busy, waiting:
+		// A request pipelined behind a poll: keep it, and ask the parked
+		// poll to answer now so that the next one can be served.
+		if len(c.buf)+len(data) > maxPending {
+			c.mu.Unlock()
+			c.nbc.Close()
+			return
+		}
+		c.buf = append(c.buf, data...)
+		var p park.Poll
+		if c.state == waiting {
+			p = c.cur.poll
+		}
+		c.mu.Unlock()
+		if p != nil {
+			p.Release()
+		}
+		return
+	}
+	first := len(c.buf) == 0
+	in := data
+	if !first {
+		c.buf = append(c.buf, data...)
+		in = c.buf
+	}
+	h, err := parseHead(in, maxHead)
+	var u *url.URL
+	if h != nil {
+		if h.method != http.MethodGet || pathOf(h.target) != "/v1/poll" {
+			err = errNotSimple
+		} else if u, err = url.ParseRequestURI(h.target); err != nil {
+			err = errNotSimple
+		}
+	}
+	switch {
+	case err != nil:
+		c.handOver(first, in)
+		return
+	case h == nil:
+		if first {
+			c.buf = append(c.buf, data...)
+		}
+		c.mu.Unlock()
+		if first {
+			_ = c.nbc.SetReadDeadline(time.Now().Add(c.t.cfg.ReadHeaderTimeout))
+		}
+		return
+	}
+	rest := in[h.n:]
+	if len(rest) > 0 {
+		c.buf = append(c.buf[:0:0], rest...)
+	} else {
+		c.buf = nil
+	}
+	r := &request{c: c, h: h, url: u}
+	c.state, c.cur = busy, r
+	c.mu.Unlock()
+	_ = c.nbc.SetReadDeadline(time.Time{}) // the hold has its own deadline
+	c.t.jobs <- r
+}
+
+// handOver moves the connection to net/http with the input in; called
+// with c.mu held, it releases it.
+func (c *conn) handOver(first bool, in []byte) {
+	buf := in
+	if first {
+		buf = append([]byte(nil), in...)
+	}
+	std := &stdConn{nbc: c.nbc, buf: buf, ready: make(chan struct{}, 1)}
+	c.state, c.std, c.buf = handed, std, nil
+	c.mu.Unlock()
+	_ = c.nbc.SetReadDeadline(time.Time{}) // net/http sets its own
+	c.t.forget(c)
+	if !c.t.std.push(std) {
+		c.nbc.Close()
+	}
+}
+
+// pathOf returns the path of a request target, before any query.
+func pathOf(target string) string {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		return target[:i]
+	}
+	return target
+}
+
+// serve runs on a worker.
+func (r *request) serve() {
+	c := r.c
+	h := r.h
+	host := h.header.Get("Host")
+	h.header.Del("Host")
+	req := &http.Request{
+		Method:     h.method,
+		URL:        r.url,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     h.header,
+		Body:       http.NoBody,
+		Host:       host,
+		RemoteAddr: c.remote,
+		RequestURI: h.target,
+		Close:      h.close,
+	}
+	var w response
+	p := park.Serve(c.t.cfg.Poll, &w, req, r)
+	if p == nil {
+		head := w.appendHead(nil, h.close || c.t.isClosing())
+		_, _ = c.nbc.Writev([][]byte{head, w.body})
+		r.done()
+		return
+	}
+	c.mu.Lock()
+	if r.finished {
+		c.mu.Unlock()
+		return
+	}
+	r.poll = p
+	gone := c.state == closed
+	pending := len(c.buf) > 0
+	if !gone {
+		c.state = waiting
+	}
+	c.mu.Unlock()
+	switch {
+	case gone:
+		p.Cancel()
+	case pending:
+		p.Release()
+	}
+}
+
+// Finish implements park.Sink.
+func (r *request) Finish(head, body []byte) {
+	c := r.c
+	c.mu.Lock()
+	r.finished = true
+	c.mu.Unlock()
+	_, _ = c.nbc.Writev([][]byte{head, body})
+	r.done()
+}
+
+// done makes the connection ready for its next request once r's reply is
+// written: it serves any input already buffered.
+func (r *request) done() {
+	c := r.c
+	c.mu.Lock()
+	if c.state == closed {
+		c.mu.Unlock()
+		return
+	}
+	if r.h.close || c.t.isClosing() {
+		c.state = closed
+		c.mu.Unlock()
+		c.nbc.Close()
+		return
+	}
+	c.state, c.cur = idle, nil
+	in := c.buf
+	c.buf = nil
+	c.mu.Unlock()
+	_ = c.nbc.SetReadDeadline(time.Now().Add(c.t.cfg.IdleTimeout))
+	if len(in) > 0 {
+		c.onData(in)
+	}
+}
+
+func (c *conn) onClose() {
+	c.mu.Lock()
+	st := c.state
+	c.state = closed
+	var p park.Poll
+	if c.cur != nil {
+		p = c.cur.poll
+	}
+	std := c.std
+	c.mu.Unlock()
+	if st == handed {
+		std.closeRead()
+		return
+	}
+	c.t.forget(c)
+	if st == waiting && p != nil {
+		p.Cancel()
+	}
+}
+
+// closeIfIdle closes the connection when no request is in progress; one
+// in progress closes it after its reply (done sees the transport closing).
+func (c *conn) closeIfIdle() {
+	c.mu.Lock()
+	st := c.state
+	c.mu.Unlock()
+	if st == idle {
+		c.nbc.Close()
+	}
+}
+
+// response buffers an immediate reply.
+type response struct {
+	hdr    http.Header
+	status int
+	body   []byte
+}
+
+func (w *response) Header() http.Header {
+	if w.hdr == nil {
+		w.hdr = make(http.Header, 8)
+	}
+	return w.hdr
+}
+
+func (w *response) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+}
+
+func (w *response) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.body = append(w.body, b...)
+	return len(b), nil
+}
+
+func (w *response) appendHead(buf []byte, close bool) []byte {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	buf = append(buf, "HTTP/1.1 "...)
+	buf = appendInt(buf, w.status)
+	buf = append(buf, ' ')
+	buf = append(buf, http.StatusText(w.status)...)
+	buf = append(buf, "\r\n"...)
+	hasLen := false
+	for k, vs := range w.hdr {
+		if k == "Content-Length" {
+			hasLen = true
+		}
+		for _, v := range vs {
+			buf = append(append(append(append(buf, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	if !hasLen {
+		buf = append(buf, "Content-Length: "...)
+		buf = appendInt(buf, len(w.body))
+		buf = append(buf, "\r\n"...)
+	}
+	if close {
+		buf = append(buf, "Connection: close\r\n"...)
+	}
+	buf = append(buf, "Date: "...)
+	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
+	return append(buf, "\r\n\r\n"...)
+}
+
+func appendInt(b []byte, n int) []byte {
+	var d [20]byte
+	i := len(d)
+	for {
+		i--
+		d[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	return append(b, d[i:]...)
+}

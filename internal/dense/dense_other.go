@@ -1,0 +1,42 @@
+//go:build !linux
+
+package dense
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Config configures a Transport.
+type Config struct {
+	Poll              http.Handler
+	Std               *http.Server
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	Workers           int
+	Logger            *slog.Logger
+}
+
+// Supported reports whether this system has the dense transport.
+const Supported = false
+
+// Transport is not available on this system.
+type Transport struct{}
+
+// New returns a Transport whose Serve fails.
+func New(Config) *Transport { return &Transport{} }
+
+// Serve fails: the dense transport needs Linux.
+func (*Transport) Serve(net.Listener) error {
+	return errors.New("the dense transport needs Linux; use --transport std")
+}
+
+// Shutdown does nothing.
+func (*Transport) Shutdown(context.Context) error { return nil }
+
+// Close does nothing.
+func (*Transport) Close() error { return nil }
