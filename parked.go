@@ -59,7 +59,10 @@ type parked struct {
 	gone   atomic.Bool // the client left
 	sink   park.Sink
 	w      *hub.Waiter
-	c      collector
+	// What the reply depends on, updated by whoever holds the claim.
+	topics []string
+	pos    []Position
+	limit  int
 	rid    string
 	extra  []byte // the reply's header lines set before parking (X-Request-Id, CORS)
 	start  time.Time
@@ -133,7 +136,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	ctx := r.Context()
 	d, expires := holdFor(req, pr)
 	p := &parked{s: s, sink: sink, rid: rid, start: start, client: client, expires: expires}
-	c := &p.c
+	c := new(collector)
 	c.init(req)
 	if err := s.startPositions(ctx, c, req.earliest); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
@@ -175,6 +178,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 			return nil, s.answer(w, c, false)
 		}
 		c.pages, c.out, c.known = nil, nil, nil
+		p.topics, p.pos, p.limit = c.topics, c.pos, c.limit
 		if p.state.CompareAndSwap(stStarting, stHeld) {
 			break
 		}
@@ -256,7 +260,8 @@ func (p *parked) shutdown() {
 // replyOwn answers a claimed poll with its own positions and no messages.
 func (p *parked) replyOwn(timedOut bool, retry time.Duration, outcome PollOutcome) {
 	bp := bufPool.Get().(*[]byte)
-	body := appendReply((*bp)[:0], &p.c, timedOut, retry)
+	c := p.collector()
+	body := appendReply((*bp)[:0], &c, timedOut, retry)
 	p.end(outcome, http.StatusOK, nil, body)
 	*bp = body
 	bufPool.Put(bp)
@@ -341,7 +346,7 @@ func (p *parked) rearm() {
 			return
 		}
 		p.state.Store(stClaimed)
-		c := &p.c
+		c := p.collector()
 		c.pages = make([]Page, len(c.topics))
 		err := c.collect(context.Background(), s.broker)
 		if err != nil {
@@ -354,14 +359,19 @@ func (p *parked) rearm() {
 				s.m.GapReported(g.Reason)
 			}
 			bp := bufPool.Get().(*[]byte)
-			body := appendReply((*bp)[:0], c, false, 0)
+			body := appendReply((*bp)[:0], &c, false, 0)
 			p.end(OutcomeMessages, http.StatusOK, nil, body)
 			*bp = body
 			bufPool.Put(bp)
 			return
 		}
-		c.pages, c.out = nil, nil
 	}
+}
+
+// collector returns a collector over the poll's topics and positions; its
+// reads advance the poll's positions.
+func (p *parked) collector() collector {
+	return collector{topics: p.topics, pos: p.pos, limit: p.limit}
 }
 
 // brokerFailed answers a claimed poll whose read failed.
@@ -395,7 +405,8 @@ func (s *Server) deliverBatch(batch []hub.Parked) {
 	var key []byte
 	for _, b := range batch {
 		p := b.(*parked)
-		key = p.c.appendKey(key[:0])
+		c := p.collector()
+		key = c.appendKey(key[:0])
 		g, ok := groups[string(key)]
 		if !ok {
 			order = append(order, string(key))
@@ -423,7 +434,7 @@ func (c *collector) appendKey(b []byte) []byte {
 }
 
 func (s *Server) deliverGroup(g []*parked) {
-	lead := &g[0].c
+	lead := g[0]
 	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: lead.limit, pages: make([]Page, len(lead.topics))}
 	if err := c.collect(context.Background(), s.broker); err != nil {
 		for _, p := range g {

@@ -303,8 +303,9 @@ type conn struct {
 // parked poll.
 type request struct {
 	c        *conn
-	h        *head
-	url      *url.URL
+	h        *head    // dropped once served: a parked poll keeps none of it
+	url      *url.URL // likewise
+	close    bool     // the client asked to close after the reply
 	poll     park.Poll
 	finished bool
 }
@@ -374,7 +375,7 @@ func (c *conn) onData(data []byte) {
 	} else {
 		c.buf = nil
 	}
-	r := &request{c: c, h: h, url: u}
+	r := &request{c: c, h: h, url: u, close: h.close}
 	c.state, c.cur = busy, r
 	c.mu.Unlock()
 	_ = c.nbc.SetReadDeadline(time.Time{}) // the hold has its own deadline
@@ -425,10 +426,11 @@ func (r *request) serve() {
 		RequestURI: h.target,
 		Close:      h.close,
 	}
+	r.h, r.url = nil, nil
 	var w response
 	p := park.Serve(c.t.cfg.Poll, &w, req, r)
 	if p == nil {
-		head := w.appendHead(nil, h.close || c.t.isClosing())
+		head := w.appendHead(nil, r.close || c.t.isClosing())
 		_, _ = c.nbc.Writev([][]byte{head, w.body})
 		r.done()
 		return
@@ -472,7 +474,7 @@ func (r *request) done() {
 		c.mu.Unlock()
 		return
 	}
-	if r.h.close || c.t.isClosing() {
+	if r.close || c.t.isClosing() {
 		c.state = closed
 		c.mu.Unlock()
 		c.nbc.Close()
