@@ -54,11 +54,11 @@ func init() {
 
 // parked is one parked poll.
 type parked struct {
-	s      *Server
-	state  atomic.Int32
-	gone   atomic.Bool // the client left
-	sink   park.Sink
-	w      *hub.Waiter
+	s     *Server
+	state atomic.Int32
+	gone  atomic.Bool // the client left
+	sink  park.Sink
+	w     *hub.Waiter
 	// What the reply depends on, updated by whoever holds the claim.
 	topics []string
 	pos    []Position
