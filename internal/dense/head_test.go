@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -357,6 +358,8 @@ func FuzzParseHead(f *testing.F) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	f.Cleanup(srv.Close)
+	client := &rawClient{addr: srv.Listener.Addr().String()}
+	f.Cleanup(client.close)
 
 	f.Fuzz(func(t *testing.T, b []byte, max16 uint16) {
 		max := int(max16)
@@ -428,7 +431,7 @@ func FuzzParseHead(f *testing.F) {
 			}
 		}
 
-		resp := roundTrip(t, srv.Listener.Addr().String(), raw)
+		resp := client.roundTrip(t, raw)
 		if resp.StatusCode != http.StatusNoContent || resp.Close != h.close {
 			t.Errorf("net/http server answered %q with %s, close %v; want 204, close %v",
 				raw, resp.Status, resp.Close, h.close)
@@ -436,24 +439,54 @@ func FuzzParseHead(f *testing.F) {
 	})
 }
 
-// roundTrip sends raw to a net/http server over loopback and reads its answer.
-func roundTrip(t *testing.T, addr string, raw []byte) *http.Response {
+// rawClient sends raw requests to a net/http server over one loopback
+// connection, kept alive while the server keeps it, so that fuzzing does not
+// run out of ephemeral ports.
+type rawClient struct {
+	addr string
+	conn net.Conn
+	br   *bufio.Reader
+}
+
+// roundTrip sends raw and reads the server's answer.
+func (c *rawClient) roundTrip(t *testing.T, raw []byte) *http.Response {
 	t.Helper()
-	conn, err := net.Dial("tcp", addr)
+	if c.conn == nil {
+		conn, err := net.Dial("tcp", c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.conn, c.br = conn, bufio.NewReader(conn)
+	}
+	resp, err := c.send(raw)
+	if err != nil || resp.Close {
+		c.close()
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("net/http's answer to %q: %v", raw, err)
 	}
-	defer conn.Close()
-	if err := conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Write(raw); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-	if err != nil {
-		t.Fatalf("reading net/http's answer to %q: %v", raw, err)
-	}
-	resp.Body.Close()
 	return resp
+}
+
+func (c *rawClient) send(raw []byte) (*http.Response, error) {
+	if err := c.conn.SetDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		return nil, err
+	}
+	if _, err := c.conn.Write(raw); err != nil {
+		return nil, err
+	}
+	resp, err := http.ReadResponse(c.br, nil)
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, err
+}
+
+func (c *rawClient) close() {
+	if c.conn != nil {
+		c.conn.Close()
+		c.conn = nil
+	}
 }
