@@ -1,0 +1,262 @@
+//go:build linux
+
+package dense
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/broker/memory"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+type fixture struct {
+	srv  *longpoll.Server
+	addr string
+	t    *Transport
+}
+
+// start serves a memory-backed server over a Transport on loopback.
+func start(t *testing.T, cfg Config) *fixture {
+	t.Helper()
+	b := memory.New()
+	srv, err := longpoll.New(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Poll = srv
+	if cfg.Std == nil {
+		p := new(http.Protocols)
+		p.SetHTTP1(true)
+		p.SetUnencryptedHTTP2(true)
+		cfg.Std = &http.Server{Handler: srv, Protocols: p, ReadHeaderTimeout: 5 * time.Second}
+	}
+	tr := New(cfg)
+	done := make(chan error, 1)
+	go func() { done <- tr.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		tr.Close()
+		if err := <-done; err != http.ErrServerClosed {
+			t.Errorf("Serve returned %v", err)
+		}
+		b.Close()
+	})
+	return &fixture{srv: srv, addr: ln.Addr().String(), t: tr}
+}
+
+func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	return c, bufio.NewReader(c)
+}
+
+func readReply(t *testing.T, br *bufio.Reader) (*http.Response, map[string]any) {
+	t.Helper()
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(body, &v); err != nil {
+		t.Fatalf("body %q: %v", body, err)
+	}
+	return resp, v
+}
+
+// waitFor polls cond every few milliseconds for up to 10 s: the server's
+// own counters are the only view of when a poll is held.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func publish(t *testing.T, srv *longpoll.Server, topic, data string) {
+	t.Helper()
+	if _, err := srv.Publish(t.Context(), longpoll.Publication{Topic: topic, Data: json.RawMessage(data)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestHeldPollIsWokenOnTheLoop(t *testing.T) {
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	io.WriteString(c, "GET /v1/poll?topic=a&timeout=30 HTTP/1.1\r\nHost: x\r\nX-Request-Id: r1\r\n\r\n")
+	waitFor(t, "the poll to be held", func() bool { return f.srv.Waiting("a") == 1 })
+	publish(t, f.srv, "a", `{"hello":1}`)
+	resp, v := readReply(t, br)
+	msgs := v["messages"].([]any)
+	if resp.StatusCode != 200 || len(msgs) != 1 || resp.Header.Get("X-Request-Id") != "r1" || resp.Close {
+		t.Fatalf("%d %v %v", resp.StatusCode, v, resp.Header)
+	}
+	// The connection serves the next poll, from the reply's cursor.
+	io.WriteString(c, "GET /v1/poll?topic=a&timeout=0&cursor="+v["cursor"].(string)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, v = readReply(t, br)
+	if resp.StatusCode != 200 || len(v["messages"].([]any)) != 0 || v["timeout"] != true {
+		t.Fatalf("second poll: %d %v", resp.StatusCode, v)
+	}
+}
+
+func TestPipelinedRequestReleasesTheHeldPoll(t *testing.T) {
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	io.WriteString(c, "GET /v1/poll?topic=p&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "the poll to be held", func() bool { return f.srv.Waiting("p") == 1 })
+	start := time.Now()
+	io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, v := readReply(t, br)
+	if resp.StatusCode != 200 || v["timeout"] != true || v["cursor"] == "" {
+		t.Fatalf("held poll: %d %v", resp.StatusCode, v)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("held poll answered after %v", d)
+	}
+	resp, v = readReply(t, br)
+	if resp.StatusCode != 200 || v["status"] != "ok" {
+		t.Fatalf("pipelined request: %d %v", resp.StatusCode, v)
+	}
+}
+
+func TestOtherRequestsGoToNetHTTP(t *testing.T) {
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	// A poll on the loop, then a publish on the same connection, which
+	// moves it to net/http; the next poll is served there.
+	io.WriteString(c, "GET /v1/poll?topic=h&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := readReply(t, br); resp.StatusCode != 200 {
+		t.Fatalf("poll: %d", resp.StatusCode)
+	}
+	body := `{"topic":"h","data":1}`
+	io.WriteString(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["messages"] == nil {
+		t.Fatalf("publish: %d %v", resp.StatusCode, v)
+	}
+	io.WriteString(c, "GET /v1/poll?topic=h&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || len(v["messages"].([]any)) != 1 {
+		t.Fatalf("poll after the hand-over: %d %v", resp.StatusCode, v)
+	}
+	// Malformed input gets net/http's answer.
+	c2, br2 := dial(t, f.addr)
+	io.WriteString(c2, "GET /v1/poll?topic=h HTTP/1.1\r\nHost: x\r\nBad Header: 1\r\n\r\n")
+	resp, err := http.ReadResponse(br2, nil)
+	if err != nil || resp.StatusCode != 400 {
+		t.Fatalf("malformed: %v %v", resp, err)
+	}
+}
+
+func TestH2CPriorKnowledge(t *testing.T) {
+	f := start(t, Config{})
+	p := new(http.Protocols)
+	p.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: p}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr}).Get("http://" + f.addr + "/v1/poll?topic=z&timeout=0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.ProtoMajor != 2 {
+		t.Fatalf("%s %d", resp.Proto, resp.StatusCode)
+	}
+}
+
+func TestClientLeavingCancelsItsPoll(t *testing.T) {
+	f := start(t, Config{})
+	c, _ := dial(t, f.addr)
+	io.WriteString(c, "GET /v1/poll?topic=gone&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "the poll to be held", func() bool { return f.srv.Waiting("gone") == 1 })
+	c.Close()
+	waitFor(t, "the poll to end", func() bool { return f.srv.Waiting("gone") == 0 })
+}
+
+func TestSlowHeadIsCut(t *testing.T) {
+	f := start(t, Config{ReadHeaderTimeout: 300 * time.Millisecond})
+	c, br := dial(t, f.addr)
+	io.WriteString(c, "GET /v1/poll?topic=s HTTP/1.1\r\nHo")
+	start := time.Now()
+	if _, err := br.ReadByte(); err == nil {
+		t.Fatal("the server answered a head that never ended")
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Fatalf("cut after %v", d)
+	}
+}
+
+func TestConnectionClose(t *testing.T) {
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	io.WriteString(c, "GET /v1/poll?topic=cc&timeout=0 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	resp, _ := readReply(t, br)
+	if resp.StatusCode != 200 || !resp.Close {
+		t.Fatalf("%d close=%v", resp.StatusCode, resp.Close)
+	}
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the reply: %v, want EOF", err)
+	}
+}
+
+func TestShutdownAnswersAndCloses(t *testing.T) {
+	f := start(t, Config{})
+	held, hbr := dial(t, f.addr)
+	io.WriteString(held, "GET /v1/poll?topic=sd&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+	idle, ibr := dial(t, f.addr)
+	io.WriteString(idle, "GET /v1/poll?topic=sd2&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	readReply(t, ibr)
+	waitFor(t, "the poll to be held", func() bool { return f.srv.Waiting("sd") == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() { errc <- f.t.Shutdown(ctx) }()
+	if err := f.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	resp, v := readReply(t, hbr)
+	if resp.StatusCode != 200 || v["retry_after_ms"] == nil {
+		t.Fatalf("held poll at shutdown: %d %v", resp.StatusCode, v)
+	}
+	if _, err := hbr.ReadByte(); err != io.EOF {
+		t.Fatalf("after the shutdown reply: %v, want EOF", err)
+	}
+	if _, err := ibr.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+}
+
+func itoa(n int) string {
+	return string(appendInt(nil, n))
+}
