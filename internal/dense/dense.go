@@ -136,7 +136,11 @@ func (t *Transport) Serve(ln net.Listener) error {
 		go t.work()
 	}
 	defer func() {
-		t.stop()
+		// After Shutdown or Close, they stop the loop (Shutdown once the
+		// parked polls' replies are out); after a failure, stop it here.
+		if !t.isClosing() {
+			t.stop()
+		}
 		<-stdErr
 	}()
 	var delay time.Duration
@@ -146,8 +150,11 @@ func (t *Transport) Serve(ln net.Listener) error {
 			t.mu.Lock()
 			closing := t.closing
 			t.mu.Unlock()
-			if closing || errors.Is(err, net.ErrClosed) {
+			if closing {
 				return http.ErrServerClosed
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
 			// Out of file descriptors and the like: back off as net/http does.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
@@ -185,7 +192,11 @@ func (t *Transport) Serve(ln net.Listener) error {
 			nbc.Close()
 			continue
 		}
-		_ = nbc.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+		dc.mu.Lock()
+		if !dc.started {
+			_ = nbc.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
+		}
+		dc.mu.Unlock()
 	}
 }
 
@@ -287,16 +298,19 @@ const (
 
 // conn is one connection on the loop. Its mutex is never held while
 // writing: a failed write closes the connection on the writing goroutine.
+// Read deadlines are set under it, so that they apply in the order of the
+// state changes that call for them.
 type conn struct {
 	t      *Transport
 	nbc    *nbio.Conn
 	remote string
 
-	mu    sync.Mutex
-	state int
-	buf   []byte   // input not yet served
-	cur   *request // the request being served or parked
-	std   *stdConn // after the hand-over
+	mu      sync.Mutex
+	state   int
+	started bool     // input has arrived
+	buf     []byte   // input not yet served
+	cur     *request // the request being served or parked
+	std     *stdConn // after the hand-over
 }
 
 // request is one poll request served on the loop; it is the sink of its
@@ -340,6 +354,7 @@ func (c *conn) onData(data []byte) {
 		}
 		return
 	}
+	c.started = true
 	first := len(c.buf) == 0
 	in := data
 	if !first {
@@ -362,11 +377,9 @@ func (c *conn) onData(data []byte) {
 	case h == nil:
 		if first {
 			c.buf = append(c.buf, data...)
-		}
-		c.mu.Unlock()
-		if first {
 			_ = c.nbc.SetReadDeadline(time.Now().Add(c.t.cfg.ReadHeaderTimeout))
 		}
+		c.mu.Unlock()
 		return
 	}
 	rest := in[h.n:]
@@ -377,8 +390,8 @@ func (c *conn) onData(data []byte) {
 	}
 	r := &request{c: c, h: h, url: u, close: h.close}
 	c.state, c.cur = busy, r
-	c.mu.Unlock()
 	_ = c.nbc.SetReadDeadline(time.Time{}) // the hold has its own deadline
+	c.mu.Unlock()
 	c.t.jobs <- r
 }
 
@@ -391,8 +404,8 @@ func (c *conn) handOver(first bool, in []byte) {
 	}
 	std := &stdConn{nbc: c.nbc, buf: buf, ready: make(chan struct{}, 1)}
 	c.state, c.std, c.buf = handed, std, nil
-	c.mu.Unlock()
 	_ = c.nbc.SetReadDeadline(time.Time{}) // net/http sets its own
+	c.mu.Unlock()
 	c.t.forget(c)
 	if !c.t.std.push(std) {
 		c.nbc.Close()
@@ -483,8 +496,8 @@ func (r *request) done() {
 	c.state, c.cur = idle, nil
 	in := c.buf
 	c.buf = nil
-	c.mu.Unlock()
 	_ = c.nbc.SetReadDeadline(time.Now().Add(c.t.cfg.IdleTimeout))
+	c.mu.Unlock()
 	if len(in) > 0 {
 		c.onData(in)
 	}
