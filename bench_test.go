@@ -10,6 +10,7 @@ import (
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
+	"github.com/longpoll/longpoll/internal/park"
 )
 
 // BenchmarkPublishWake measures the hot path end to end inside the
@@ -90,5 +91,57 @@ func BenchmarkPollImmediate(b *testing.B) {
 		if rec.Code != 200 {
 			b.Fatal(rec.Code)
 		}
+	}
+}
+
+// countSink counts parked polls' replies and keeps the last body.
+type countSink struct {
+	done chan []byte
+}
+
+func (s *countSink) Finish(head, body []byte) { s.done <- append([]byte(nil), body...) }
+
+// BenchmarkParkedPublishWake is BenchmarkPublishWake on the parked path
+// of the dense transport: one publish answers n parked polls, which then
+// park again from their new cursors. One op is one publish delivered to
+// all n plus their n re-polls.
+func BenchmarkParkedPublishWake(b *testing.B) {
+	for _, n := range []int{1, 1000, 10000} {
+		b.Run(fmt.Sprintf("waiters=%d", n), func(b *testing.B) {
+			br := memory.New(memory.WithMaxMessages(10))
+			defer br.Close()
+			srv, _ := longpoll.New(br)
+			rec := httptest.NewRecorder()
+			srv.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=0", nil))
+			var r struct{ Cursor string }
+			json.Unmarshal(rec.Body.Bytes(), &r)
+			sink := &countSink{done: make(chan []byte, n)}
+			repoll := func(cur string) {
+				for range n {
+					if p := park.Serve(srv, httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=50&cursor="+cur, nil), sink); p == nil {
+						b.Fatal("not parked")
+					}
+				}
+			}
+			repoll(r.Cursor)
+			data := json.RawMessage(`{"n":1}`)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := srv.Publish(b.Context(), longpoll.Publication{Topic: "w", Data: data}); err != nil {
+					b.Fatal(err)
+				}
+				var body []byte
+				for range n {
+					body = <-sink.done
+				}
+				json.Unmarshal(body, &r)
+				repoll(r.Cursor)
+			}
+			b.StopTimer()
+			srv.Shutdown(b.Context())
+			for range n {
+				<-sink.done
+			}
+		})
 	}
 }
