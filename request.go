@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,18 +43,17 @@ func (s *Server) parsePollQuery(q url.Values) (*pollRequest, *Error) {
 		}
 	}
 	var (
-		since   *string
-		timeout json.RawMessage
-		limit   json.RawMessage
+		since          *string
+		timeout, limit *string
 	)
 	if v, ok := q["since"]; ok {
 		since = &v[0]
 	}
 	if v, ok := q["timeout"]; ok {
-		timeout = json.RawMessage(strconv.Quote(v[0]))
+		timeout = &v[0]
 	}
 	if v, ok := q["limit"]; ok {
-		limit = json.RawMessage(strconv.Quote(v[0]))
+		limit = &v[0]
 	}
 	return s.buildPoll(q["topic"], q.Get("cursor"), since, timeout, limit)
 }
@@ -80,27 +80,61 @@ func (s *Server) parsePollBody(w http.ResponseWriter, r *http.Request) (*pollReq
 	if b.Topics == nil {
 		return nil, badParam("topics is required: a list of topic names")
 	}
-	return s.buildPoll(b.Topics, b.Cursor, b.Since, b.Timeout, b.Limit)
+	timeout, ok := jsonParam(b.Timeout)
+	if !ok {
+		return nil, errBadTimeout
+	}
+	limit, ok := jsonParam(b.Limit)
+	if !ok {
+		return nil, errBadLimit
+	}
+	return s.buildPoll(b.Topics, b.Cursor, b.Since, timeout, limit)
 }
 
-// buildPoll validates the fields common to both poll forms. timeout and
-// limit are raw JSON: a number, or a string holding one (the query form).
-func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, limit json.RawMessage) (*pollRequest, *Error) {
+// jsonParam returns a JSON number as its text and a JSON string as its
+// value: the body form's timeout and limit, like the query form's. nil
+// means absent; false, a string that is not valid JSON.
+func jsonParam(raw json.RawMessage) (*string, bool) {
+	if raw == nil {
+		return nil, true
+	}
+	s := string(raw)
+	if raw[0] == '"' {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, false
+		}
+	}
+	return &s, true
+}
+
+// buildPoll validates the fields common to both poll forms; timeout and
+// limit, when present, are the text of a number (or of a duration).
+func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, limit *string) (*pollRequest, *Error) {
 	p := &pollRequest{timeout: s.cfg.defaultTimeout, limit: DefaultPollLimit}
 	if len(topics) == 0 {
 		return nil, badParam("at least one topic is required")
 	}
-	seen := make(map[string]struct{}, len(topics))
+	// Duplicates are dropped: by a scan for a few topics, by a map beyond.
+	var seen map[string]struct{}
+	if len(topics) > 8 {
+		seen = make(map[string]struct{}, len(topics))
+	}
 	p.topics = make([]string, 0, len(topics))
 	for _, t := range topics {
-		if _, dup := seen[t]; dup {
+		if seen != nil {
+			if _, dup := seen[t]; dup {
+				continue
+			}
+		} else if slices.Contains(p.topics, t) {
 			continue
 		}
 		if err := ValidateTopic(t); err != nil {
 			e := err.(*Error)
 			return nil, &Error{Code: e.Code, Message: e.Message + ": " + strconv.Quote(truncate(t, 64))}
 		}
-		seen[t] = struct{}{}
+		if seen != nil {
+			seen[t] = struct{}{}
+		}
 		p.topics = append(p.topics, t)
 	}
 	if len(p.topics) > s.cfg.maxTopicsPerPoll {
@@ -113,7 +147,7 @@ func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, 
 		p.earliest = true
 	}
 	if timeout != nil {
-		d, e := parseTimeout(timeout)
+		d, e := parseTimeout(*timeout)
 		if e != nil {
 			return nil, e
 		}
@@ -121,7 +155,7 @@ func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, 
 	}
 	p.timeout = min(p.timeout, s.cfg.maxHold)
 	if limit != nil {
-		n, e := parseLimit(limit)
+		n, e := parseLimit(*limit)
 		if e != nil {
 			return nil, e
 		}
@@ -137,16 +171,9 @@ func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, 
 	return p, nil
 }
 
-// parseTimeout accepts a number of seconds or a Go duration, as a JSON
-// number or string.
-func parseTimeout(raw json.RawMessage) (time.Duration, *Error) {
+// parseTimeout accepts a number of seconds or a Go duration.
+func parseTimeout(s string) (time.Duration, *Error) {
 	bad := errBadTimeout
-	s := string(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, bad
-		}
-	}
 	if s == "" || len(s) > 32 {
 		return 0, bad
 	}
@@ -174,14 +201,8 @@ func parseTimeout(raw json.RawMessage) (time.Duration, *Error) {
 }
 
 // parseLimit accepts a positive integer; above MaxPollLimit it is capped.
-func parseLimit(raw json.RawMessage) (int, *Error) {
+func parseLimit(s string) (int, *Error) {
 	bad := errBadLimit
-	s := string(raw)
-	if len(raw) > 0 && raw[0] == '"' {
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return 0, bad
-		}
-	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		var ne *strconv.NumError
