@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -135,7 +136,12 @@ func (s *Server) accessLog(rid string, l *parkLog, status int, n int64, d time.D
 func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal, sink park.Sink, start time.Time, client string) (*parked, PollOutcome) {
 	ctx := r.Context()
 	d, expires := holdFor(req, pr)
-	p := &parked{s: s, sink: sink, rid: rid, start: start, client: client, expires: expires}
+	// Strings parsed from the request point into its head: a parked poll
+	// keeps copies, so that the head can be freed.
+	p := &parked{s: s, sink: sink, rid: strings.Clone(rid), start: start, client: client, expires: expires}
+	for i, t := range req.topics {
+		req.topics[i] = strings.Clone(t)
+	}
 	c := new(collector)
 	c.init(req)
 	if err := s.startPositions(ctx, c, req.earliest); err != nil {
