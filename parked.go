@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/longpoll/longpoll/internal/httpdate"
 	"github.com/longpoll/longpoll/internal/hub"
 	"github.com/longpoll/longpoll/internal/park"
 )
@@ -327,7 +328,7 @@ func (p *parked) appendHead(buf []byte, status int, hdr http.Header, n int) []by
 	}
 	buf = append(buf, p.extra...)
 	buf = append(buf, "Date: "...)
-	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
+	buf = httpdate.Append(buf, time.Now())
 	return append(buf, "\r\n\r\n"...)
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/logging"
 
+	"github.com/longpoll/longpoll/internal/httpdate"
 	"github.com/longpoll/longpoll/internal/park"
 )
 
@@ -587,7 +588,7 @@ func (w *response) appendHead(buf []byte, close bool) []byte {
 		buf = append(buf, "Connection: close\r\n"...)
 	}
 	buf = append(buf, "Date: "...)
-	buf = time.Now().UTC().AppendFormat(buf, http.TimeFormat)
+	buf = httpdate.Append(buf, time.Now())
 	return append(buf, "\r\n\r\n"...)
 }
 
