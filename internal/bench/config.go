@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -46,15 +48,21 @@ const (
 	// ephemeral ports of one address, with room left for the ports that
 	// earlier runs' connections keep in TIME_WAIT for a minute.
 	ConnsPerSourceAddr = 5_000
+	// MaxServers bounds the nodes of one cluster a run measures.
+	MaxServers = 64
 )
 
 // Config is one run of the bench. Zero numbers take the scenario's
 // default (see Check).
 type Config struct {
-	Scenario    string
-	Protocol    string // ProtocolLongpoll or ProtocolNchan
-	Server      string // base URL
-	Subscribers int    // subscriber connections in all
+	Scenario string
+	Protocol string // ProtocolLongpoll or ProtocolNchan
+	// Server is the base URL of the server, or of several nodes of one
+	// cluster, comma-separated: subscriber i polls node (i / topics) mod k
+	// (every topic has subscribers on every node), every
+	// publish goes to the first, and the held count is summed over all.
+	Server      string
+	Subscribers int // subscriber connections in all
 	Topics      int
 	Publishers  int     // throughput: concurrent publishers
 	Messages    int     // fanout: rounds; burst: messages per topic; throughput: cap (0 none)
@@ -65,9 +73,15 @@ type Config struct {
 	PollTimeout time.Duration // hold each subscriber asks for
 	Workers     int           // worker processes
 	SourceAddrs int           // loopback source addresses 127.0.0.1, .2, ...
-	ServerPID   int           // server to read RSS and CPU time from
-	Spawn       string        // command that starts the server
-	Progress    io.Writer     // where the progress bar goes; nil: nowhere
+	// ServerPID is the pid of the server to read RSS and CPU time from,
+	// or several comma-separated, the nodes' in the order of Server (at
+	// most one per URL): their figures are summed.
+	ServerPID string
+	Spawn     string    // command that starts the server (one URL only)
+	Progress  io.Writer // where the progress bar goes; nil: nowhere
+
+	servers []string // Server split by Check
+	pids    []int    // ServerPID split by Check
 }
 
 // Check fills in defaults and reports what is wrong with c.
@@ -84,8 +98,39 @@ func (c *Config) Check() error {
 	default:
 		bad("--protocol must be longpoll or nchan, not %q", c.Protocol)
 	}
-	if u, err := url.Parse(c.Server); err != nil || u.Scheme != "http" || u.Host == "" {
-		bad("--server must be an http:// URL, not %q", c.Server)
+	c.servers = nil
+	for s := range strings.SplitSeq(c.Server, ",") {
+		s = strings.TrimSpace(s)
+		u, err := url.Parse(s)
+		if err != nil || u.Scheme != "http" || u.Host == "" {
+			bad("--server must be an http:// URL, or several comma-separated, not %q", s)
+			continue
+		}
+		if slices.ContainsFunc(c.servers, func(o string) bool { return sameServer(o, s) }) {
+			bad("--server lists %s twice: its polls would be counted twice", s)
+			continue
+		}
+		c.servers = append(c.servers, s)
+	}
+	if len(c.servers) > MaxServers {
+		bad("--server must list at most %d URLs", MaxServers)
+	}
+	c.pids = nil
+	if c.ServerPID != "" {
+		for s := range strings.SplitSeq(c.ServerPID, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(s))
+			switch {
+			case err != nil || pid <= 0:
+				bad("--server-pid must be a process id, or several comma-separated, not %q", s)
+			case slices.Contains(c.pids, pid):
+				bad("--server-pid lists %d twice: its figures would be counted twice", pid)
+			default:
+				c.pids = append(c.pids, pid)
+			}
+		}
+	}
+	if len(c.pids) > max(len(c.servers), 1) {
+		bad("--server-pid lists %d pids for %d --server URL(s): give at most one per URL, in the same order", len(c.pids), len(c.servers))
 	}
 	if c.Subscribers == 0 {
 		c.Subscribers = 1000
@@ -154,25 +199,49 @@ func (c *Config) Check() error {
 	if c.Workers < 1 || c.Workers > 64 || c.Workers > c.Subscribers {
 		bad("--workers must be 1 to min(64, --subscribers)")
 	}
-	if c.SourceAddrs == 0 && loopbackServer(c.Server) {
+	if c.SourceAddrs == 0 && loopbackServers(c.servers) {
 		c.SourceAddrs = (c.Subscribers + ConnsPerSourceAddr - 1) / ConnsPerSourceAddr
 	}
 	if c.SourceAddrs < 0 || c.SourceAddrs > 254 {
 		bad("--source-addrs must be 0 to 254")
 	}
-	if c.SourceAddrs > 0 && !loopbackServer(c.Server) {
-		bad("--source-addrs needs a loopback --server (127.0.0.1 or localhost)")
+	if c.SourceAddrs > 0 && !loopbackServers(c.servers) {
+		bad("--source-addrs needs every --server on loopback (127.0.0.1 or localhost)")
 	}
-	if c.ServerPID < 0 {
-		bad("--server-pid must be a process id")
-	}
-	if c.ServerPID != 0 && c.Spawn != "" {
+	if c.ServerPID != "" && c.Spawn != "" {
 		bad("--server-pid and --spawn exclude each other")
+	}
+	if k := len(c.servers); k > 1 {
+		if c.Spawn != "" {
+			bad("--spawn starts one server: with several --server URLs, start the nodes yourself and give their pids with --server-pid")
+		}
+		if c.Protocol == ProtocolNchan {
+			bad("--protocol nchan takes one --server URL, not %d", k)
+		}
+		if c.Subscribers >= 1 && c.Subscribers < k {
+			bad("--subscribers (%d) must be at least the number of --server URLs (%d), so that every node holds polls", c.Subscribers, k)
+		}
 	}
 	if len(errs) > 0 {
 		return errors.New(strings.Join(errs, "; "))
 	}
 	return nil
+}
+
+// sameServer reports whether base URLs a and b name the same server.
+func sameServer(a, b string) bool {
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	if err1 != nil || err2 != nil {
+		return a == b
+	}
+	return strings.EqualFold(ua.Host, ub.Host) && strings.TrimSuffix(ua.Path, "/") == strings.TrimSuffix(ub.Path, "/")
+}
+
+// loopbackServers reports whether there are servers and all are on
+// loopback.
+func loopbackServers(servers []string) bool {
+	return len(servers) > 0 && !slices.ContainsFunc(servers, func(s string) bool { return !loopbackServer(s) })
 }
 
 func loopbackServer(server string) bool {

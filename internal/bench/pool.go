@@ -47,7 +47,7 @@ func startPool(cfg *Config, topics []string) (*pool, error) {
 			count++
 		}
 		j := job{
-			Protocol: cfg.Protocol, Server: cfg.Server, Topics: topics, First: first, Count: count,
+			Protocol: cfg.Protocol, Servers: cfg.servers, Topics: topics, First: first, Count: count,
 			SourceAddrs: addrs, Hold: cfg.PollTimeout, PerNumber: cfg.Scenario == Fanout,
 		}
 		first += count

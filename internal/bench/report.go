@@ -14,20 +14,45 @@ import (
 func WriteTable(w io.Writer, res *Result) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
-	row("scenario", "%s (%s at %s)", res.Scenario, res.Protocol, res.Server)
+	servers, pids := res.servers(), res.pids()
+	if len(servers) > 1 {
+		row("scenario", "%s (%s at %d nodes: %s; publishes to the first)", res.Scenario, res.Protocol, len(servers), strings.Join(servers, ", "))
+	} else {
+		row("scenario", "%s (%s at %s)", res.Scenario, res.Protocol, res.Server)
+	}
 	row("subscribers", "%d on %d topic(s), %d worker process(es), %d source address(es)", res.Subscribers, res.Topics, res.Workers, res.SourceAddrs)
 	row("started", "%s, load average %s -> %s", res.Started.Format("2006-01-02 15:04:05 MST"), orDash(res.LoadBefore), orDash(res.LoadAfter))
 	row("elapsed", "%.1f s", res.ElapsedMS/1e3)
-	row("held", "%d polls at once (as counted by the server)", res.Held)
+	switch {
+	case len(res.HeldPerServer) > 1:
+		row("held", "%d polls at once (as counted by the servers: %s)", res.Held, perServer(servers, res.HeldPerServer))
+	case len(servers) > 1:
+		row("held", "%d polls at once (as counted by the servers, summed)", res.Held)
+	default:
+		row("held", "%d polls at once (as counted by the server)", res.Held)
+	}
 	if res.RSSHeld > 0 {
-		row("server RSS", "%s before, %s held", kib(float64(res.RSSBefore)), kib(float64(res.RSSHeld)))
-		row("RSS per held poll", "%s", kib(res.RSSPerPoll))
-	} else if res.Scenario == Capacity && res.ServerPID == 0 {
+		row("server RSS", "%s before, %s held%s", kib(float64(res.RSSBefore)), kib(float64(res.RSSHeld)), paren(pidNote(len(pids), len(servers))))
+		if len(pids) > 1 && len(res.RSSBeforePerPID) == len(pids) && len(res.RSSHeldPerPID) == len(pids) {
+			for i, pid := range pids {
+				row(fmt.Sprintf("  pid %d", pid), "%s before, %s held", kib(float64(res.RSSBeforePerPID[i])), kib(float64(res.RSSHeldPerPID[i])))
+			}
+		}
+		if len(pids) < len(servers) {
+			row("RSS per held poll", "%s (over the polls the measured nodes held)", kib(res.RSSPerPoll))
+		} else {
+			row("RSS per held poll", "%s", kib(res.RSSPerPoll))
+		}
+	} else if res.Scenario == Capacity && len(pids) == 0 {
 		row("RSS per held poll", "unknown: give --server-pid or --spawn")
 	}
 	if res.Scenario != Capacity {
 		row("published", "%d (%d errors)", res.Published, res.PublishErrors)
-		row("delivered", "%d of %d expected", res.Delivered, res.Expected)
+		if len(res.DeliveredPerServer) > 1 {
+			row("delivered", "%d of %d expected (%s)", res.Delivered, res.Expected, perServer(servers, res.DeliveredPerServer))
+		} else {
+			row("delivered", "%d of %d expected", res.Delivered, res.Expected)
+		}
 		if res.PublishedPerSec > 0 {
 			row("published/s", "%.0f over %.2f s", res.PublishedPerSec, res.PublishSeconds)
 		}
@@ -46,8 +71,12 @@ func WriteTable(w io.Writer, res *Result) error {
 			}
 			row("all received", "%s to %s per round (%s)", msStr(slices.Min(all)), msStr(slices.Max(all)), strings.Join(parts, ", "))
 		}
-		if res.ServerPID > 0 {
-			row("server CPU", "%.0f ms, %.2f us per delivery (in ticks of %d ms)", res.ServerCPUMS, res.CPUPerDelivery, 1000/clockTicks)
+		if len(pids) > 0 {
+			note := pidNote(len(pids), len(servers))
+			if note != "" {
+				note += ", "
+			}
+			row("server CPU", "%.0f ms, %.2f us per delivery (%sin ticks of %d ms)", res.ServerCPUMS, res.CPUPerDelivery, note, 1000/clockTicks)
 		} else {
 			row("server CPU", "unknown: give --server-pid or --spawn")
 		}
@@ -64,6 +93,58 @@ func WriteTable(w io.Writer, res *Result) error {
 		row("first error", "%s", res.FirstError)
 	}
 	return tw.Flush()
+}
+
+// servers returns the URLs of the nodes measured.
+func (res *Result) servers() []string {
+	if len(res.Servers) > 0 {
+		return res.Servers
+	}
+	return []string{res.Server}
+}
+
+// pids returns the pids whose figures the result has.
+func (res *Result) pids() []int {
+	if len(res.ServerPIDs) > 0 {
+		return res.ServerPIDs
+	}
+	if res.ServerPID > 0 {
+		return []int{res.ServerPID}
+	}
+	return nil
+}
+
+// pidNote says whose the server figures are when that is not simply the
+// one server's: a sum, or some of the nodes only.
+func pidNote(pids, nodes int) string {
+	var parts []string
+	if pids > 1 {
+		parts = append(parts, fmt.Sprintf("sum over %d pids", pids))
+	}
+	if pids < nodes {
+		parts = append(parts, fmt.Sprintf("of %d of the %d nodes", pids, nodes))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func paren(s string) string {
+	if s == "" {
+		return ""
+	}
+	return " (" + s + ")"
+}
+
+// perServer lists n[i] at servers[i].
+func perServer[T int | uint64](servers []string, n []T) string {
+	parts := make([]string, len(n))
+	for i, v := range n {
+		s := "?"
+		if i < len(servers) {
+			s = servers[i]
+		}
+		parts[i] = fmt.Sprintf("%d at %s", v, s)
+	}
+	return strings.Join(parts, ", ")
 }
 
 func orDash(s string) string {

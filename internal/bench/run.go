@@ -16,9 +16,12 @@ import (
 // Result is what a run measured. Durations are in milliseconds, CPU time
 // per delivery in microseconds, memory in bytes.
 type Result struct {
-	Scenario    string    `json:"scenario"`
-	Protocol    string    `json:"protocol"`
+	Scenario string `json:"scenario"`
+	Protocol string `json:"protocol"`
+	// Server is the server's base URL, or the nodes' comma-separated;
+	// Servers lists them when there are several.
 	Server      string    `json:"server"`
+	Servers     []string  `json:"servers,omitempty"`
 	Started     time.Time `json:"started"`
 	ElapsedMS   float64   `json:"elapsed_ms"`
 	LoadBefore  string    `json:"load_average_before"`
@@ -31,28 +34,42 @@ type Result struct {
 	Size        int       `json:"size"`
 	Workers     int       `json:"workers"`
 	SourceAddrs int       `json:"source_addrs"`
-	ServerPID   int       `json:"server_pid,omitempty"`
+	// ServerPID is the measured server's pid when there is one;
+	// ServerPIDs lists them when there are several, in the order of
+	// Servers, and the server figures below are their sums.
+	ServerPID  int   `json:"server_pid,omitempty"`
+	ServerPIDs []int `json:"server_pids,omitempty"`
 
-	// Held is the number of polls the server reported held at once.
-	Held int `json:"held"`
+	// Held is the number of polls the server reported held at once,
+	// summed over the nodes; HeldPerServer is each node's count then,
+	// when there are several.
+	Held          int   `json:"held"`
+	HeldPerServer []int `json:"held_per_server,omitempty"`
 	// RSSBefore and RSSHeld are the server's resident memory before the
-	// subscribers connected and while they were held (capacity).
-	RSSBefore  int64   `json:"rss_before_bytes,omitempty"`
-	RSSHeld    int64   `json:"rss_held_bytes,omitempty"`
-	RSSPerPoll float64 `json:"rss_per_poll_bytes,omitempty"`
-	RSSAfter   int64   `json:"rss_after_bytes,omitempty"`
+	// subscribers connected and while they were held (capacity); with
+	// several pids, their sums, and the PerPID fields give each. RSSPerPoll
+	// divides the growth by the polls held by the nodes measured.
+	RSSBefore       int64   `json:"rss_before_bytes,omitempty"`
+	RSSHeld         int64   `json:"rss_held_bytes,omitempty"`
+	RSSBeforePerPID []int64 `json:"rss_before_per_pid_bytes,omitempty"`
+	RSSHeldPerPID   []int64 `json:"rss_held_per_pid_bytes,omitempty"`
+	RSSPerPoll      float64 `json:"rss_per_poll_bytes,omitempty"`
+	RSSAfter        int64   `json:"rss_after_bytes,omitempty"`
 
-	Published       uint64  `json:"published"`
-	PublishErrors   uint64  `json:"publish_errors"`
-	Delivered       uint64  `json:"delivered"`
-	Expected        uint64  `json:"expected"`
-	PublishSeconds  float64 `json:"publish_seconds,omitempty"`
-	WindowSeconds   float64 `json:"window_seconds,omitempty"`
-	PublishedPerSec float64 `json:"published_per_second,omitempty"`
-	DeliveredPerSec float64 `json:"delivered_per_second,omitempty"`
-	// ServerCPU is the server's user+system CPU time over the window from
-	// the first publish to the last delivery; CPUPerDelivery divides it by
-	// Delivered.
+	Published     uint64 `json:"published"`
+	PublishErrors uint64 `json:"publish_errors"`
+	Delivered     uint64 `json:"delivered"`
+	// DeliveredPerServer is Delivered by the node the subscribers polled,
+	// when there are several.
+	DeliveredPerServer []uint64 `json:"delivered_per_server,omitempty"`
+	Expected           uint64   `json:"expected"`
+	PublishSeconds     float64  `json:"publish_seconds,omitempty"`
+	WindowSeconds      float64  `json:"window_seconds,omitempty"`
+	PublishedPerSec    float64  `json:"published_per_second,omitempty"`
+	DeliveredPerSec    float64  `json:"delivered_per_second,omitempty"`
+	// ServerCPU is the server's user+system CPU time (summed over the
+	// pids) over the window from the first publish to the last delivery;
+	// CPUPerDelivery divides it by Delivered.
 	ServerCPUMS    float64 `json:"server_cpu_ms,omitempty"`
 	CPUPerDelivery float64 `json:"server_cpu_per_delivery_us,omitempty"`
 	// BenchCPUMS is the CPU time of the bench itself and its workers over
@@ -78,27 +95,39 @@ type Round struct {
 	AllReceived float64 `json:"all_received_ms"`
 }
 
-// Run runs one scenario against cfg's server. cfg must have passed Check.
-// It is bounded by cfg.Timeout; on an error the partial result, when
-// there is one, comes with it.
+// Run runs one scenario against cfg's server, or the nodes of one
+// cluster. cfg must have passed Check. It is bounded by cfg.Timeout; on an
+// error the partial result, when there is one, comes with it.
 func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if len(cfg.servers) == 0 {
+		return nil, errors.New("bench: Run needs a Config that passed Check")
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	r := &runner{cfg: &cfg, res: &Result{
-		Scenario: cfg.Scenario, Protocol: cfg.Protocol, Server: cfg.Server, Started: time.Now().UTC(),
+		Scenario: cfg.Scenario, Protocol: cfg.Protocol, Server: strings.Join(cfg.servers, ","), Started: time.Now().UTC(),
 		LoadBefore: LoadAverage(), Subscribers: cfg.Subscribers, Topics: cfg.Topics, Size: cfg.Size,
-		Workers: cfg.Workers, SourceAddrs: cfg.SourceAddrs, ServerPID: cfg.ServerPID,
+		Workers: cfg.Workers, SourceAddrs: cfg.SourceAddrs,
 	}}
+	if len(cfg.servers) > 1 {
+		r.res.Servers = cfg.servers
+	}
 	defer func() {
 		r.res.ElapsedMS = ms(time.Since(r.res.Started))
 		r.res.LoadAfter = LoadAverage()
 	}()
-	var err error
-	r.target, err = newTarget(cfg.Protocol, cfg.Server, cfg.PollTimeout, cfg.Publishers+16)
-	if err != nil {
-		return nil, err
+	for _, s := range cfg.servers {
+		t, err := newTarget(cfg.Protocol, s, cfg.PollTimeout, cfg.Publishers+16)
+		if err != nil {
+			return nil, err
+		}
+		r.targets = append(r.targets, t)
+		defer t.close()
 	}
-	defer r.target.close()
+	// Every publish goes to the first node, so that deliveries to the
+	// others' subscribers prove wake-ups across nodes.
+	r.pub = r.targets[0]
+	r.pids = cfg.pids
 	if cfg.Spawn != "" {
 		sp, err := spawn(cfg.Spawn)
 		if err != nil {
@@ -106,15 +135,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 		defer sp.stop(10 * time.Second)
 		ready, cancel := context.WithTimeout(ctx, 15*time.Second)
-		err = sp.waitReady(ready, r.target.readyURL())
+		err = sp.waitReady(ready, r.pub.readyURL())
 		cancel()
 		if err != nil {
 			return nil, err
 		}
-		r.pid = sp.pid()
-		r.res.ServerPID = r.pid
-	} else {
-		r.pid = cfg.ServerPID
+		r.pids = []int{sp.pid()}
+	}
+	switch len(r.pids) {
+	case 0:
+	case 1:
+		r.res.ServerPID = r.pids[0]
+	default:
+		r.res.ServerPIDs = r.pids
 	}
 	if err := r.run(ctx); err != nil {
 		return r.res, err
@@ -125,8 +158,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 type runner struct {
 	cfg       *Config
 	res       *Result
-	target    *target
-	pid       int
+	targets   []*target // one per server
+	pub       *target   // the first: where every publish goes
+	pids      []int     // measured, pids[j] the node of targets[j]
 	topics    []string
 	subsOf    []uint64 // subscribers per topic
 	published []uint64 // per topic
@@ -153,12 +187,12 @@ func (r *runner) run(ctx context.Context) error {
 	}
 	r.published = make([]uint64, cfg.Topics)
 
-	if r.pid > 0 {
-		rss, err := ReadRSS(r.pid)
+	if len(r.pids) > 0 {
+		rss, each, err := r.readRSS()
 		if err != nil {
-			return fmt.Errorf("reading the server's memory: %w", err)
+			return err
 		}
-		r.res.RSSBefore = rss
+		r.res.RSSBefore, r.res.RSSBeforePerPID = rss, each
 	}
 	var err error
 	r.pool, err = startPool(cfg, r.topics)
@@ -220,6 +254,10 @@ func (r *runner) finish(ctx context.Context, err error) error {
 		res.Expected += n * r.subsOf[i]
 	}
 	res.Delivered = wr.Received
+	if len(r.targets) > 1 {
+		res.DeliveredPerServer = make([]uint64, len(r.targets))
+		copy(res.DeliveredPerServer, wr.PerServer)
+	}
 	res.Latency = wr.Latency.Summarize()
 	res.Histogram = &wr.Latency
 	res.Lost, res.Duplicates, res.Reordered, res.Gaps = wr.Lost, wr.Duplicates, wr.Reordered, wr.Gaps
@@ -239,8 +277,8 @@ func (r *runner) finish(ctx context.Context, err error) error {
 		res.Rounds[i].Received = st.Count
 		res.Rounds[i].AllReceived = ms(st.Max)
 	}
-	if r.pid > 0 {
-		if rss, e := ReadRSS(r.pid); e == nil {
+	if len(r.pids) > 0 {
+		if rss, _, e := r.readRSS(); e == nil {
 			res.RSSAfter = rss
 		}
 	}
@@ -266,13 +304,15 @@ func (r *runner) waitHeld(ctx context.Context, phase string, received uint64) er
 		}
 		t := r.pool.totals()
 		if t.Open >= n && t.Received >= received && t.Polls >= uint64(n) {
-			held, err := r.serverHeld(ctx)
+			held, each, err := r.serverHeld(ctx)
 			if err != nil {
 				return err
 			}
 			r.held.Store(int64(held))
 			if held >= r.cfg.Subscribers {
-				r.res.Held = max(r.res.Held, held)
+				if held >= r.res.Held {
+					r.setHeld(held, each)
+				}
 				return nil
 			}
 		}
@@ -284,40 +324,87 @@ func (r *runner) waitHeld(ctx context.Context, phase string, received uint64) er
 	}
 }
 
-// serverHeld sums the server's waiting count over the topics.
-func (r *runner) serverHeld(ctx context.Context) (int, error) {
+// serverHeld sums the servers' waiting counts over the topics: in all,
+// and per server. Each node counts the polls it holds itself.
+func (r *runner) serverHeld(ctx context.Context) (int, []int, error) {
 	var (
-		total atomic.Int64
 		wg    sync.WaitGroup
 		errMu sync.Mutex
 		first error
 	)
+	per := make([]atomic.Int64, len(r.targets))
+	jobs := len(r.targets) * len(r.topics)
 	next := atomic.Int64{}
-	for range min(16, len(r.topics)) {
+	for range min(16, jobs) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)
-				if i >= len(r.topics) {
+				if i >= jobs {
 					return
 				}
-				n, err := r.target.waiting(ctx, r.topics[i])
+				s := i / len(r.topics)
+				n, err := r.targets[s].waiting(ctx, r.topics[i%len(r.topics)])
 				if err != nil {
 					errMu.Lock()
 					if first == nil {
-						first = err
+						first = fmt.Errorf("%s: %w", r.cfg.servers[s], err)
 					}
 					errMu.Unlock()
 					return
 				}
-				total.Add(int64(n))
+				per[s].Add(int64(n))
 			}
 		})
 	}
 	wg.Wait()
 	if first != nil && ctx.Err() == nil {
-		return 0, fmt.Errorf("counting held polls: %w", first)
+		return 0, nil, fmt.Errorf("counting held polls: %w", first)
 	}
-	return int(total.Load()), nil
+	total, each := 0, make([]int, len(per))
+	for s := range per {
+		each[s] = int(per[s].Load())
+		total += each[s]
+	}
+	return total, each, nil
+}
+
+func (r *runner) setHeld(held int, each []int) {
+	r.res.Held = held
+	if len(each) > 1 {
+		r.res.HeldPerServer = each
+	}
+}
+
+// readRSS returns the resident memory of the measured pids: the sum, and
+// each when there are several.
+func (r *runner) readRSS() (int64, []int64, error) {
+	var total int64
+	each := make([]int64, len(r.pids))
+	for i, pid := range r.pids {
+		rss, err := ReadRSS(pid)
+		if err != nil {
+			return 0, nil, fmt.Errorf("reading the memory of server pid %d: %w", pid, err)
+		}
+		each[i] = rss
+		total += rss
+	}
+	if len(each) < 2 {
+		each = nil
+	}
+	return total, each, nil
+}
+
+// readCPU returns the CPU time the measured pids have used, summed.
+func (r *runner) readCPU() (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range r.pids {
+		c, err := ReadCPU(pid)
+		if err != nil {
+			return 0, fmt.Errorf("reading the CPU time of server pid %d: %w", pid, err)
+		}
+		total += c
+	}
+	return total, nil
 }
 
 func (r *runner) capacity(ctx context.Context) error {
@@ -329,20 +416,26 @@ func (r *runner) capacity(ctx context.Context) error {
 		return ctx.Err()
 	case <-time.After(d):
 	}
-	held, err := r.serverHeld(ctx)
+	held, each, err := r.serverHeld(ctx)
 	if err != nil {
 		return err
 	}
 	r.held.Store(int64(held))
-	r.res.Held = held
-	if r.pid > 0 {
-		rss, err := ReadRSS(r.pid)
+	r.setHeld(held, each)
+	if len(r.pids) > 0 {
+		rss, perPID, err := r.readRSS()
 		if err != nil {
-			return fmt.Errorf("reading the server's memory: %w", err)
+			return err
 		}
-		r.res.RSSHeld = rss
-		if held > 0 {
-			r.res.RSSPerPoll = math.Round(float64(rss-r.res.RSSBefore) / float64(held))
+		r.res.RSSHeld, r.res.RSSHeldPerPID = rss, perPID
+		// pids[j] is the node of servers[j]: with fewer pids than
+		// nodes, divide by the polls the measured nodes hold.
+		measured := 0
+		for _, n := range each[:len(r.pids)] {
+			measured += n
+		}
+		if measured > 0 {
+			r.res.RSSPerPoll = math.Round(float64(rss-r.res.RSSBefore) / float64(measured))
 		}
 	}
 	return nil
@@ -354,7 +447,7 @@ func (r *runner) publishOne(ctx context.Context, i int, pad string) error {
 	r.published[i]++
 	n := r.published[i]
 	r.pubMu.Unlock()
-	err := r.target.publish(ctx, r.topics[i], encodePayload(n, time.Now(), pad))
+	err := r.pub.publish(ctx, r.topics[i], encodePayload(n, time.Now(), pad))
 	if err != nil && ctx.Err() == nil {
 		r.pubErrs.Add(1)
 		s := err.Error()
@@ -373,10 +466,10 @@ type window struct {
 
 func (r *runner) startWindow() (*window, error) {
 	w := &window{r: r, start: time.Now()}
-	if r.pid > 0 {
-		c, err := ReadCPU(r.pid)
+	if len(r.pids) > 0 {
+		c, err := r.readCPU()
 		if err != nil {
-			return nil, fmt.Errorf("reading the server's CPU time: %w", err)
+			return nil, err
 		}
 		w.cpu = c
 	}
@@ -386,8 +479,8 @@ func (r *runner) startWindow() (*window, error) {
 func (w *window) end() {
 	res := w.r.res
 	res.WindowSeconds = time.Since(w.start).Seconds()
-	if w.r.pid > 0 {
-		if c, err := ReadCPU(w.r.pid); err == nil {
+	if len(w.r.pids) > 0 {
+		if c, err := w.r.readCPU(); err == nil {
 			res.ServerCPUMS = ms(c - w.cpu)
 		}
 	}

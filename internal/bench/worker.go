@@ -27,10 +27,12 @@ func IsWorker() bool { return os.Getenv(WorkerEnv) == "1" }
 
 // job is what a worker is told to do, the first line on its stdin:
 // subscribers First to First+Count-1 of the run, subscriber i on topic
-// Topics[i%len(Topics)] from source address SourceAddrs[i%len].
+// Topics[i%len(Topics)] at server Servers[(i/len(Topics))%len(Servers)]
+// (so every topic has subscribers on every server) from source
+// address SourceAddrs[i%len].
 type job struct {
 	Protocol    string        `json:"protocol"`
-	Server      string        `json:"server"`
+	Servers     []string      `json:"servers"`
 	Topics      []string      `json:"topics"`
 	First       int           `json:"first"`
 	Count       int           `json:"count"`
@@ -68,6 +70,9 @@ type workerResult struct {
 	Errors     uint64                `json:"errors"`
 	FirstError string                `json:"first_error,omitempty"`
 	PerNumber  map[uint64]numberStat `json:"per_number,omitempty"`
+	// PerServer is Received by the server the subscribers polled, in the
+	// order of the job's Servers.
+	PerServer []uint64 `json:"per_server"`
 }
 
 // numberStat is how many subscribers received one message number, and the
@@ -87,6 +92,12 @@ func (r *workerResult) merge(o *workerResult) {
 	r.Errors += o.Errors
 	if r.FirstError == "" {
 		r.FirstError = o.FirstError
+	}
+	for i, n := range o.PerServer {
+		if i >= len(r.PerServer) {
+			r.PerServer = append(r.PerServer, make([]uint64, i+1-len(r.PerServer))...)
+		}
+		r.PerServer[i] += n
 	}
 	for n, s := range o.PerNumber {
 		if r.PerNumber == nil {
@@ -116,7 +127,7 @@ func Worker(ctx context.Context, in io.Reader, out io.Writer) int {
 		fmt.Fprintln(os.Stderr, "bench worker:", err)
 		return 1
 	}
-	defer ws.target.close()
+	defer ws.close()
 	enc := json.NewEncoder(out)
 	var encMu sync.Mutex
 	emit := func(e *event) error {
@@ -172,13 +183,14 @@ func Worker(ctx context.Context, in io.Reader, out io.Writer) int {
 
 // workerSet is one worker's subscribers and what they share.
 type workerSet struct {
-	job    *job
-	target *target
-	dialer []*net.Dialer // one per source address
-	dials  chan struct{} // bounds connection attempts in flight
-	subs   []subscriber
+	job     *job
+	targets []*target     // one per server
+	dialer  []*net.Dialer // one per source address
+	dials   chan struct{} // bounds connection attempts in flight
+	subs    []subscriber
 
 	open, polls, received, errors atomic.Uint64
+	receivedBy                    []atomic.Uint64 // per server
 
 	mu        sync.Mutex
 	latency   Histogram
@@ -188,11 +200,17 @@ type workerSet struct {
 }
 
 func newWorkerSet(j *job) (*workerSet, error) {
-	t, err := newTarget(j.Protocol, j.Server, j.Hold, 1)
-	if err != nil {
-		return nil, err
+	if len(j.Servers) == 0 || len(j.Topics) == 0 {
+		return nil, errors.New("a job without servers or topics")
 	}
-	ws := &workerSet{job: j, target: t, dials: make(chan struct{}, 64)}
+	ws := &workerSet{job: j, dials: make(chan struct{}, 64), receivedBy: make([]atomic.Uint64, len(j.Servers))}
+	for _, s := range j.Servers {
+		t, err := newTarget(j.Protocol, s, j.Hold, 1)
+		if err != nil {
+			return nil, err
+		}
+		ws.targets = append(ws.targets, t)
+	}
 	if j.PerNumber {
 		ws.perNumber = make(map[uint64]numberStat)
 	}
@@ -209,9 +227,15 @@ func newWorkerSet(j *job) (*workerSet, error) {
 	ws.subs = make([]subscriber, j.Count)
 	for k := range ws.subs {
 		i := j.First + k
-		ws.subs[k] = subscriber{ws: ws, topicIdx: i % len(j.Topics), dialer: ws.dialer[i%len(ws.dialer)]}
+		ws.subs[k] = subscriber{ws: ws, topicIdx: i % len(j.Topics), serverIdx: (i / len(j.Topics)) % len(ws.targets), dialer: ws.dialer[i%len(ws.dialer)]}
 	}
 	return ws, nil
+}
+
+func (ws *workerSet) close() {
+	for _, t := range ws.targets {
+		t.close()
+	}
 }
 
 func (ws *workerSet) progress() *event {
@@ -231,6 +255,10 @@ func (ws *workerSet) result(published []uint64) *workerResult {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	r := &workerResult{Latency: ws.latency, Received: ws.received.Load(), Gaps: ws.gaps, Errors: ws.errors.Load(), FirstError: ws.firstErr, PerNumber: ws.perNumber}
+	r.PerServer = make([]uint64, len(ws.receivedBy))
+	for i := range ws.receivedBy {
+		r.PerServer[i] = ws.receivedBy[i].Load()
+	}
 	for i := range ws.subs {
 		s := &ws.subs[i]
 		r.Duplicates += s.seq.Duplicates
@@ -244,16 +272,18 @@ func (ws *workerSet) result(published []uint64) *workerResult {
 
 // subscriber is one connection polling one topic again and again.
 type subscriber struct {
-	ws       *workerSet
-	topicIdx int
-	dialer   *net.Dialer
-	st       subState
-	seq      Sequence
+	ws        *workerSet
+	topicIdx  int
+	serverIdx int
+	dialer    *net.Dialer
+	st        subState
+	seq       Sequence
 }
 
 func (s *subscriber) run(ctx context.Context) {
 	ws := s.ws
 	topic := ws.job.Topics[s.topicIdx]
+	target := ws.targets[s.serverIdx]
 	var (
 		conn    net.Conn
 		br      *bufio.Reader
@@ -295,7 +325,7 @@ func (s *subscriber) run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			}
-			c, err := s.dialer.DialContext(ctx, "tcp", ws.target.base.Host)
+			c, err := s.dialer.DialContext(ctx, "tcp", target.base.Host)
 			<-ws.dials
 			if err != nil {
 				if ctx.Err() == nil {
@@ -313,8 +343,8 @@ func (s *subscriber) run(ctx context.Context) {
 			}
 			br = bufio.NewReaderSize(c, 4096)
 		}
-		req = ws.target.pollRequest(req[:0], topic, &s.st)
-		conn.SetDeadline(time.Now().Add(ws.target.hold + 30*time.Second))
+		req = target.pollRequest(req[:0], topic, &s.st)
+		conn.SetDeadline(time.Now().Add(target.hold + 30*time.Second))
 		ws.polls.Add(1)
 		err := roundTrip(conn, br, req, &rep)
 		if err != nil {
@@ -330,7 +360,7 @@ func (s *subscriber) run(ctx context.Context) {
 			closeConn()
 		}
 		var gaps int
-		ps, gaps, err = ws.target.parseReply(&rep, &s.st, ps)
+		ps, gaps, err = target.parseReply(&rep, &s.st, ps)
 		if err != nil {
 			ws.fail(err)
 			backoff = nextBackoff(max(backoff, 250*time.Millisecond))
@@ -341,6 +371,7 @@ func (s *subscriber) run(ctx context.Context) {
 			continue
 		}
 		ws.received.Add(uint64(len(ps)))
+		ws.receivedBy[s.serverIdx].Add(uint64(len(ps)))
 		ws.mu.Lock()
 		ws.gaps += uint64(gaps)
 		for _, p := range ps {

@@ -27,6 +27,13 @@ one process's open-file limit or one address's ports. Every run ends within
 --timeout. A progress bar goes to stderr, a table to stdout; --json and
 --svg write the figures and a chart of the latency distribution.
 
+Several --server URLs, comma-separated, measure the nodes of one cluster
+(longpoll serve processes sharing a Redis store): subscriber i polls URL
+(i / topics) mod N, every publish goes to the first URL, so deliveries on the others
+are wake-ups across nodes, and a poll counts as held when its node says
+so. --server-pid takes the nodes' pids the same way; their RSS and CPU
+time are summed.
+
 Example, the server pinned to CPU 0 and the load to CPU 1:
 
   taskset -c 1 longpoll bench --scenario fanout --subscribers 10000 \
@@ -43,7 +50,7 @@ func runBench(ctx context.Context, args []string, io IO) int {
 	fs := newFlagSet("bench", "", io)
 	fs.StringVar(&c.Scenario, "scenario", bench.Fanout, "capacity, fanout, throughput or burst")
 	fs.StringVar(&c.Protocol, "protocol", bench.ProtocolLongpoll, "longpoll or nchan")
-	fs.StringVar(&c.Server, "server", "http://127.0.0.1:8080", "base URL of the server")
+	fs.StringVar(&c.Server, "server", "http://127.0.0.1:8080", "base URL of the server; several comma-separated are nodes of one cluster: subscriber i polls URL (i / topics) mod N, every publish goes to the first, held polls are summed over all")
 	fs.IntVar(&c.Subscribers, "subscribers", 1000, "subscriber connections in all")
 	fs.IntVar(&c.Topics, "topics", 0, "topics the subscribers spread over (0: 1; throughput: subscribers/10)")
 	fs.IntVar(&c.Publishers, "publishers", 0, "concurrent publishers (0: min(topics, 8))")
@@ -55,8 +62,8 @@ func runBench(ctx context.Context, args []string, io IO) int {
 	fs.DurationVar(&c.PollTimeout, "poll-timeout", 0, "hold each poll asks for (0: 50s; Nchan's is set in its config)")
 	fs.IntVar(&c.Workers, "workers", 0, fmt.Sprintf("worker processes (0: one per %d subscribers)", bench.ConnsPerWorker))
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 0, fmt.Sprintf("loopback source addresses 127.0.0.1 to .N (0: one per %d subscribers on a loopback server, else none)", bench.ConnsPerSourceAddr))
-	fs.IntVar(&c.ServerPID, "server-pid", 0, "pid of the server, to read its RSS and CPU time from /proc")
-	fs.StringVar(&c.Spawn, "spawn", "", `command (run with /bin/sh -c) that starts the server; the bench measures it and stops it; the word "longpoll" names this binary`)
+	fs.StringVar(&c.ServerPID, "server-pid", "", "pid of the server, to read its RSS and CPU time from /proc; with several --server URLs, their pids comma-separated in the same order (at most one per URL), summed")
+	fs.StringVar(&c.Spawn, "spawn", "", `command (run with /bin/sh -c) that starts the server; the bench measures it and stops it; the word "longpoll" names this binary; one --server URL only`)
 	fs.StringVar(&jsonFile, "json", "", "file to write the result to, as JSON")
 	fs.StringVar(&svgFile, "svg", "", "file to write a chart of the latency distribution to, as SVG")
 	fs.StringVar(&compare, "compare", "", "a --json file of an earlier run to draw beside this one in --svg")
