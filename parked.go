@@ -403,15 +403,26 @@ func (s *Server) deliver(batch []hub.Parked) {
 // and positions, encodes that reply once, and writes the same bytes to
 // every poll of the group.
 func (s *Server) deliverBatch(batch []hub.Parked) {
-	if len(batch) == 1 {
-		s.deliverGroup([]*parked{batch[0].(*parked)})
+	// Most often every poll of a batch is at the same place (subscribers
+	// that keep up with one topic): one group, found with no key.
+	all := make([]*parked, len(batch))
+	same := true
+	for i, b := range batch {
+		p := b.(*parked)
+		all[i] = p
+		if same && i > 0 {
+			q := all[0]
+			same = p.limit == q.limit && slices.Equal(p.topics, q.topics) && slices.Equal(p.pos, q.pos)
+		}
+	}
+	if same {
+		s.deliverGroup(all)
 		return
 	}
 	groups := make(map[string][]*parked)
 	var order []string
 	var key []byte
-	for _, b := range batch {
-		p := b.(*parked)
+	for _, p := range all {
 		c := p.collector()
 		key = c.appendKey(key[:0])
 		g, ok := groups[string(key)]

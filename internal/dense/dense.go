@@ -69,6 +69,7 @@ type Transport struct {
 	ln     net.Listener
 	std    *chanListener
 	jobs   chan *request
+	quit   chan struct{}  // closed when the loop stops
 	wg     sync.WaitGroup // workers
 
 	mu       sync.Mutex
@@ -96,6 +97,7 @@ func New(cfg Config) *Transport {
 	t := &Transport{
 		cfg:     cfg,
 		jobs:    make(chan *request, 4096),
+		quit:    make(chan struct{}),
 		conns:   make(map[*conn]struct{}),
 		drained: make(chan struct{}),
 	}
@@ -253,7 +255,7 @@ func (t *Transport) stop() {
 		}
 		t.std.Close()
 		t.engine.Stop()
-		close(t.jobs)
+		close(t.quit)
 		t.wg.Wait()
 	})
 }
@@ -283,8 +285,13 @@ func (t *Transport) isClosing() bool {
 
 func (t *Transport) work() {
 	defer t.wg.Done()
-	for r := range t.jobs {
-		r.serve()
+	for {
+		select {
+		case r := <-t.jobs:
+			r.serve()
+		case <-t.quit:
+			return
+		}
 	}
 }
 
@@ -393,7 +400,11 @@ func (c *conn) onData(data []byte) {
 	c.state, c.cur = busy, r
 	_ = c.nbc.SetReadDeadline(time.Time{}) // the hold has its own deadline
 	c.mu.Unlock()
-	c.t.jobs <- r
+	select {
+	case c.t.jobs <- r:
+	case <-c.t.quit:
+		c.nbc.Close()
+	}
 }
 
 // handOver moves the connection to net/http with the input in; called
