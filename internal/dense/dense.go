@@ -17,12 +17,15 @@ package dense
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/lesismal/nbio"
@@ -103,11 +106,16 @@ func New(cfg Config) *Transport {
 	}
 	t.engine = nbio.NewEngine(nbio.Config{
 		Name:               "longpoll",
+		NPoller:            1,
 		MaxWriteBufferSize: 1 << 20,
 	})
 	t.engine.OnData(func(c *nbio.Conn, data []byte) {
-		if dc, ok := c.Session().(*conn); ok {
-			dc.onData(data)
+		switch s := c.Session().(type) {
+		case *conn:
+			s.onData(data)
+		case chan struct{}:
+			close(s) // the start-up probe
+			c.SetSession(nil)
 		}
 	})
 	t.engine.OnClose(func(c *nbio.Conn, err error) {
@@ -131,13 +139,24 @@ func (t *Transport) Serve(ln net.Listener) error {
 	if err := t.engine.Start(); err != nil {
 		return err
 	}
+	if err := t.probe(); err != nil {
+		t.engine.Stop()
+		return err
+	}
+	t.mu.Lock()
+	if t.closing { // Shutdown or Close came first, and found nothing to stop
+		t.mu.Unlock()
+		t.engine.Stop()
+		return http.ErrServerClosed
+	}
 	t.std = newChanListener(ln.Addr())
-	stdErr := make(chan error, 1)
-	go func() { stdErr <- t.cfg.Std.Serve(t.std) }()
-	t.wg.Add(t.cfg.Workers)
+	t.wg.Add(t.cfg.Workers) // before stop can Wait
+	t.mu.Unlock()
 	for range t.cfg.Workers {
 		go t.work()
 	}
+	stdErr := make(chan error, 1)
+	go func() { stdErr <- t.cfg.Std.Serve(t.std) }()
 	defer func() {
 		// After Shutdown or Close, they stop the loop (Shutdown once the
 		// parked polls' replies are out); after a failure, stop it here.
@@ -203,6 +222,49 @@ func (t *Transport) Serve(ln net.Listener) error {
 	}
 }
 
+// probe returns once the loop has delivered data: nbio's Stop hangs if it
+// comes before the poller's loop has begun, so the loop is proven running
+// before anything can stop it.
+func (t *Transport) probe() error {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("dense: start-up probe: %w", err)
+	}
+	ends := make([]net.Conn, 2)
+	for i, fd := range fds {
+		f := os.NewFile(uintptr(fd), "probe")
+		ends[i], err = net.FileConn(f)
+		f.Close()
+		if err != nil {
+			if i == 1 {
+				ends[0].Close()
+			}
+			return fmt.Errorf("dense: start-up probe: %w", err)
+		}
+	}
+	defer ends[1].Close()
+	nbc, err := nbio.NBConn(ends[0])
+	if err != nil {
+		return fmt.Errorf("dense: start-up probe: %w", err)
+	}
+	seen := make(chan struct{})
+	nbc.SetSession(seen)
+	if _, err := t.engine.AddConn(nbc); err != nil {
+		nbc.Close()
+		return fmt.Errorf("dense: start-up probe: %w", err)
+	}
+	defer nbc.Close()
+	if _, err := ends[1].Write([]byte{0}); err != nil {
+		return fmt.Errorf("dense: start-up probe: %w", err)
+	}
+	select {
+	case <-seen:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("dense: the event loop did not start")
+	}
+}
+
 // Shutdown stops accepting, lets net/http shut down what it serves, closes
 // idle connections and those whose reply has gone out, and waits for the
 // rest until ctx ends. The server's own Shutdown answers parked polls.
@@ -250,8 +312,11 @@ func (t *Transport) Close() error {
 
 func (t *Transport) stop() {
 	t.stopOnce.Do(func() {
-		if t.std == nil {
-			return // never served
+		t.mu.Lock()
+		std := t.std
+		t.mu.Unlock()
+		if std == nil {
+			return // not serving yet: Serve stops the loop itself
 		}
 		t.std.Close()
 		t.engine.Stop()

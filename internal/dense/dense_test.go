@@ -260,3 +260,49 @@ func TestShutdownAnswersAndCloses(t *testing.T) {
 func itoa(n int) string {
 	return string(appendInt(nil, n))
 }
+
+// TestShutdownRightAfterServe stops transports as they start: nbio's Stop
+// hangs if it runs before its poller's loop has begun, so Serve proves
+// the loop running first.
+func TestShutdownRightAfterServe(t *testing.T) {
+	b := memory.New()
+	defer b.Close()
+	srv, _ := longpoll.New(b)
+	for i := range 100 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := New(Config{Poll: srv, Std: &http.Server{Handler: srv}})
+		done := make(chan error, 1)
+		go func() { done <- tr.Serve(ln) }()
+		if i%2 == 1 {
+			runtimeYield()
+		}
+		shut := make(chan error, 1)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			shut <- tr.Shutdown(ctx)
+		}()
+		select {
+		case err := <-shut:
+			if err != nil {
+				t.Fatalf("round %d: Shutdown: %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Shutdown hangs", i)
+		}
+		select {
+		case err := <-done:
+			if err != http.ErrServerClosed {
+				t.Fatalf("round %d: Serve returned %v", i, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("round %d: Serve did not return after Shutdown", i)
+		}
+		ln.Close()
+	}
+}
+
+func runtimeYield() { time.Sleep(time.Millisecond) }
