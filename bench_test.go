@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http/httptest"
 	"runtime"
+	"strings"
 	"sync"
 	"testing"
 
@@ -143,5 +144,24 @@ func BenchmarkParkedPublishWake(b *testing.B) {
 				<-sink.done
 			}
 		})
+	}
+}
+
+// BenchmarkPublish measures one publish through the handler: parse,
+// validate, append, reply.
+func BenchmarkPublish(b *testing.B) {
+	br := memory.New()
+	defer br.Close()
+	srv, _ := longpoll.New(br)
+	body := `{"topic":"p","data":{"n":1,"text":"hello"}}`
+	b.ReportAllocs()
+	for b.Loop() {
+		rec := httptest.NewRecorder()
+		req := httptest.NewRequest("POST", "/v1/publish", strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		srv.ServeHTTP(rec, req)
+		if rec.Code != 200 {
+			b.Fatal(rec.Code, rec.Body)
+		}
 	}
 }
