@@ -5,19 +5,23 @@
 // goroutines and two bufio buffers each: a plain GET /v1/poll is parsed
 // here and handed to the server, which either answers at once or parks
 // the poll as a small record; the parked poll's reply is written back
-// from whichever goroutine readies it.
+// from whichever goroutine readies it. A plain POST /v1/publish whose
+// body arrives with its head is served here too, through the server's
+// handler.
 //
-// Every other request (publishes, topic info, pages, metrics, a POST
-// poll, anything unusual or malformed) and every connection that opens
-// with the HTTP/2 preface moves, with the bytes read so far, to the
+// Every other request (topic info, pages, metrics, a POST poll, a slow or
+// large publish, anything unusual or malformed) and every connection that
+// opens with the HTTP/2 preface moves, with the bytes read so far, to the
 // standard net/http server, which serves it exactly as it serves a plain
 // listener: statuses, limits and timeouts stay those of net/http.
 package dense
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,6 +65,7 @@ type Config struct {
 // goes to net/http or is cut; net/http's own limits then apply.
 const (
 	maxHead    = 8 << 10
+	maxBody    = 1 << 20 // a publish body served on the loop
 	maxPending = 64 << 10
 	maxStdBuf  = 4 << 20 // input buffered for net/http before it reads
 )
@@ -392,6 +397,7 @@ type request struct {
 	c        *conn
 	h        *head    // dropped once served: a parked poll keeps none of it
 	url      *url.URL // likewise
+	body     []byte   // a publish's body; nil for a poll
 	close    bool     // the client asked to close after the reply
 	poll     park.Poll
 	finished bool
@@ -435,11 +441,24 @@ func (c *conn) onData(data []byte) {
 		in = c.buf
 	}
 	h, err := parseHead(in, maxHead)
-	var u *url.URL
+	var (
+		u    *url.URL
+		body []byte
+	)
 	if h != nil {
-		if h.method != http.MethodGet || pathOf(h.target) != "/v1/poll" {
-			err = errNotSimple
-		} else if u, err = url.ParseRequestURI(h.target); err != nil {
+		switch {
+		case h.method == http.MethodGet && h.length == 0 && pathOf(h.target) == "/v1/poll":
+			if u, err = url.ParseRequestURI(h.target); err != nil {
+				err = errNotSimple
+			}
+		case h.method == http.MethodPost && h.target == "/v1/publish" && h.length <= maxBody && len(in)-h.n >= h.length:
+			// A publish whose body has arrived with its head; a slower
+			// one goes to net/http, which reads bodies under its own
+			// timeouts.
+			u = &url.URL{Path: "/v1/publish"}
+			body = append([]byte(nil), in[h.n:h.n+h.length]...)
+			h.n += h.length
+		default:
 			err = errNotSimple
 		}
 	}
@@ -461,7 +480,7 @@ func (c *conn) onData(data []byte) {
 	} else {
 		c.buf = nil
 	}
-	r := &request{c: c, h: h, url: u, close: h.close}
+	r := &request{c: c, h: h, url: u, body: body, close: h.close}
 	c.state, c.cur = busy, r
 	_ = c.nbc.SetReadDeadline(time.Time{}) // the hold has its own deadline
 	c.mu.Unlock()
@@ -518,6 +537,16 @@ func (r *request) serve() {
 	}
 	r.h, r.url = nil, nil
 	var w response
+	if r.body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(r.body))
+		req.ContentLength = int64(len(r.body))
+		r.body = nil
+		c.t.cfg.Std.Handler.ServeHTTP(&w, req)
+		head := w.appendHead(nil, r.close || c.t.isClosing())
+		_, _ = c.nbc.Writev([][]byte{head, w.body})
+		r.done()
+		return
+	}
 	p := park.Serve(c.t.cfg.Poll, &w, req, r)
 	if p == nil {
 		head := w.appendHead(nil, r.close || c.t.isClosing())

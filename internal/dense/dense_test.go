@@ -152,16 +152,21 @@ func TestPipelinedRequestReleasesTheHeldPoll(t *testing.T) {
 func TestOtherRequestsGoToNetHTTP(t *testing.T) {
 	f := start(t, Config{})
 	c, br := dial(t, f.addr)
-	// A poll on the loop, then a publish on the same connection, which
-	// moves it to net/http; the next poll is served there.
+	// A poll and a publish on the loop, then topic info on the same
+	// connection, which moves it to net/http; the next poll is served
+	// there.
 	io.WriteString(c, "GET /v1/poll?topic=h&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, _ := readReply(t, br); resp.StatusCode != 200 {
 		t.Fatalf("poll: %d", resp.StatusCode)
 	}
 	body := `{"topic":"h","data":1}`
-	io.WriteString(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
-	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["messages"] == nil {
-		t.Fatalf("publish: %d %v", resp.StatusCode, v)
+	io.WriteString(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nX-Request-Id: pub-1\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["messages"] == nil || resp.Header.Get("X-Request-Id") != "pub-1" {
+		t.Fatalf("publish: %d %v %v", resp.StatusCode, v, resp.Header)
+	}
+	io.WriteString(c, "GET /v1/topics/h HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["head"] != 1.0 {
+		t.Fatalf("topic info: %d %v", resp.StatusCode, v)
 	}
 	io.WriteString(c, "GET /v1/poll?topic=h&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, v := readReply(t, br); resp.StatusCode != 200 || len(v["messages"].([]any)) != 1 {
@@ -173,6 +178,47 @@ func TestOtherRequestsGoToNetHTTP(t *testing.T) {
 	resp, err := http.ReadResponse(br2, nil)
 	if err != nil || resp.StatusCode != 400 {
 		t.Fatalf("malformed: %v %v", resp, err)
+	}
+}
+
+// TestPublishOnTheLoop covers the publishes the loop serves itself and the
+// ones it hands to net/http: a body that comes after its head, and the
+// handler's own refusals.
+func TestPublishOnTheLoop(t *testing.T) {
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	body := `{"topic":"pl","data":{"a":1}}`
+	head := "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n"
+	// Two publishes pipelined in one write, answered in order.
+	io.WriteString(c, head+body+head+body)
+	for seq := 1.0; seq <= 2; seq++ {
+		resp, v := readReply(t, br)
+		got := v["messages"].([]any)[0].(map[string]any)
+		if resp.StatusCode != 200 || got["seq"] != seq {
+			t.Fatalf("publish %v: %d %v", seq, resp.StatusCode, v)
+		}
+	}
+	// The body after a pause: net/http reads it.
+	c2, br2 := dial(t, f.addr)
+	io.WriteString(c2, head)
+	time.Sleep(50 * time.Millisecond) // the head alone reaches the server first
+	io.WriteString(c2, body)
+	if resp, v := readReply(t, br2); resp.StatusCode != 200 || v["messages"].([]any)[0].(map[string]any)["seq"] != 3.0 {
+		t.Fatalf("slow body: %d %v", resp.StatusCode, v)
+	}
+	// The handler's refusals come through unchanged.
+	c3, br3 := dial(t, f.addr)
+	io.WriteString(c3, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}")
+	if resp, v := readReply(t, br3); resp.StatusCode != 415 || v["error"].(map[string]any)["code"] != "unsupported_media_type" {
+		t.Fatalf("text/plain: %d %v", resp.StatusCode, v)
+	}
+	io.WriteString(c3, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+	if resp, _ := readReply(t, br3); resp.StatusCode != 400 {
+		t.Fatalf("empty publish: %d", resp.StatusCode)
+	}
+	rc, err := f.srv.Publish(t.Context(), longpoll.Publication{Topic: "pl", Data: json.RawMessage(`0`)})
+	if err != nil || rc[0].Seq != 4 {
+		t.Fatalf("next publish: %v %v, want seq 4: a publish was lost or doubled", rc, err)
 	}
 }
 

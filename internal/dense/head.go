@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"strings"
 )
 
@@ -30,6 +31,7 @@ type head struct {
 	target string      // the raw request-target, e.g. "/v1/poll?topic=a&timeout=5"
 	header http.Header // canonical keys (textproto.CanonicalMIMEHeaderKey), values in order, OWS trimmed
 	close  bool        // a Connection header lists "close" (case-insensitive, comma-separated list)
+	length int         // the Content-Length, 0 when absent
 	n      int         // bytes of b the head took, through the final CRLF CRLF
 }
 
@@ -247,7 +249,7 @@ func (s *headScanner) field(l []byte, final bool) error {
 		}
 	case equalFoldASCII(name, "content-length"):
 		s.lengths++
-		if s.lengths > 1 || string(value) != "0" && (final || len(value) > 0) {
+		if s.lengths > 1 || !plainLength(value, final) {
 			return errNotSimple
 		}
 	case equalFoldASCII(name, "connection"):
@@ -265,6 +267,23 @@ func (s *headScanner) field(l []byte, final bool) error {
 		return errNotSimple
 	}
 	return nil
+}
+
+// plainLength reports whether v is (or, unless final, may become) a
+// Content-Length of 1 to 9 decimal digits with no leading zero.
+func plainLength(v []byte, final bool) bool {
+	if len(v) == 0 {
+		return !final
+	}
+	if len(v) > 9 || v[0] == '0' && len(v) > 1 {
+		return false
+	}
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // isTokenList reports whether v is a comma-separated list of tokens with
@@ -313,6 +332,9 @@ func buildHead(b []byte, fields int) *head {
 		}
 		if key == "Connection" && hasToken(value, "close") {
 			h.close = true
+		}
+		if key == "Content-Length" {
+			h.length, _ = strconv.Atoi(value) // checked by plainLength
 		}
 	}
 }
