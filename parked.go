@@ -12,7 +12,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/longpoll/longpoll/internal/httpdate"
 	"github.com/longpoll/longpoll/internal/hub"
 	"github.com/longpoll/longpoll/internal/park"
 )
@@ -276,9 +275,9 @@ func (p *parked) replyOwn(timedOut bool, retry time.Duration, outcome PollOutcom
 
 // fail answers a claimed poll with an error.
 func (p *parked) fail(err error) {
-	var bw bufferedWriter
-	p.s.writeError(&bw, p.rid, err)
-	p.end(OutcomeError, bw.status, bw.hdr, bw.body)
+	var w park.Response
+	p.s.writeError(&w, p.rid, err)
+	p.end(OutcomeError, w.Status, w.Header(), w.Body)
 }
 
 // end finishes a claimed poll: it leaves the hub and the wheel, writes the
@@ -293,7 +292,10 @@ func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []by
 		outcome = OutcomeCancelled
 	} else {
 		hp := bufPool.Get().(*[]byte)
-		head := p.appendHead((*hp)[:0], status, hdr, len(body))
+		if hdr == nil {
+			hdr = jsonHeader
+		}
+		head := park.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false)
 		p.sink.Finish(head, body)
 		*hp = head
 		bufPool.Put(hp)
@@ -308,28 +310,12 @@ func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []by
 	}
 }
 
-// appendHead appends the status line and header block of a reply.
-func (p *parked) appendHead(buf []byte, status int, hdr http.Header, n int) []byte {
-	buf = append(buf, "HTTP/1.1 "...)
-	buf = strconv.AppendInt(buf, int64(status), 10)
-	buf = append(buf, ' ')
-	buf = append(buf, http.StatusText(status)...)
-	buf = append(buf, "\r\n"...)
-	if hdr == nil {
-		buf = append(buf, "Cache-Control: no-store\r\nContent-Type: application/json\r\nX-Accel-Buffering: no\r\nContent-Length: "...)
-		buf = strconv.AppendInt(buf, int64(n), 10)
-		buf = append(buf, "\r\n"...)
-	} else {
-		for k, vs := range hdr {
-			for _, v := range vs {
-				buf = append(append(append(append(buf, k...), ": "...), v...), "\r\n"...)
-			}
-		}
-	}
-	buf = append(buf, p.extra...)
-	buf = append(buf, "Date: "...)
-	buf = httpdate.Append(buf, time.Now())
-	return append(buf, "\r\n\r\n"...)
+// jsonHeader is the header of a poll's 200 reply beyond the poll's own
+// lines; read-only.
+var jsonHeader = http.Header{
+	"Cache-Control":     {"no-store"},
+	"Content-Type":      {"application/json"},
+	"X-Accel-Buffering": {"no"},
 }
 
 // rearm returns a claimed poll whose read found nothing to waiting,
@@ -498,32 +484,6 @@ func (s *Server) shutdownParked() {
 			p.shutdown()
 		}
 	}
-}
-
-// bufferedWriter is an http.ResponseWriter that keeps the reply.
-type bufferedWriter struct {
-	hdr    http.Header
-	status int
-	body   []byte
-}
-
-func (b *bufferedWriter) Header() http.Header {
-	if b.hdr == nil {
-		b.hdr = make(http.Header)
-	}
-	return b.hdr
-}
-
-func (b *bufferedWriter) WriteHeader(code int) {
-	if b.status == 0 {
-		b.status = code
-	}
-}
-
-func (b *bufferedWriter) Write(p []byte) (int, error) {
-	b.WriteHeader(http.StatusOK)
-	b.body = append(b.body, p...)
-	return len(p), nil
 }
 
 // The deadline wheel: parked polls sorted into slots of wheelTick by

@@ -35,7 +35,6 @@ import (
 	"github.com/lesismal/nbio"
 	"github.com/lesismal/nbio/logging"
 
-	"github.com/longpoll/longpoll/internal/httpdate"
 	"github.com/longpoll/longpoll/internal/park"
 )
 
@@ -536,21 +535,21 @@ func (r *request) serve() {
 		Close:      h.close,
 	}
 	r.h, r.url = nil, nil
-	var w response
+	var w park.Response
 	if r.body != nil {
 		req.Body = io.NopCloser(bytes.NewReader(r.body))
 		req.ContentLength = int64(len(r.body))
 		r.body = nil
 		c.t.cfg.Std.Handler.ServeHTTP(&w, req)
-		head := w.appendHead(nil, r.close || c.t.isClosing())
-		_, _ = c.nbc.Writev([][]byte{head, w.body})
+		head := w.AppendHead(nil, r.close || c.t.isClosing())
+		_, _ = c.nbc.Writev([][]byte{head, w.Body})
 		r.done()
 		return
 	}
 	p := park.Serve(c.t.cfg.Poll, &w, req, r)
 	if p == nil {
-		head := w.appendHead(nil, r.close || c.t.isClosing())
-		_, _ = c.nbc.Writev([][]byte{head, w.body})
+		head := w.AppendHead(nil, r.close || c.t.isClosing())
+		_, _ = c.nbc.Writev([][]byte{head, w.Body})
 		r.done()
 		return
 	}
@@ -638,75 +637,4 @@ func (c *conn) closeIfIdle() {
 	if st == idle {
 		c.nbc.Close()
 	}
-}
-
-// response buffers an immediate reply.
-type response struct {
-	hdr    http.Header
-	status int
-	body   []byte
-}
-
-func (w *response) Header() http.Header {
-	if w.hdr == nil {
-		w.hdr = make(http.Header, 8)
-	}
-	return w.hdr
-}
-
-func (w *response) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-}
-
-func (w *response) Write(b []byte) (int, error) {
-	w.WriteHeader(http.StatusOK)
-	w.body = append(w.body, b...)
-	return len(b), nil
-}
-
-func (w *response) appendHead(buf []byte, close bool) []byte {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	buf = append(buf, "HTTP/1.1 "...)
-	buf = appendInt(buf, w.status)
-	buf = append(buf, ' ')
-	buf = append(buf, http.StatusText(w.status)...)
-	buf = append(buf, "\r\n"...)
-	hasLen := false
-	for k, vs := range w.hdr {
-		if k == "Content-Length" {
-			hasLen = true
-		}
-		for _, v := range vs {
-			buf = append(append(append(append(buf, k...), ": "...), v...), "\r\n"...)
-		}
-	}
-	if !hasLen {
-		buf = append(buf, "Content-Length: "...)
-		buf = appendInt(buf, len(w.body))
-		buf = append(buf, "\r\n"...)
-	}
-	if close {
-		buf = append(buf, "Connection: close\r\n"...)
-	}
-	buf = append(buf, "Date: "...)
-	buf = httpdate.Append(buf, time.Now())
-	return append(buf, "\r\n\r\n"...)
-}
-
-func appendInt(b []byte, n int) []byte {
-	var d [20]byte
-	i := len(d)
-	for {
-		i--
-		d[i] = byte('0' + n%10)
-		n /= 10
-		if n == 0 {
-			break
-		}
-	}
-	return append(b, d[i:]...)
 }

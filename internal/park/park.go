@@ -3,7 +3,13 @@
 // goroutine, and its reply is handed to the transport when it is ready.
 package park
 
-import "net/http"
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/longpoll/longpoll/internal/httpdate"
+)
 
 // Sink receives a parked poll's reply.
 type Sink interface {
@@ -31,3 +37,67 @@ type Poll interface {
 // and returned, and its reply goes to sink, possibly before Serve
 // returns. Package longpoll sets Serve.
 var Serve func(srv http.Handler, w http.ResponseWriter, r *http.Request, sink Sink) Poll
+
+// Response is an http.ResponseWriter that keeps the whole reply, for a
+// transport that writes it out itself.
+type Response struct {
+	Status int
+	Body   []byte
+	hdr    http.Header
+}
+
+// Header implements http.ResponseWriter.
+func (w *Response) Header() http.Header {
+	if w.hdr == nil {
+		w.hdr = make(http.Header, 8)
+	}
+	return w.hdr
+}
+
+// WriteHeader implements http.ResponseWriter.
+func (w *Response) WriteHeader(code int) {
+	if w.Status == 0 {
+		w.Status = code
+	}
+}
+
+// Write implements http.ResponseWriter.
+func (w *Response) Write(b []byte) (int, error) {
+	w.WriteHeader(http.StatusOK)
+	w.Body = append(w.Body, b...)
+	return len(b), nil
+}
+
+// AppendHead appends w's status line and header block, for its body.
+func (w *Response) AppendHead(buf []byte, close bool) []byte {
+	return AppendHead(buf, max(w.Status, http.StatusOK), w.hdr, nil, len(w.Body), close)
+}
+
+// AppendHead appends an HTTP/1.1 status line and header block: hdr, then
+// extra (header lines already rendered, each ending in CRLF), then a
+// Content-Length of n unless hdr has one, Connection: close when close,
+// and Date.
+func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, close bool) []byte {
+	buf = append(buf, "HTTP/1.1 "...)
+	buf = strconv.AppendInt(buf, int64(status), 10)
+	buf = append(buf, ' ')
+	buf = append(buf, http.StatusText(status)...)
+	buf = append(buf, "\r\n"...)
+	for k, vs := range hdr {
+		for _, v := range vs {
+			buf = append(append(append(append(buf, k...), ": "...), v...), "\r\n"...)
+		}
+	}
+	buf = append(buf, extra...)
+	if _, ok := hdr["Content-Length"]; !ok {
+		buf = append(buf, "Content-Length: "...)
+		buf = strconv.AppendInt(buf, int64(n), 10)
+		buf = append(buf, "\r\n"...)
+	}
+	if close {
+		buf = append(buf, "Connection: close\r\n"...)
+	}
+	buf = append(buf, "Date: "...)
+	buf = httpdate.Append(buf, time.Now())
+	return append(buf, "\r\n\r\n"...)
+}

@@ -1,0 +1,45 @@
+package park
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"net/http"
+	"testing"
+)
+
+func TestResponseHead(t *testing.T) {
+	for _, close := range []bool{false, true} {
+		var w Response
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Add("Vary", "Origin")
+		w.Header().Add("Vary", "Cookie")
+		w.WriteHeader(http.StatusTooManyRequests)
+		w.Write([]byte(`{"a":`))
+		w.Write([]byte(`1}`))
+		w.WriteHeader(http.StatusOK) // too late: ignored
+		raw := append(w.AppendHead(nil, close), w.Body...)
+		resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 429 || string(body) != `{"a":1}` || resp.ContentLength != 7 || resp.Close != close ||
+			len(resp.Header["Vary"]) != 2 || resp.Header.Get("Date") == "" || resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("close=%v: %d %q %v", close, resp.StatusCode, body, resp.Header)
+		}
+	}
+}
+
+func TestAppendHeadExtraAndLength(t *testing.T) {
+	hdr := http.Header{"Content-Length": {"2"}}
+	raw := AppendHead(nil, 200, hdr, []byte("X-Request-Id: r\r\n"), 99, false)
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(append(raw, "ok"...))), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if string(body) != "ok" || resp.Header.Get("X-Request-Id") != "r" || len(resp.Header["Content-Length"]) != 1 {
+		t.Errorf("%q: %q %v", raw, body, resp.Header)
+	}
+}
