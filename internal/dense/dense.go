@@ -396,7 +396,7 @@ type request struct {
 	c        *conn
 	h        *head    // dropped once served: a parked poll keeps none of it
 	url      *url.URL // likewise
-	body     []byte   // a publish's body; nil for a poll
+	body     []byte   // a publish's body, never empty; nil for a poll
 	close    bool     // the client asked to close after the reply
 	poll     park.Poll
 	finished bool
@@ -450,7 +450,7 @@ func (c *conn) onData(data []byte) {
 			if u, err = url.ParseRequestURI(h.target); err != nil {
 				err = errNotSimple
 			}
-		case h.method == http.MethodPost && h.target == "/v1/publish" && h.length <= maxBody && len(in)-h.n >= h.length:
+		case h.method == http.MethodPost && h.target == "/v1/publish" && h.length > 0 && h.length <= maxBody && len(in)-h.n >= h.length:
 			// A publish whose body has arrived with its head; a slower
 			// one goes to net/http, which reads bodies under its own
 			// timeouts.

@@ -221,6 +221,11 @@ func TestPublishOnTheLoop(t *testing.T) {
 	if resp, _ := readReply(t, br3); resp.StatusCode != 400 {
 		t.Fatalf("empty publish: %d", resp.StatusCode)
 	}
+	// No body at all: net/http's path, and still the publish endpoint.
+	io.WriteString(c3, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 0\r\n\r\n")
+	if resp, v := readReply(t, br3); resp.StatusCode != 400 || v["error"].(map[string]any)["code"] != "invalid_body" {
+		t.Fatalf("publish without a body: %d %v", resp.StatusCode, v)
+	}
 	rc, err := f.srv.Publish(t.Context(), longpoll.Publication{Topic: "pl", Data: json.RawMessage(`0`)})
 	if err != nil || rc[0].Seq != 4 {
 		t.Fatalf("next publish: %v %v, want seq 4: a publish was lost or doubled", rc, err)
