@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -515,9 +516,16 @@ func pathOf(target string) string {
 	return target
 }
 
-// serve runs on a worker.
+// serve runs on a worker. A handler that panics loses its connection,
+// as under net/http, not the process.
 func (r *request) serve() {
 	c := r.c
+	defer func() {
+		if v := recover(); v != nil {
+			c.t.cfg.Logger.Error("panic serving a request", "remote", c.remote, "panic", v, "stack", string(debug.Stack()))
+			c.nbc.Close()
+		}
+	}()
 	h := r.h
 	host := h.header.Get("Host")
 	h.header.Del("Host")
@@ -540,7 +548,11 @@ func (r *request) serve() {
 		req.Body = io.NopCloser(bytes.NewReader(r.body))
 		req.ContentLength = int64(len(r.body))
 		r.body = nil
-		c.t.cfg.Std.Handler.ServeHTTP(&w, req)
+		handler := c.t.cfg.Std.Handler
+		if handler == nil {
+			handler = http.DefaultServeMux
+		}
+		handler.ServeHTTP(&w, req)
 		head := w.AppendHead(nil, r.close || c.t.isClosing())
 		_, _ = c.nbc.Writev([][]byte{head, w.Body})
 		r.done()
