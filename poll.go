@@ -44,7 +44,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, p
 		return nil
 	}
 	var client string // set when a per-client limit counts this poll
-	if s.cfg.limits != (ClientLimits{}) {
+	if l := s.cfg.limits; l.PollsPerSecond > 0 || l.MaxHeldPolls > 0 { // bursts alone limit nothing
 		client = s.clientID(r, pr)
 		if ok, retry := s.limit.StartPoll(client); !ok {
 			s.leave()
