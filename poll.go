@@ -43,8 +43,9 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, p
 		s.writeError(w, rid, &Error{Code: CodeShuttingDown, Message: "server is shutting down; poll another node or retry"})
 		return nil
 	}
-	var client string                                                  // set when a per-client limit counts this poll
-	if l := s.cfg.limits; l.PollsPerSecond > 0 || l.MaxHeldPolls > 0 { // bursts alone limit nothing
+	var client string // set when a per-client limit counts this poll
+	// Burst sizes alone limit nothing.
+	if l := s.cfg.limits; l.PollsPerSecond > 0 || l.MaxHeldPolls > 0 {
 		client = s.clientID(r, pr)
 		if ok, retry := s.limit.StartPoll(client); !ok {
 			s.leave()
