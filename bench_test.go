@@ -14,19 +14,28 @@ import (
 	"github.com/longpoll/longpoll/internal/park"
 )
 
+// wakeBench returns a server over a memory store and the head cursor of
+// topic w, where the wake-up benchmarks poll.
+func wakeBench(b *testing.B) (*longpoll.Server, struct{ Cursor string }) {
+	br := memory.New(memory.WithMaxMessages(10))
+	b.Cleanup(func() { br.Close() })
+	srv, _ := longpoll.New(br)
+	rec := httptest.NewRecorder()
+	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=0", nil))
+	var first struct{ Cursor string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &first); err != nil || first.Cursor == "" {
+		b.Fatalf("first poll: %s", rec.Body)
+	}
+	return srv, first
+}
+
 // BenchmarkPublishWake measures the hot path end to end inside the
 // process: one publish waking n held polls, each writing its reply and
 // registering again. One op is one publish delivered to all n.
 func BenchmarkPublishWake(b *testing.B) {
 	for _, n := range []int{1, 1000, 10000} {
 		b.Run(fmt.Sprintf("waiters=%d", n), func(b *testing.B) {
-			br := memory.New(memory.WithMaxMessages(10))
-			defer br.Close()
-			srv, _ := longpoll.New(br)
-			rec := httptest.NewRecorder()
-			srv.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=0", nil))
-			var first struct{ Cursor string }
-			json.Unmarshal(rec.Body.Bytes(), &first)
+			srv, first := wakeBench(b)
 
 			stop := make(chan struct{})
 			delivered := make(chan struct{}, n)
@@ -109,13 +118,7 @@ func (s *countSink) Finish(head, body []byte) { s.done <- append([]byte(nil), bo
 func BenchmarkParkedPublishWake(b *testing.B) {
 	for _, n := range []int{1, 1000, 10000} {
 		b.Run(fmt.Sprintf("waiters=%d", n), func(b *testing.B) {
-			br := memory.New(memory.WithMaxMessages(10))
-			defer br.Close()
-			srv, _ := longpoll.New(br)
-			rec := httptest.NewRecorder()
-			srv.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=0", nil))
-			var r struct{ Cursor string }
-			json.Unmarshal(rec.Body.Bytes(), &r)
+			srv, r := wakeBench(b)
 			sink := &countSink{done: make(chan []byte, n)}
 			repoll := func(cur string) {
 				for range n {

@@ -46,10 +46,10 @@ func init() {
 			h.ServeHTTP(w, r)
 			return nil
 		}
-		if p := s.serveParked(w, r, sink); p != nil {
+		if p := s.serve(w, r, sink); p != nil {
 			return p
 		}
-		return nil
+		return nil // not a nil *parked in a non-nil interface
 	}
 }
 
@@ -83,41 +83,6 @@ type parked struct {
 // parkLog keeps what the access-log line of a parked poll needs.
 type parkLog struct {
 	method, path, remote string
-}
-
-// serveParked is ServeHTTP for a poll request from an event-loop
-// transport: it returns the parked poll, or nil once the reply is in w.
-func (s *Server) serveParked(w http.ResponseWriter, r *http.Request, sink park.Sink) *parked {
-	start := time.Now()
-	rid := requestID(r)
-	w.Header().Set("X-Request-Id", rid)
-	logged := s.log.Enabled(r.Context(), slog.LevelInfo)
-	rw := w
-	var rec *recorder
-	if logged {
-		rec = &recorder{ResponseWriter: w, status: http.StatusOK}
-		rw = rec
-	}
-	var p *parked
-	switch {
-	case s.cors(rw, r):
-	case !methodIn("GET, POST", r.Method):
-		s.methodNotAllowed(rw, rid, "GET, POST")
-	default:
-		pr, err := s.authenticate(r)
-		if err != nil {
-			s.writeError(rw, rid, err)
-			break
-		}
-		p = s.servePoll(rw, r, rid, pr, sink)
-	}
-	if p != nil {
-		return p
-	}
-	if logged {
-		s.accessLog(rid, &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}, rec.status, rec.bytes, time.Since(start))
-	}
-	return nil
 }
 
 func (s *Server) accessLog(rid string, l *parkLog, status int, n int64, d time.Duration) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/longpoll/longpoll/internal/hub"
 	"github.com/longpoll/longpoll/internal/limit"
+	"github.com/longpoll/longpoll/internal/park"
 	"github.com/longpoll/longpoll/internal/sysx"
 )
 
@@ -98,7 +99,12 @@ func DefaultMaxHeldPolls() int {
 
 // ServeHTTP serves the protocol: /v1/publish, /v1/poll, /v1/topics/{topic},
 // /healthz and /readyz. Every other path answers a JSON 404.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serve(w, r, nil) }
+
+// serve is ServeHTTP; with a sink (an event-loop transport) a poll that
+// must wait is parked and returned instead, and its access-log line is
+// written when it ends.
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink park.Sink) *parked {
 	start := time.Now()
 	rid := requestID(r)
 	w.Header().Set("X-Request-Id", rid)
@@ -109,24 +115,18 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rec = &recorder{ResponseWriter: w, status: http.StatusOK}
 		rw = rec
 	}
-	s.route(rw, r, rid)
-	if logged {
-		s.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-			slog.String("request_id", rid),
-			slog.String("method", r.Method),
-			slog.String("path", r.URL.Path),
-			slog.Int("status", rec.status),
-			slog.Int64("bytes", rec.bytes),
-			slog.Duration("duration", time.Since(start)),
-			slog.String("remote", r.RemoteAddr))
+	p := s.route(rw, r, rid, sink)
+	if p == nil && logged {
+		s.accessLog(rid, &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}, rec.status, rec.bytes, time.Since(start))
 	}
+	return p
 }
 
-func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string) {
+func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink park.Sink) *parked {
 	p := r.URL.Path
 	if strings.HasPrefix(p, "/v1/") {
 		if s.cors(w, r) {
-			return
+			return nil
 		}
 	}
 	var allow string
@@ -141,22 +141,22 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string) {
 	if allow != "" {
 		if !methodIn(allow, r.Method) {
 			s.methodNotAllowed(w, rid, allow)
-			return
+			return nil
 		}
 		pr, err := s.authenticate(r)
 		if err != nil {
 			s.writeError(w, rid, err)
-			return
+			return nil
 		}
 		switch allow {
 		case "GET, POST":
-			s.servePoll(w, r, rid, pr, nil)
+			return s.servePoll(w, r, rid, pr, sink)
 		case "POST":
 			s.servePublish(w, r, rid, pr)
 		default:
 			s.serveTopic(w, r, rid, pr)
 		}
-		return
+		return nil
 	}
 	switch {
 	case p == "/healthz":
@@ -166,6 +166,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string) {
 	default:
 		s.writeError(w, rid, &Error{Code: CodeNotFound, Message: "no such path: " + p})
 	}
+	return nil
 }
 
 // methodIn reports whether m is one of the comma-separated methods.

@@ -42,24 +42,6 @@ import (
 // Supported reports whether this system has the dense transport.
 const Supported = true
 
-// Config configures a Transport.
-type Config struct {
-	// Poll is the *longpoll.Server: plain polls are parked on it.
-	Poll http.Handler
-	// Std serves everything else. Its Handler must route /v1/poll to
-	// Poll too. Its timeouts and header limit apply to what it serves.
-	Std *http.Server
-	// ReadHeaderTimeout is how long a client may take to send a poll's
-	// request head; IdleTimeout how long a connection may wait between
-	// requests.
-	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	// Workers run the start of each poll (authentication, the first
-	// read of the broker); 0 means 64.
-	Workers int
-	Logger  *slog.Logger
-}
-
 // Limits of the dense path. A request head longer than maxHead, or a
 // client that sends more than maxPending bytes while its poll is held,
 // goes to net/http or is cut; net/http's own limits then apply.

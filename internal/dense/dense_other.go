@@ -5,21 +5,8 @@ package dense
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net"
-	"net/http"
-	"time"
 )
-
-// Config configures a Transport.
-type Config struct {
-	Poll              http.Handler
-	Std               *http.Server
-	ReadHeaderTimeout time.Duration
-	IdleTimeout       time.Duration
-	Workers           int
-	Logger            *slog.Logger
-}
 
 // Supported reports whether this system has the dense transport.
 const Supported = false

@@ -1,0 +1,25 @@
+package dense
+
+import (
+	"log/slog"
+	"net/http"
+	"time"
+)
+
+// Config configures a Transport.
+type Config struct {
+	// Poll is the *longpoll.Server: plain polls are parked on it.
+	Poll http.Handler
+	// Std serves everything else; its Handler also serves the plain
+	// publishes the loop reads, and must route /v1/poll to Poll too. Its timeouts and header limit apply to what it serves.
+	Std *http.Server
+	// ReadHeaderTimeout is how long a client may take to send a poll's
+	// request head; IdleTimeout how long a connection may wait between
+	// requests.
+	ReadHeaderTimeout time.Duration
+	IdleTimeout       time.Duration
+	// Workers run the start of each poll (authentication, the first
+	// read of the broker); 0 means 64.
+	Workers int
+	Logger  *slog.Logger
+}
