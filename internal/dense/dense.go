@@ -1,7 +1,7 @@
 //go:build linux
 
 // Package dense is longpoll's event-loop transport for cleartext HTTP/1.1
-// on Linux. Connections live on an nbio epoll loop instead of two
+// on Linux. Connections live on an epoll loop (loop.go) instead of two
 // goroutines and two bufio buffers each: a plain GET /v1/poll is parsed
 // here and handed to the server, which either answers at once or parks
 // the poll as a small record; the parked poll's reply is written back
@@ -30,11 +30,9 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
-
-	"github.com/lesismal/nbio"
-	"github.com/lesismal/nbio/logging"
 
 	"github.com/longpoll/longpoll/internal/park"
 )
@@ -55,8 +53,9 @@ const (
 // Transport serves one listener.
 type Transport struct {
 	cfg    Config
-	engine *nbio.Engine
+	l      *loop // set by Serve
 	ln     net.Listener
+	lnFile *os.File // a duplicate of ln's descriptor that Serve accepts on
 	std    *chanListener
 	jobs   chan *request
 	quit   chan struct{}  // closed when the loop stops
@@ -83,62 +82,44 @@ func New(cfg Config) *Transport {
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
-	logging.SetLevel(logging.LevelNone)
-	t := &Transport{
+	return &Transport{
 		cfg:     cfg,
 		jobs:    make(chan *request, 4096),
 		quit:    make(chan struct{}),
 		conns:   make(map[*conn]struct{}),
 		drained: make(chan struct{}),
 	}
-	t.engine = nbio.NewEngine(nbio.Config{
-		Name:               "longpoll",
-		NPoller:            1,
-		MaxWriteBufferSize: 1 << 20,
-	})
-	t.engine.OnData(func(c *nbio.Conn, data []byte) {
-		switch s := c.Session().(type) {
-		case *conn:
-			s.onData(data)
-		case chan struct{}:
-			close(s) // the start-up probe
-			c.SetSession(nil)
-		}
-	})
-	t.engine.OnClose(func(c *nbio.Conn, err error) {
-		if dc, ok := c.Session().(*conn); ok {
-			dc.onClose()
-		}
-	})
-	return t
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and returns
 // http.ErrServerClosed then.
 func (t *Transport) Serve(ln net.Listener) error {
+	lnFile, err := listenerFile(ln)
+	if err != nil {
+		return fmt.Errorf("dense: %w", err)
+	}
+	var raw syscall.RawConn
+	if lnFile != nil {
+		defer lnFile.Close()
+		if raw, err = lnFile.SyscallConn(); err != nil {
+			return fmt.Errorf("dense: %w", err)
+		}
+	}
+	l, err := newLoop()
+	if err != nil {
+		return fmt.Errorf("dense: %w", err)
+	}
 	t.mu.Lock()
-	t.ln = ln
-	closing := t.closing
-	t.mu.Unlock()
-	if closing {
-		return http.ErrServerClosed
-	}
-	if err := t.engine.Start(); err != nil {
-		return err
-	}
-	if err := t.probe(); err != nil {
-		t.engine.Stop()
-		return err
-	}
-	t.mu.Lock()
-	if t.closing { // Shutdown or Close came first, and found nothing to stop
+	if t.closing { // Shutdown or Close came first
 		t.mu.Unlock()
-		t.engine.Stop()
+		l.file.Close() // never run
 		return http.ErrServerClosed
 	}
+	t.ln, t.lnFile, t.l = ln, lnFile, l
 	t.std = newChanListener(ln.Addr())
 	t.wg.Add(t.cfg.Workers) // before stop can Wait
 	t.mu.Unlock()
+	go l.run()
 	for range t.cfg.Workers {
 		go t.work()
 	}
@@ -154,16 +135,16 @@ func (t *Transport) Serve(ln net.Listener) error {
 	}()
 	var delay time.Duration
 	for {
-		nc, err := ln.Accept()
+		fd, remote, err := accept(ln, raw)
 		if err != nil {
-			t.mu.Lock()
-			closing := t.closing
-			t.mu.Unlock()
-			if closing {
+			if t.isClosing() {
 				return http.ErrServerClosed
 			}
-			if errors.Is(err, net.ErrClosed) {
+			switch {
+			case errors.Is(err, net.ErrClosed):
 				return err
+			case errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EINTR):
+				continue
 			}
 			// Out of file descriptors and the like: back off as net/http does.
 			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
@@ -172,83 +153,22 @@ func (t *Transport) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		if tc, ok := nc.(*net.TCPConn); ok {
-			_ = tc.SetNoDelay(true)
-		}
-		nbc, err := nbio.NBConn(nc)
-		if err != nil {
-			nc.Close()
-			continue
-		}
-		// Fill dc under its lock: the loop's goroutines that take the
-		// lock then see it (the epoll registration orders them too, but
-		// the race detector cannot see that).
-		dc := new(conn)
-		dc.mu.Lock()
-		dc.t, dc.nbc, dc.remote = t, nbc, nbc.RemoteAddr().String()
-		dc.mu.Unlock()
-		nbc.SetSession(dc)
+		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		dc := &conn{t: t, l: l, fd: fd, remote: remote}
 		t.mu.Lock()
 		if t.closing {
 			t.mu.Unlock()
-			nbc.Close()
+			syscall.Close(fd)
 			return http.ErrServerClosed
 		}
 		t.conns[dc] = struct{}{}
 		t.mu.Unlock()
-		if _, err := t.engine.AddConn(nbc); err != nil {
+		dc.setIdleDeadline(time.Now().Add(t.cfg.IdleTimeout).UnixNano())
+		if err := l.add(dc); err != nil {
 			t.forget(dc)
-			nbc.Close()
-			continue
+			dc.setIdleDeadline(0)
+			syscall.Close(fd)
 		}
-		dc.mu.Lock()
-		if !dc.started {
-			_ = nbc.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout))
-		}
-		dc.mu.Unlock()
-	}
-}
-
-// probe returns once the loop has delivered data: nbio's Stop hangs if it
-// comes before the poller's loop has begun, so the loop is proven running
-// before anything can stop it.
-func (t *Transport) probe() error {
-	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("dense: start-up probe: %w", err)
-	}
-	ends := make([]net.Conn, 2)
-	for i, fd := range fds {
-		f := os.NewFile(uintptr(fd), "probe")
-		ends[i], err = net.FileConn(f)
-		f.Close()
-		if err != nil {
-			if i == 1 {
-				ends[0].Close()
-			}
-			return fmt.Errorf("dense: start-up probe: %w", err)
-		}
-	}
-	defer ends[1].Close()
-	nbc, err := nbio.NBConn(ends[0])
-	if err != nil {
-		return fmt.Errorf("dense: start-up probe: %w", err)
-	}
-	seen := make(chan struct{})
-	nbc.SetSession(seen)
-	if _, err := t.engine.AddConn(nbc); err != nil {
-		nbc.Close()
-		return fmt.Errorf("dense: start-up probe: %w", err)
-	}
-	defer nbc.Close()
-	if _, err := ends[1].Write([]byte{0}); err != nil {
-		return fmt.Errorf("dense: start-up probe: %w", err)
-	}
-	select {
-	case <-seen:
-		return nil
-	case <-time.After(10 * time.Second):
-		return errors.New("dense: the event loop did not start")
 	}
 }
 
@@ -260,6 +180,9 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 	t.closing = true
 	if t.ln != nil {
 		t.ln.Close()
+	}
+	if t.lnFile != nil {
+		t.lnFile.Close()
 	}
 	idle := make([]*conn, 0, len(t.conns))
 	for dc := range t.conns {
@@ -291,6 +214,9 @@ func (t *Transport) Close() error {
 	if t.ln != nil {
 		t.ln.Close()
 	}
+	if t.lnFile != nil {
+		t.lnFile.Close()
+	}
 	t.mu.Unlock()
 	err := t.cfg.Std.Close()
 	t.stop()
@@ -306,7 +232,7 @@ func (t *Transport) stop() {
 			return // not serving yet: Serve stops the loop itself
 		}
 		t.std.Close()
-		t.engine.Stop()
+		t.l.close()
 		close(t.quit)
 		t.wg.Wait()
 	})
@@ -357,13 +283,24 @@ const (
 )
 
 // conn is one connection on the loop. Its mutex is never held while
-// writing: a failed write closes the connection on the writing goroutine.
-// Read deadlines are set under it, so that they apply in the order of the
-// state changes that call for them.
+// writing or closing: a failed write closes the connection on the writing
+// goroutine, which then calls onClose. Read deadlines are set under it, so
+// that they apply in the order of the state changes that call for them.
 type conn struct {
 	t      *Transport
-	nbc    *nbio.Conn
+	l      *loop
+	fd     int
+	gen    uint32
 	remote string
+
+	// The descriptor's own state, under io (loop.go).
+	io            sync.Mutex
+	fdClosed      bool
+	lingering     bool         // closing once out is sent
+	out           []byte       // output the socket has not taken yet
+	writeDeadline time.Time    // for net/http's writes
+	deadline      atomic.Int64 // unix nanoseconds; 0: none
+	slot          atomic.Int64 // the idle wheel's second c is queued at; 0: none
 
 	mu      sync.Mutex
 	state   int
@@ -401,7 +338,7 @@ func (c *conn) onData(data []byte) {
 		// poll to answer now so that the next one can be served.
 		if len(c.buf)+len(data) > maxPending {
 			c.mu.Unlock()
-			c.nbc.Close()
+			c.closeNow()
 			return
 		}
 		c.buf = append(c.buf, data...)
@@ -451,7 +388,7 @@ func (c *conn) onData(data []byte) {
 	case h == nil:
 		if first {
 			c.buf = append(c.buf, data...)
-			_ = c.nbc.SetReadDeadline(time.Now().Add(c.t.cfg.ReadHeaderTimeout))
+			c.setIdleDeadline(time.Now().Add(c.t.cfg.ReadHeaderTimeout).UnixNano())
 		}
 		c.mu.Unlock()
 		return
@@ -464,12 +401,12 @@ func (c *conn) onData(data []byte) {
 	}
 	r := &request{c: c, h: h, url: u, body: body, close: h.close}
 	c.state, c.cur = busy, r
-	_ = c.nbc.SetReadDeadline(time.Time{}) // the hold has its own deadline
+	c.setIdleDeadline(0) // the hold has its own deadline
 	c.mu.Unlock()
 	select {
 	case c.t.jobs <- r:
 	case <-c.t.quit:
-		c.nbc.Close()
+		c.closeNow()
 	}
 }
 
@@ -480,13 +417,13 @@ func (c *conn) handOver(first bool, in []byte) {
 	if first {
 		buf = append([]byte(nil), in...)
 	}
-	std := &stdConn{nbc: c.nbc, buf: buf, ready: make(chan struct{}, 1)}
+	std := &stdConn{c: c, buf: buf, ready: make(chan struct{}, 1)}
 	c.state, c.std, c.buf = handed, std, nil
-	_ = c.nbc.SetReadDeadline(time.Time{}) // net/http sets its own
+	c.setIdleDeadline(0) // net/http sets its own
 	c.mu.Unlock()
 	c.t.forget(c)
 	if !c.t.std.push(std) {
-		c.nbc.Close()
+		c.closeNow()
 	}
 }
 
@@ -505,7 +442,7 @@ func (r *request) serve() {
 	defer func() {
 		if v := recover(); v != nil {
 			c.t.cfg.Logger.Error("panic serving a request", "remote", c.remote, "panic", v, "stack", string(debug.Stack()))
-			c.nbc.Close()
+			c.closeNow()
 		}
 	}()
 	h := r.h
@@ -536,14 +473,14 @@ func (r *request) serve() {
 		}
 		handler.ServeHTTP(&w, req)
 		head := w.AppendHead(nil, r.close || c.t.isClosing())
-		_, _ = c.nbc.Writev([][]byte{head, w.Body})
+		_ = c.writev([][]byte{head, w.Body})
 		r.done()
 		return
 	}
 	p := park.Serve(c.t.cfg.Poll, &w, req, r)
 	if p == nil {
 		head := w.AppendHead(nil, r.close || c.t.isClosing())
-		_, _ = c.nbc.Writev([][]byte{head, w.Body})
+		_ = c.writev([][]byte{head, w.Body})
 		r.done()
 		return
 	}
@@ -573,7 +510,7 @@ func (r *request) Finish(head, body []byte) {
 	c.mu.Lock()
 	r.finished = true
 	c.mu.Unlock()
-	_, _ = c.nbc.Writev([][]byte{head, body})
+	_ = c.writev([][]byte{head, body})
 	r.done()
 }
 
@@ -589,13 +526,13 @@ func (r *request) done() {
 	if r.close || c.t.isClosing() {
 		c.state = closed
 		c.mu.Unlock()
-		c.nbc.Close()
+		c.closeConn()
 		return
 	}
 	c.state, c.cur = idle, nil
 	in := c.buf
 	c.buf = nil
-	_ = c.nbc.SetReadDeadline(time.Now().Add(c.t.cfg.IdleTimeout))
+	c.setIdleDeadline(time.Now().Add(c.t.cfg.IdleTimeout).UnixNano())
 	c.mu.Unlock()
 	if len(in) > 0 {
 		c.onData(in)
@@ -629,6 +566,6 @@ func (c *conn) closeIfIdle() {
 	st := c.state
 	c.mu.Unlock()
 	if st == idle {
-		c.nbc.Close()
+		c.closeNow()
 	}
 }

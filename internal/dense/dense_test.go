@@ -315,9 +315,8 @@ func TestShutdownAnswersAndCloses(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// TestShutdownRightAfterServe stops transports as they start: nbio's Stop
-// hangs if it runs before its poller's loop has begun, so Serve proves
-// the loop running first.
+// TestShutdownRightAfterServe stops transports as they start, at every
+// point of Serve's start-up.
 func TestShutdownRightAfterServe(t *testing.T) {
 	b := memory.New()
 	defer b.Close()

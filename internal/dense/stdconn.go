@@ -8,8 +8,6 @@ import (
 	"os"
 	"sync"
 	"time"
-
-	"github.com/lesismal/nbio"
 )
 
 // stdConn is a loop connection handed to net/http: input arrives from the
@@ -17,7 +15,7 @@ import (
 // writes. It implements net.Conn with read deadlines, which net/http uses
 // for its header, read and idle timeouts and to abort a background read.
 type stdConn struct {
-	nbc   *nbio.Conn
+	c     *conn
 	ready chan struct{} // signalled when input, EOF or a new deadline arrives
 
 	mu       sync.Mutex
@@ -42,7 +40,7 @@ func (c *stdConn) feed(data []byte) {
 	}
 	c.mu.Unlock()
 	if over {
-		c.nbc.Close() // net/http is not reading: cut it
+		c.c.closeNow() // net/http is not reading: cut it
 		return
 	}
 	c.signal()
@@ -79,15 +77,23 @@ func (c *stdConn) Read(b []byte) (int, error) {
 	}
 }
 
-func (c *stdConn) Write(b []byte) (int, error) { return c.nbc.Write(b) }
+// Write queues b on the loop connection: it never blocks, and output the
+// client does not take is bounded (maxOut) and by the write deadline.
+func (c *stdConn) Write(b []byte) (int, error) {
+	if err := c.c.writev([][]byte{b}); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
 
 func (c *stdConn) Close() error {
 	c.closeRead()
-	return c.nbc.Close()
+	c.c.closeConn()
+	return nil
 }
 
-func (c *stdConn) LocalAddr() net.Addr  { return c.nbc.LocalAddr() }
-func (c *stdConn) RemoteAddr() net.Addr { return c.nbc.RemoteAddr() }
+func (c *stdConn) LocalAddr() net.Addr  { return c.c.localAddr() }
+func (c *stdConn) RemoteAddr() net.Addr { return c.c.remoteAddr() }
 
 func (c *stdConn) SetDeadline(t time.Time) error {
 	c.SetReadDeadline(t)
@@ -109,7 +115,10 @@ func (c *stdConn) SetReadDeadline(t time.Time) error {
 	return nil
 }
 
-func (c *stdConn) SetWriteDeadline(t time.Time) error { return c.nbc.SetWriteDeadline(t) }
+func (c *stdConn) SetWriteDeadline(t time.Time) error {
+	c.c.setWriteDeadline(t)
+	return nil
+}
 
 // chanListener is the net.Listener net/http serves: Accept returns the
 // connections the loop hands over.

@@ -1,0 +1,605 @@
+//go:build linux
+
+package dense
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The loop is an epoll instance whose own descriptor is registered with
+// the Go runtime's poller: the loop's goroutine parks in the scheduler
+// like any goroutine reading a socket, and runs on whatever thread is
+// free when the epoll set becomes readable. Nothing blocks a thread in
+// epoll_wait, so a wake-up, a read and the goroutines they ready share
+// one thread without hand-offs between threads; and a connection costs
+// one small record, with no goroutine, buffer or timer of its own.
+//
+// A connection's descriptor is used (read, written, closed) only under
+// its io lock, so no goroutine can touch a descriptor number after it was
+// closed and reused. Events carry the connection's generation, so an
+// event fetched for a closed connection is not given to a new one that
+// reuses its descriptor number.
+type loop struct {
+	file *os.File // the epoll descriptor, registered with the runtime
+	raw  syscall.RawConn
+	epfd int
+
+	ctl    sync.RWMutex // epoll_ctl holds it shared; closing the set, exclusively
+	closed bool
+
+	mu    sync.Mutex
+	conns []*conn // by descriptor
+	gen   uint32
+
+	buf    []byte
+	events []syscall.EpollEvent
+	done   chan struct{} // closed when run returns
+
+	wheel idleWheel
+}
+
+// Limits of a connection's output and of its closing.
+const (
+	maxOut     = 1 << 20         // output the socket has not taken; more closes the connection
+	lingerTime = 5 * time.Second // how long a closing connection may take to send what is left
+)
+
+const (
+	evRead  = syscall.EPOLLIN | syscall.EPOLLRDHUP
+	evWrite = syscall.EPOLLOUT
+)
+
+func newLoop() (*loop, error) {
+	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, os.NewSyscallError("epoll_create1", err)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	f := os.NewFile(uintptr(fd), "epoll")
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	l := &loop{
+		file:   f,
+		raw:    raw,
+		epfd:   fd,
+		buf:    make([]byte, 64<<10),
+		events: make([]syscall.EpollEvent, 256),
+		done:   make(chan struct{}),
+	}
+	l.wheel.slots = make(map[int64][]*conn)
+	return l, nil
+}
+
+// run serves events until the loop is closed.
+func (l *loop) run() {
+	defer close(l.done)
+	for {
+		n := 0
+		err := l.raw.Read(func(fd uintptr) bool {
+			var err error
+			n, err = syscall.EpollWait(int(fd), l.events, 0)
+			if err != nil {
+				n = 0
+				return !errors.Is(err, syscall.EINTR)
+			}
+			return n > 0
+		})
+		if err != nil || n == 0 {
+			return // closed
+		}
+		for i := range l.events[:n] {
+			ev := &l.events[i]
+			c := l.lookup(int(ev.Fd), uint32(ev.Pad))
+			if c == nil {
+				continue
+			}
+			if ev.Events&evWrite != 0 {
+				c.flush()
+			}
+			if ev.Events&^evWrite != 0 {
+				l.read(c)
+			}
+		}
+	}
+}
+
+func (l *loop) lookup(fd int, gen uint32) *conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if fd < 0 || fd >= len(l.conns) {
+		return nil
+	}
+	if c := l.conns[fd]; c != nil && c.gen == gen {
+		return c
+	}
+	return nil
+}
+
+// read reads what c has and hands it to c.onData.
+func (l *loop) read(c *conn) {
+	c.io.Lock()
+	if c.fdClosed {
+		c.io.Unlock()
+		return
+	}
+	var (
+		n   int
+		err error
+	)
+	for {
+		n, err = syscall.Read(c.fd, l.buf)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	c.io.Unlock()
+	switch {
+	case n > 0:
+		c.onData(l.buf[:n])
+	case errors.Is(err, syscall.EAGAIN):
+	default: // end of input, or an error
+		c.closeNow()
+	}
+}
+
+// add registers a new connection's descriptor.
+func (l *loop) add(c *conn) error {
+	l.mu.Lock()
+	l.gen++
+	c.gen = l.gen
+	if c.fd >= len(l.conns) {
+		grown := make([]*conn, max(c.fd+1, 2*len(l.conns), 64))
+		copy(grown, l.conns)
+		l.conns = grown
+	}
+	l.conns[c.fd] = c
+	l.mu.Unlock()
+	if err := l.epollCtl(syscall.EPOLL_CTL_ADD, c, evRead); err != nil {
+		l.remove(c)
+		return err
+	}
+	return nil
+}
+
+func (l *loop) remove(c *conn) {
+	l.mu.Lock()
+	if c.fd < len(l.conns) && l.conns[c.fd] == c {
+		l.conns[c.fd] = nil
+	}
+	l.mu.Unlock()
+}
+
+func (l *loop) epollCtl(op int, c *conn, events uint32) error {
+	l.ctl.RLock()
+	defer l.ctl.RUnlock()
+	if l.closed {
+		return net.ErrClosed
+	}
+	ev := syscall.EpollEvent{Events: events, Fd: int32(c.fd), Pad: int32(c.gen)}
+	return os.NewSyscallError("epoll_ctl", syscall.EpollCtl(l.epfd, op, c.fd, &ev))
+}
+
+// all returns the connections registered now.
+func (l *loop) all() []*conn {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var cs []*conn
+	for _, c := range l.conns {
+		if c != nil {
+			cs = append(cs, c)
+		}
+	}
+	return cs
+}
+
+// close closes every connection, then the epoll set, and waits for run to
+// return.
+func (l *loop) close() {
+	for _, c := range l.all() {
+		c.closeNow()
+	}
+	l.ctl.Lock()
+	l.closed = true
+	l.ctl.Unlock()
+	l.file.Close()
+	<-l.done
+	l.wheel.stop()
+}
+
+// writev writes bufs to c, keeping what the socket does not take for the
+// loop to send when it can. It never blocks.
+func (c *conn) writev(bufs [][]byte) error {
+	c.io.Lock()
+	if c.fdClosed || c.lingering {
+		c.io.Unlock()
+		return net.ErrClosed
+	}
+	var err error
+	if len(c.out) == 0 {
+		bufs, err = writeAll(c.fd, bufs)
+	}
+	if err == nil && len(bufs) > 0 {
+		size := len(c.out)
+		for _, b := range bufs {
+			size += len(b)
+		}
+		if size > maxOut {
+			err = errors.New("dense: the client is not reading its replies")
+		} else {
+			first := len(c.out) == 0
+			for _, b := range bufs {
+				c.out = append(c.out, b...)
+			}
+			if first {
+				err = c.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead|evWrite)
+				if err == nil && !c.writeDeadline.IsZero() {
+					c.armWriteDeadline(c.writeDeadline)
+				}
+			}
+		}
+	}
+	if err != nil {
+		c.closeLocked()
+		c.io.Unlock()
+		c.onClose()
+		return err
+	}
+	c.io.Unlock()
+	return nil
+}
+
+// writeAll writes bufs until the socket takes no more, and returns what
+// is left.
+func writeAll(fd int, bufs [][]byte) ([][]byte, error) {
+	for len(bufs) > 0 {
+		if len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+			continue
+		}
+		n, err := unix.Writev(fd, bufs)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case errors.Is(err, syscall.EAGAIN):
+			return bufs, nil
+		case err != nil:
+			return nil, err
+		}
+		for n > 0 {
+			if n < len(bufs[0]) {
+				bufs[0] = bufs[0][n:]
+				break
+			}
+			n -= len(bufs[0])
+			bufs = bufs[1:]
+		}
+	}
+	return nil, nil
+}
+
+// flush sends what output is waiting, on the loop, when the socket can
+// take it.
+func (c *conn) flush() {
+	c.io.Lock()
+	if c.fdClosed {
+		c.io.Unlock()
+		return
+	}
+	var err error
+	if len(c.out) > 0 {
+		var rest [][]byte
+		rest, err = writeAll(c.fd, [][]byte{c.out})
+		switch {
+		case err != nil:
+		case len(rest) == 0:
+			c.out = nil
+		default:
+			c.out = append(c.out[:0], rest[0]...)
+		}
+	}
+	if err == nil && len(c.out) == 0 {
+		if c.lingering {
+			err = net.ErrClosed // sent: now close
+		} else {
+			err = c.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead)
+		}
+	}
+	if err != nil {
+		c.closeLocked()
+		c.io.Unlock()
+		c.onClose()
+		return
+	}
+	c.io.Unlock()
+}
+
+// closeConn closes c once the output it holds is sent, or after
+// lingerTime.
+func (c *conn) closeConn() {
+	c.io.Lock()
+	if c.fdClosed || c.lingering {
+		c.io.Unlock()
+		return
+	}
+	if len(c.out) > 0 {
+		c.lingering = true
+		time.AfterFunc(lingerTime, c.closeNow)
+		c.io.Unlock()
+		return
+	}
+	c.closeLocked()
+	c.io.Unlock()
+	c.onClose()
+}
+
+// closeNow closes c, dropping any output it holds.
+func (c *conn) closeNow() {
+	c.io.Lock()
+	if c.fdClosed {
+		c.io.Unlock()
+		return
+	}
+	c.closeLocked()
+	c.io.Unlock()
+	c.onClose()
+}
+
+// closeLocked closes the descriptor; the caller holds c.io and calls
+// c.onClose once it has released it.
+func (c *conn) closeLocked() {
+	c.fdClosed = true
+	c.out = nil
+	c.l.remove(c)
+	syscall.Close(c.fd)
+	c.setIdleDeadline(0)
+}
+
+func (c *conn) armWriteDeadline(t time.Time) {
+	time.AfterFunc(time.Until(t), func() {
+		c.io.Lock()
+		late := !c.fdClosed && len(c.out) > 0 && !c.writeDeadline.IsZero() && !time.Now().Before(c.writeDeadline)
+		c.io.Unlock()
+		if late {
+			c.closeNow()
+		}
+	})
+}
+
+// setWriteDeadline bounds how long output may wait for the socket: past
+// it, a connection still holding output is closed.
+func (c *conn) setWriteDeadline(t time.Time) {
+	c.io.Lock()
+	c.writeDeadline = t
+	pending := len(c.out) > 0
+	c.io.Unlock()
+	if pending && !t.IsZero() {
+		c.armWriteDeadline(t)
+	}
+}
+
+// setIdleDeadline closes c at t (unix nanoseconds) unless it is changed
+// before then; 0 means never. Moving it later, or clearing it, costs an
+// atomic store: the wheel finds the new time when it comes to c.
+func (c *conn) setIdleDeadline(t int64) {
+	c.deadline.Store(t)
+	if t == 0 {
+		return
+	}
+	if cur := c.slot.Load(); cur == 0 || slotOf(t) < cur {
+		c.l.wheel.add(c, slotOf(t))
+	}
+}
+
+func slotOf(t int64) int64 { return t/1e9 + 1 }
+
+func (c *conn) localAddr() net.Addr {
+	c.io.Lock()
+	defer c.io.Unlock()
+	if c.fdClosed {
+		return &net.TCPAddr{}
+	}
+	sa, err := syscall.Getsockname(c.fd)
+	if err != nil {
+		return &net.TCPAddr{}
+	}
+	return sockAddr(sa)
+}
+
+func (c *conn) remoteAddr() net.Addr {
+	if ap, err := netip.ParseAddrPort(c.remote); err == nil {
+		return net.TCPAddrFromAddrPort(ap)
+	}
+	return &net.UnixAddr{Name: c.remote, Net: "unix"}
+}
+
+func sockAddr(sa syscall.Sockaddr) net.Addr {
+	switch sa := sa.(type) {
+	case *syscall.SockaddrInet4:
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), uint16(sa.Port)))
+	case *syscall.SockaddrInet6:
+		return net.TCPAddrFromAddrPort(netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), uint16(sa.Port)))
+	case *syscall.SockaddrUnix:
+		return &net.UnixAddr{Name: sa.Name, Net: "unix"}
+	}
+	return &net.TCPAddr{}
+}
+
+// idleWheel closes connections whose idle or head deadline has passed.
+// A connection is queued at the second of its deadline, and only when
+// that comes before the second it is queued at already; at each second
+// the wheel looks at the connections due then, drops those with no
+// deadline any more, moves on those whose deadline moved on, and closes
+// the rest. So the hot path, a reply and then the next request, moves the
+// deadline later and back to none with atomic stores alone.
+type idleWheel struct {
+	mu      sync.Mutex
+	slots   map[int64][]*conn // by unix second
+	timer   *time.Timer
+	stopped bool
+}
+
+func (w *idleWheel) add(c *conn, sec int64) {
+	w.mu.Lock()
+	w.addLocked(c, sec)
+	w.mu.Unlock()
+}
+
+func (w *idleWheel) addLocked(c *conn, sec int64) {
+	if cur := c.slot.Load(); w.stopped || (cur != 0 && cur <= sec) {
+		return
+	}
+	c.slot.Store(sec)
+	w.slots[sec] = append(w.slots[sec], c)
+	if w.timer == nil {
+		w.timer = time.AfterFunc(time.Second, w.fire)
+	}
+}
+
+func (w *idleWheel) fire() {
+	now := time.Now()
+	var late []*conn
+	w.mu.Lock()
+	for s, cs := range w.slots {
+		if s > now.Unix() {
+			continue
+		}
+		delete(w.slots, s)
+		for _, c := range cs {
+			if c.slot.Load() != s {
+				continue // queued again, at an earlier second
+			}
+			switch d := c.deadline.Load(); {
+			case d == 0:
+				c.slot.Store(0)
+				if d := c.deadline.Load(); d != 0 { // set meanwhile
+					w.addLocked(c, slotOf(d))
+				}
+			case d > now.UnixNano():
+				c.slot.Store(0)
+				w.addLocked(c, slotOf(d))
+				if d2 := c.deadline.Load(); d2 != 0 && slotOf(d2) < slotOf(d) {
+					w.addLocked(c, slotOf(d2))
+				}
+			default:
+				c.slot.Store(0)
+				late = append(late, c)
+			}
+		}
+	}
+	if len(w.slots) > 0 && !w.stopped {
+		w.timer.Reset(time.Second)
+	} else {
+		w.timer = nil
+	}
+	w.mu.Unlock()
+	for _, c := range late {
+		c.closeNow()
+	}
+}
+
+func (w *idleWheel) stop() {
+	w.mu.Lock()
+	w.stopped = true
+	if w.timer != nil {
+		w.timer.Stop()
+		w.timer = nil
+	}
+	w.slots = map[int64][]*conn{}
+	w.mu.Unlock()
+}
+
+// listenerFile returns a non-blocking duplicate of a TCP listener's
+// descriptor, registered with the runtime's poller, for accept to take
+// connections from without the runtime registering each one; nil for
+// any other listener. (A listener's own RawConn cannot wait to read.)
+func listenerFile(ln net.Listener) (*os.File, error) {
+	tl, ok := ln.(*net.TCPListener)
+	if !ok {
+		return nil, nil
+	}
+	rc, err := tl.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	fd := -1
+	var derr error
+	if err := rc.Control(func(s uintptr) {
+		fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return nil, err
+	}
+	if derr != nil {
+		return nil, os.NewSyscallError("fcntl", derr)
+	}
+	if err := syscall.SetNonblock(fd, true); err != nil {
+		syscall.Close(fd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(fd), "listener"), nil
+}
+
+// accept returns the next connection of ln as a non-blocking descriptor
+// and its peer's address; through the listener's own descriptor when it
+// has one, so no runtime poller registration is made and undone.
+func accept(ln net.Listener, raw syscall.RawConn) (int, string, error) {
+	if raw == nil {
+		nc, err := ln.Accept()
+		if err != nil {
+			return -1, "", err
+		}
+		defer nc.Close()
+		sc, ok := nc.(syscall.Conn)
+		if !ok {
+			return -1, "", errors.New("dense: the listener's connections have no descriptor")
+		}
+		rc, err := sc.SyscallConn()
+		if err != nil {
+			return -1, "", err
+		}
+		fd := -1
+		var derr error
+		if err := rc.Control(func(s uintptr) {
+			fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+		}); err != nil {
+			return -1, "", err
+		}
+		if derr != nil {
+			return -1, "", os.NewSyscallError("fcntl", derr)
+		}
+		if err := syscall.SetNonblock(fd, true); err != nil {
+			syscall.Close(fd)
+			return -1, "", os.NewSyscallError("fcntl", err)
+		}
+		return fd, nc.RemoteAddr().String(), nil
+	}
+	var (
+		fd   int
+		sa   syscall.Sockaddr
+		aerr error
+	)
+	err := raw.Read(func(s uintptr) bool {
+		fd, sa, aerr = syscall.Accept4(int(s), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		return !errors.Is(aerr, syscall.EAGAIN)
+	})
+	if err != nil {
+		return -1, "", net.ErrClosed
+	}
+	if aerr != nil {
+		return -1, "", os.NewSyscallError("accept4", aerr)
+	}
+	return fd, sockAddr(sa).String(), nil
+}
