@@ -53,32 +53,44 @@ func init() {
 	}
 }
 
-// parked is one parked poll.
+// parked is one parked poll. Its fields are ordered to keep it small:
+// every held poll has one.
 type parked struct {
 	s     *Server
 	state atomic.Int32
 	gone  atomic.Bool // the client left
-	sink  park.Sink
-	w     *hub.Waiter
+	// expires: at the deadline the poll is answered 401 token_expired,
+	// not with a timeout.
+	expires bool
+	inWheel bool // under home's lock
+	sink    park.Sink
+	w       *hub.Waiter
 	// What the reply depends on, updated by whoever holds the claim.
 	topics []string
 	pos    []Position
-	limit  int
-	rid    string
-	extra  []byte // the reply's header lines set before parking (X-Request-Id, CORS)
-	start  time.Time
-	client string // the per-client limit's key, when one counts this poll
-	// deadline is when the hold ends, in Unix nanoseconds; at it the poll
-	// is answered with a timeout, or 401 token_expired when expires.
-	deadline int64
-	expires  bool
-	log      *parkLog // nil unless access logging is on
-
+	limit  int32
+	// The request id is extra[ridAt:ridEnd]: the id's own header line.
+	ridAt, ridEnd int32
 	// The deadline wheel's bookkeeping, under home's lock.
-	home       *wheelShard
-	inWheel    bool
 	wslot, wix int32
+	home       *wheelShard
+	extra      []byte        // the reply's header lines set before parking (X-Request-Id, CORS)
+	start      time.Duration // since monoBase
+	client     string        // the per-client limit's key, when one counts this poll
+	// deadline is when the hold ends, in Unix nanoseconds.
+	deadline int64
+	log      *parkLog // nil unless access logging is on
 }
+
+// monoBase is what parked polls' start times count from: a Duration is a
+// third of a time.Time, and keeps its monotonic clock.
+var monoBase = time.Now()
+
+func (p *parked) started() time.Time { return monoBase.Add(p.start) }
+
+// requestID returns the poll's request id; it is asked for only on the
+// paths that log or answer an error.
+func (p *parked) requestID() string { return string(p.extra[p.ridAt:p.ridEnd]) }
 
 // parkLog keeps what the access-log line of a parked poll needs.
 type parkLog struct {
@@ -103,7 +115,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	d, expires := holdFor(req, pr)
 	// Strings parsed from the request point into its head: a parked poll
 	// keeps copies, so that the head can be freed.
-	p := &parked{s: s, sink: sink, rid: strings.Clone(rid), start: start, client: client, expires: expires}
+	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires}
 	for i, t := range req.topics {
 		req.topics[i] = strings.Clone(t)
 	}
@@ -124,8 +136,18 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	// claimed, that is before it turns held.
 	for k, vs := range w.Header() {
 		for _, v := range vs {
-			p.extra = append(append(append(append(p.extra, k...), ": "...), v...), "\r\n"...)
+			p.extra = append(append(p.extra, k...), ": "...)
+			if k == "X-Request-Id" && v == rid {
+				p.ridAt, p.ridEnd = int32(len(p.extra)), int32(len(p.extra)+len(v))
+			}
+			p.extra = append(append(p.extra, v...), "\r\n"...)
 		}
+	}
+	if p.ridEnd-p.ridAt != int32(len(rid)) { // no header line carries it
+		p.ridAt = int32(len(p.extra))
+		p.extra = append(p.extra, rid...)
+		p.ridEnd = int32(len(p.extra))
+		p.extra = p.extra[:p.ridAt]
 	}
 	if s.log.Enabled(ctx, slog.LevelInfo) {
 		p.log = &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}
@@ -149,7 +171,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 			return nil, s.answer(w, c, false)
 		}
 		c.pages, c.out, c.known = nil, nil, nil
-		p.topics, p.pos, p.limit = c.topics, c.pos, c.limit
+		p.topics, p.pos, p.limit = c.topics, c.pos, int32(c.limit)
 		if p.state.CompareAndSwap(stStarting, stHeld) {
 			break
 		}
@@ -241,7 +263,7 @@ func (p *parked) replyOwn(timedOut bool, retry time.Duration, outcome PollOutcom
 // fail answers a claimed poll with an error.
 func (p *parked) fail(err error) {
 	var w park.Response
-	p.s.writeError(&w, p.rid, err)
+	p.s.writeError(&w, p.requestID(), err)
 	p.end(OutcomeError, w.Status, w.Header(), w.Body)
 }
 
@@ -265,13 +287,13 @@ func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []by
 		*hp = head
 		bufPool.Put(hp)
 	}
-	s.endPoll(outcome, p.start, p.client)
+	s.endPoll(outcome, p.started(), p.client)
 	if p.log != nil {
 		st := status
 		if outcome == OutcomeCancelled {
 			st = 499
 		}
-		s.accessLog(p.rid, p.log, st, int64(len(body)), time.Since(p.start))
+		s.accessLog(p.requestID(), p.log, st, int64(len(body)), time.Since(p.started()))
 	}
 }
 
@@ -329,7 +351,7 @@ func (p *parked) rearm() {
 // collector returns a collector over the poll's topics and positions; its
 // reads advance the poll's positions.
 func (p *parked) collector() collector {
-	return collector{topics: p.topics, pos: p.pos, limit: p.limit}
+	return collector{topics: p.topics, pos: p.pos, limit: int(p.limit)}
 }
 
 // brokerFailed answers a claimed poll whose read failed.
@@ -404,7 +426,7 @@ func (c *collector) appendKey(b []byte) []byte {
 
 func (s *Server) deliverGroup(g []*parked) {
 	lead := g[0]
-	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: lead.limit, pages: make([]Page, len(lead.topics))}
+	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit), pages: make([]Page, len(lead.topics))}
 	if err := c.collect(context.Background(), s.broker); err != nil {
 		for _, p := range g {
 			p.brokerFailed(err)

@@ -57,14 +57,14 @@ type Transport struct {
 	ln     net.Listener
 	lnFile *os.File // a duplicate of ln's descriptor that Serve accepts on
 	std    *chanListener
-	jobs   chan *request
+	jobs   chan job
 	quit   chan struct{}  // closed when the loop stops
 	wg     sync.WaitGroup // workers
 
 	mu       sync.Mutex
-	conns    map[*conn]struct{}
+	conns    int // connections not handed to net/http
 	closing  bool
-	drained  chan struct{} // closed when closing and conns is empty
+	drained  chan struct{} // closed when closing and conns is 0
 	stopOnce sync.Once
 }
 
@@ -84,9 +84,8 @@ func New(cfg Config) *Transport {
 	}
 	return &Transport{
 		cfg:     cfg,
-		jobs:    make(chan *request, 4096),
+		jobs:    make(chan job, 4096),
 		quit:    make(chan struct{}),
-		conns:   make(map[*conn]struct{}),
 		drained: make(chan struct{}),
 	}
 }
@@ -154,14 +153,14 @@ func (t *Transport) Serve(ln net.Listener) error {
 		}
 		delay = 0
 		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
-		dc := &conn{t: t, l: l, fd: fd, remote: remote}
+		dc := &conn{t: t, fd: fd, remote: remote}
 		t.mu.Lock()
 		if t.closing {
 			t.mu.Unlock()
 			syscall.Close(fd)
 			return http.ErrServerClosed
 		}
-		t.conns[dc] = struct{}{}
+		t.conns++
 		t.mu.Unlock()
 		dc.setIdleDeadline(time.Now().Add(t.cfg.IdleTimeout).UnixNano())
 		if err := l.add(dc); err != nil {
@@ -184,16 +183,15 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 	if t.lnFile != nil {
 		t.lnFile.Close()
 	}
-	idle := make([]*conn, 0, len(t.conns))
-	for dc := range t.conns {
-		idle = append(idle, dc)
-	}
-	if len(t.conns) == 0 {
+	if t.conns == 0 {
 		t.closeDrained()
 	}
+	l := t.l
 	t.mu.Unlock()
-	for _, dc := range idle {
-		dc.closeIfIdle()
+	if l != nil {
+		for _, dc := range l.all() {
+			dc.closeIfIdle()
+		}
 	}
 	err := t.cfg.Std.Shutdown(ctx)
 	select {
@@ -240,8 +238,8 @@ func (t *Transport) stop() {
 
 func (t *Transport) forget(dc *conn) {
 	t.mu.Lock()
-	delete(t.conns, dc)
-	if t.closing && len(t.conns) == 0 {
+	t.conns--
+	if t.closing && t.conns == 0 {
 		t.closeDrained()
 	}
 	t.mu.Unlock()
@@ -265,8 +263,8 @@ func (t *Transport) work() {
 	defer t.wg.Done()
 	for {
 		select {
-		case r := <-t.jobs:
-			r.serve()
+		case j := <-t.jobs:
+			j.serve()
 		case <-t.quit:
 			return
 		}
@@ -288,38 +286,41 @@ const (
 // that they apply in the order of the state changes that call for them.
 type conn struct {
 	t      *Transport
-	l      *loop
+	remote string
 	fd     int
 	gen    uint32
-	remote string
 
-	// The descriptor's own state, under io (loop.go).
-	io            sync.Mutex
-	fdClosed      bool
-	lingering     bool         // closing once out is sent
-	out           []byte       // output the socket has not taken yet
-	writeDeadline time.Time    // for net/http's writes
+	io sync.Mutex // guards the descriptor's own state (loop.go)
+	mu sync.Mutex // guards the request state
+
+	// Under io.
+	fdClosed  bool
+	lingering bool // closing once out is sent
+	// Under mu.
+	state      uint8
+	started    bool   // input has arrived
+	closeAfter bool   // the request being served asked to close after its reply
+	finished   bool   // its reply is being written
+	reqs       uint32 // requests begun: a job's number tells if it is still current
+
+	out           []byte       // under io: output the socket has not taken yet
+	writeDeadline int64        // under io: for net/http's writes, in unix nanoseconds; 0: none
 	deadline      atomic.Int64 // unix nanoseconds; 0: none
 	slot          atomic.Int64 // the idle wheel's second c is queued at; 0: none
 
-	mu      sync.Mutex
-	state   int
-	started bool     // input has arrived
-	buf     []byte   // input not yet served
-	cur     *request // the request being served or parked
-	std     *stdConn // after the hand-over
+	buf  []byte    // under mu: input not yet served
+	poll park.Poll // under mu: the parked poll, while waiting
+	std  *stdConn  // under mu: after the hand-over
 }
 
-// request is one poll request served on the loop; it is the sink of its
-// parked poll.
-type request struct {
-	c        *conn
-	h        *head    // dropped once served: a parked poll keeps none of it
-	url      *url.URL // likewise
-	body     []byte   // a publish's body, never empty; nil for a poll
-	close    bool     // the client asked to close after the reply
-	poll     park.Poll
-	finished bool
+// job is one request read on the loop, for a worker to serve; the
+// connection is the sink of its poll if that is parked.
+type job struct {
+	c    *conn
+	h    *head
+	url  *url.URL
+	body []byte // a publish's body, never empty; nil for a poll
+	n    uint32 // c.reqs when it began
 }
 
 func (c *conn) onData(data []byte) {
@@ -344,7 +345,7 @@ func (c *conn) onData(data []byte) {
 		c.buf = append(c.buf, data...)
 		var p park.Poll
 		if c.state == waiting {
-			p = c.cur.poll
+			p = c.poll
 		}
 		c.mu.Unlock()
 		if p != nil {
@@ -399,12 +400,13 @@ func (c *conn) onData(data []byte) {
 	} else {
 		c.buf = nil
 	}
-	r := &request{c: c, h: h, url: u, body: body, close: h.close}
-	c.state, c.cur = busy, r
+	c.state, c.poll, c.closeAfter, c.finished = busy, nil, h.close, false
+	c.reqs++
+	n := c.reqs
 	c.setIdleDeadline(0) // the hold has its own deadline
 	c.mu.Unlock()
 	select {
-	case c.t.jobs <- r:
+	case c.t.jobs <- job{c: c, h: h, url: u, body: body, n: n}:
 	case <-c.t.quit:
 		c.closeNow()
 	}
@@ -437,20 +439,20 @@ func pathOf(target string) string {
 
 // serve runs on a worker. A handler that panics loses its connection,
 // as under net/http, not the process.
-func (r *request) serve() {
-	c := r.c
+func (j job) serve() {
+	c := j.c
 	defer func() {
 		if v := recover(); v != nil {
 			c.t.cfg.Logger.Error("panic serving a request", "remote", c.remote, "panic", v, "stack", string(debug.Stack()))
 			c.closeNow()
 		}
 	}()
-	h := r.h
+	h := j.h
 	host := h.header.Get("Host")
 	h.header.Del("Host")
 	req := &http.Request{
 		Method:     h.method,
-		URL:        r.url,
+		URL:        j.url,
 		Proto:      "HTTP/1.1",
 		ProtoMajor: 1,
 		ProtoMinor: 1,
@@ -461,35 +463,29 @@ func (r *request) serve() {
 		RequestURI: h.target,
 		Close:      h.close,
 	}
-	r.h, r.url = nil, nil
 	var w park.Response
-	if r.body != nil {
-		req.Body = io.NopCloser(bytes.NewReader(r.body))
-		req.ContentLength = int64(len(r.body))
-		r.body = nil
+	if j.body != nil {
+		req.Body = io.NopCloser(bytes.NewReader(j.body))
+		req.ContentLength = int64(len(j.body))
 		handler := c.t.cfg.Std.Handler
 		if handler == nil {
 			handler = http.DefaultServeMux
 		}
 		handler.ServeHTTP(&w, req)
-		head := w.AppendHead(nil, r.close || c.t.isClosing())
-		_ = c.writev([][]byte{head, w.Body})
-		r.done()
+		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), w.Body)
 		return
 	}
-	p := park.Serve(c.t.cfg.Poll, &w, req, r)
+	p := park.Serve(c.t.cfg.Poll, &w, req, c)
 	if p == nil {
-		head := w.AppendHead(nil, r.close || c.t.isClosing())
-		_ = c.writev([][]byte{head, w.Body})
-		r.done()
+		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), w.Body)
 		return
 	}
 	c.mu.Lock()
-	if r.finished {
+	if c.finished || c.reqs != j.n { // answered already, maybe followed by more
 		c.mu.Unlock()
 		return
 	}
-	r.poll = p
+	c.poll = p
 	gone := c.state == closed
 	pending := len(c.buf) > 0
 	if !gone {
@@ -504,32 +500,30 @@ func (r *request) serve() {
 	}
 }
 
-// Finish implements park.Sink.
-func (r *request) Finish(head, body []byte) {
-	c := r.c
+// Finish implements park.Sink: c is the sink of its parked poll.
+func (c *conn) Finish(head, body []byte) {
 	c.mu.Lock()
-	r.finished = true
+	c.finished = true
 	c.mu.Unlock()
-	_ = c.writev([][]byte{head, body})
-	r.done()
+	c.reply(head, body)
 }
 
-// done makes the connection ready for its next request once r's reply is
-// written: it serves any input already buffered.
-func (r *request) done() {
-	c := r.c
+// reply writes a request's reply and makes the connection ready for its
+// next request: it serves any input already buffered.
+func (c *conn) reply(head, body []byte) {
+	_ = c.writev([][]byte{head, body})
 	c.mu.Lock()
 	if c.state == closed {
 		c.mu.Unlock()
 		return
 	}
-	if r.close || c.t.isClosing() {
+	if c.closeAfter || c.t.isClosing() {
 		c.state = closed
 		c.mu.Unlock()
 		c.closeConn()
 		return
 	}
-	c.state, c.cur = idle, nil
+	c.state, c.poll = idle, nil
 	in := c.buf
 	c.buf = nil
 	c.setIdleDeadline(time.Now().Add(c.t.cfg.IdleTimeout).UnixNano())
@@ -543,10 +537,7 @@ func (c *conn) onClose() {
 	c.mu.Lock()
 	st := c.state
 	c.state = closed
-	var p park.Poll
-	if c.cur != nil {
-		p = c.cur.poll
-	}
+	p := c.poll
 	std := c.std
 	c.mu.Unlock()
 	if st == handed {

@@ -245,8 +245,8 @@ func (c *conn) writev(bufs [][]byte) error {
 				c.out = append(c.out, b...)
 			}
 			if first {
-				err = c.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead|evWrite)
-				if err == nil && !c.writeDeadline.IsZero() {
+				err = c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead|evWrite)
+				if err == nil && c.writeDeadline != 0 {
 					c.armWriteDeadline(c.writeDeadline)
 				}
 			}
@@ -315,7 +315,7 @@ func (c *conn) flush() {
 		if c.lingering {
 			err = net.ErrClosed // sent: now close
 		} else {
-			err = c.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead)
+			err = c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead)
 		}
 	}
 	if err != nil {
@@ -363,15 +363,15 @@ func (c *conn) closeNow() {
 func (c *conn) closeLocked() {
 	c.fdClosed = true
 	c.out = nil
-	c.l.remove(c)
+	c.t.l.remove(c)
 	syscall.Close(c.fd)
 	c.setIdleDeadline(0)
 }
 
-func (c *conn) armWriteDeadline(t time.Time) {
-	time.AfterFunc(time.Until(t), func() {
+func (c *conn) armWriteDeadline(t int64) {
+	time.AfterFunc(time.Until(time.Unix(0, t)), func() {
 		c.io.Lock()
-		late := !c.fdClosed && len(c.out) > 0 && !c.writeDeadline.IsZero() && !time.Now().Before(c.writeDeadline)
+		late := !c.fdClosed && len(c.out) > 0 && c.writeDeadline != 0 && time.Now().UnixNano() >= c.writeDeadline
 		c.io.Unlock()
 		if late {
 			c.closeNow()
@@ -382,12 +382,16 @@ func (c *conn) armWriteDeadline(t time.Time) {
 // setWriteDeadline bounds how long output may wait for the socket: past
 // it, a connection still holding output is closed.
 func (c *conn) setWriteDeadline(t time.Time) {
+	var d int64
+	if !t.IsZero() {
+		d = t.UnixNano()
+	}
 	c.io.Lock()
-	c.writeDeadline = t
+	c.writeDeadline = d
 	pending := len(c.out) > 0
 	c.io.Unlock()
-	if pending && !t.IsZero() {
-		c.armWriteDeadline(t)
+	if pending && d != 0 {
+		c.armWriteDeadline(d)
 	}
 }
 
@@ -400,7 +404,7 @@ func (c *conn) setIdleDeadline(t int64) {
 		return
 	}
 	if cur := c.slot.Load(); cur == 0 || slotOf(t) < cur {
-		c.l.wheel.add(c, slotOf(t))
+		c.t.l.wheel.add(c, slotOf(t))
 	}
 }
 
