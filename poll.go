@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -23,7 +24,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, p
 	if r.Method == http.MethodPost {
 		req, e = s.parsePollBody(w, r)
 	} else {
-		req, e = s.parsePollQuery(r.URL.Query())
+		req, e = s.parsePollQuery(r.URL.RawQuery)
 	}
 	if e != nil {
 		s.writeError(w, rid, e)
@@ -221,16 +222,25 @@ func (c *collector) init(req *pollRequest) {
 	c.known = make([]bool, n)
 	c.pages = make([]Page, n)
 	c.limit = req.limit
-	if len(req.cursor) > 0 {
-		idx := make(map[string]int, n)
+	if len(req.cursor) == 0 {
+		return
+	}
+	var idx map[string]int
+	if n > 8 { // a scan per entry would be quadratic
+		idx = make(map[string]int, n)
 		for i, t := range req.topics {
 			idx[t] = i
 		}
-		for _, e := range req.cursor {
-			if i, ok := idx[e.Topic]; ok {
-				c.pos[i] = Position{Epoch: e.Epoch, Seq: e.Seq}
-				c.known[i] = true
-			}
+	}
+	for _, e := range req.cursor {
+		i, ok := idx[e.Topic]
+		if idx == nil {
+			i = slices.Index(req.topics, e.Topic)
+			ok = i >= 0
+		}
+		if ok {
+			c.pos[i] = Position{Epoch: e.Epoch, Seq: e.Seq}
+			c.known[i] = true
 		}
 	}
 }

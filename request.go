@@ -36,26 +36,82 @@ var (
 )
 
 // parsePollQuery reads a GET poll's query string.
-func (s *Server) parsePollQuery(q url.Values) (*pollRequest, *Error) {
-	for _, k := range [...]string{"cursor", "since", "timeout", "limit"} {
-		if len(q[k]) > 1 {
+func (s *Server) parsePollQuery(rawQuery string) (*pollRequest, *Error) {
+	q := parsePollParams(rawQuery)
+	for i, k := range pollParamNames {
+		if q.n[i] > 1 {
 			return nil, badParam("parameter " + k + " given more than once")
 		}
 	}
-	var (
-		since          *string
-		timeout, limit *string
-	)
-	if v, ok := q["since"]; ok {
-		since = &v[0]
+	var since, timeout, limit *string
+	if q.n[paramSince] > 0 {
+		since = &q.vals[paramSince]
 	}
-	if v, ok := q["timeout"]; ok {
-		timeout = &v[0]
+	if q.n[paramTimeout] > 0 {
+		timeout = &q.vals[paramTimeout]
 	}
-	if v, ok := q["limit"]; ok {
-		limit = &v[0]
+	if q.n[paramLimit] > 0 {
+		limit = &q.vals[paramLimit]
 	}
-	return s.buildPoll(q["topic"], q.Get("cursor"), since, timeout, limit)
+	return s.buildPoll(q.topics, q.vals[paramCursor], since, timeout, limit)
+}
+
+// The single-valued parameters of a poll's query.
+const (
+	paramCursor = iota
+	paramSince
+	paramTimeout
+	paramLimit
+)
+
+var pollParamNames = [...]string{"cursor", "since", "timeout", "limit"}
+
+// pollParams are the parameters of a poll's query string.
+type pollParams struct {
+	topics []string
+	vals   [len(pollParamNames)]string // the first value of each
+	n      [len(pollParamNames)]int    // how many times each was given
+}
+
+// maxQueryParams is net/url's default limit: a query with more pairs
+// parses as empty.
+const maxQueryParams = 10000
+
+// parsePollParams reads a poll's parameters from a raw query exactly as
+// url.ParseQuery would give them (pairs with a semicolon or a bad escape
+// are skipped), without building its map: a poll's query is parsed on
+// every re-poll. FuzzPollParams holds it to url.ParseQuery.
+func parsePollParams(raw string) pollParams {
+	var p pollParams
+	if strings.Count(raw, "&")+1 > maxQueryParams {
+		return p
+	}
+	for raw != "" {
+		var kv string
+		kv, raw, _ = strings.Cut(raw, "&")
+		if kv == "" || strings.Contains(kv, ";") {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		k, err := url.QueryUnescape(k)
+		if err != nil {
+			continue
+		}
+		if v, err = url.QueryUnescape(v); err != nil {
+			continue
+		}
+		if k == "topic" {
+			p.topics = append(p.topics, v)
+			continue
+		}
+		if i := slices.Index(pollParamNames[:], k); i >= 0 {
+			if p.n[i] == 0 {
+				p.vals[i] = v
+			}
+			p.n[i]++
+		}
+	}
+	return p
 }
 
 // pollBody is the JSON body of POST /v1/poll.
