@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"runtime"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -355,5 +357,104 @@ func TestShutdownRightAfterServe(t *testing.T) {
 			t.Fatalf("round %d: Serve did not return after Shutdown", i)
 		}
 		ln.Close()
+	}
+}
+
+// TestReplyLargerThanTheSocketTakes writes a reply the client's small
+// receive buffer cannot take at once: what the socket does not take waits
+// on the connection and the loop sends it as the client reads, intact.
+func TestReplyLargerThanTheSocketTakes(t *testing.T) {
+	f := start(t, Config{})
+	// 100 messages of 60 KiB: more than the server's socket buffer
+	// (at most 4 MiB here) and the client's 4 KiB can hold, and more than
+	// nbio's 1 MiB cap on waiting output, which cut such a reply.
+	big := `"` + strings.Repeat("x", 60<<10) + `"`
+	for range 100 {
+		publish(t, f.srv, "big", big)
+	}
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(c, "GET /v1/poll?topic=big&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // let the server fill the socket first
+	br := bufio.NewReader(c)
+	resp, v := readReply(t, br)
+	msgs := v["messages"].([]any)
+	if resp.StatusCode != 200 || len(msgs) != 100 {
+		t.Fatalf("%d, %d messages", resp.StatusCode, len(msgs))
+	}
+	for i, m := range msgs {
+		if m.(map[string]any)["data"] != big[1:len(big)-1] {
+			t.Fatalf("message %d damaged", i)
+		}
+	}
+	// The connection goes on serving.
+	io.WriteString(c, "GET /v1/poll?topic=big&timeout=0&cursor="+v["cursor"].(string)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, v = readReply(t, br); resp.StatusCode != 200 || v["timeout"] != true {
+		t.Fatalf("next poll: %d %v", resp.StatusCode, v)
+	}
+}
+
+// TestClientThatDoesNotReadIsCut: a reply the client does not read at
+// all is dropped with its connection after stallTime.
+func TestClientThatDoesNotReadIsCut(t *testing.T) {
+	defer func(d time.Duration) { stallTime = d }(stallTime)
+	stallTime = 300 * time.Millisecond
+	f := start(t, Config{})
+	big := `"` + strings.Repeat("x", 60<<10) + `"`
+	for range 100 {
+		publish(t, f.srv, "big", big)
+	}
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
+	}}
+	c, err := d.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "GET /v1/poll?topic=big&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	conns := func() int {
+		f.t.mu.Lock()
+		l := f.t.l
+		f.t.mu.Unlock()
+		if l == nil {
+			return -1
+		}
+		return len(l.all())
+	}
+	waitFor(t, "a connection", func() bool { return conns() == 1 })
+	waitFor(t, "the stalled connection to be cut", func() bool { return conns() == 0 })
+}
+
+// TestIdleConnectionIsClosed: a keep-alive connection with no request for
+// the idle timeout is closed; one with a held poll is not.
+func TestIdleConnectionIsClosed(t *testing.T) {
+	f := start(t, Config{IdleTimeout: time.Second})
+	idle, br := dial(t, f.addr)
+	io.WriteString(idle, "GET /v1/poll?topic=i&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	readReply(t, br)
+	held, hbr := dial(t, f.addr)
+	io.WriteString(held, "GET /v1/poll?topic=h&timeout=5 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "the poll to be held", func() bool { return f.srv.Waiting("h") == 1 })
+	begin := time.Now()
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("idle connection: %v, want EOF", err)
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Fatalf("closed after %v idle, want about 1-2s", d)
+	}
+	if f.srv.Waiting("h") != 1 {
+		t.Fatal("the held poll's connection was closed as idle")
+	}
+	publish(t, f.srv, "h", `1`)
+	if resp, v := readReply(t, hbr); resp.StatusCode != 200 || len(v["messages"].([]any)) != 1 {
+		t.Fatalf("held poll: %d %v", resp.StatusCode, v)
 	}
 }

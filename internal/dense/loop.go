@@ -46,11 +46,17 @@ type loop struct {
 	wheel idleWheel
 }
 
-// Limits of a connection's output and of its closing.
+// Limits of a connection's output and of its closing. One reply can be
+// as large as a poll's limit of the largest messages (1,000 of 64 KiB),
+// so maxOut is above that and only stops output from piling up; a client
+// that does not read is cut by stallTime instead.
 const (
-	maxOut     = 1 << 20         // output the socket has not taken; more closes the connection
+	maxOut     = 80 << 20
 	lingerTime = 5 * time.Second // how long a closing connection may take to send what is left
 )
+
+// stallTime is how long output may wait for the client to read any of it.
+var stallTime = 30 * time.Second
 
 const (
 	evRead  = syscall.EPOLLIN | syscall.EPOLLRDHUP
@@ -244,10 +250,16 @@ func (c *conn) writev(bufs [][]byte) error {
 			for _, b := range bufs {
 				c.out = append(c.out, b...)
 			}
+			if !first {
+				c.armStall() // the output changed: the earlier timer lets it be
+			}
 			if first {
 				err = c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead|evWrite)
-				if err == nil && c.writeDeadline != 0 {
-					c.armWriteDeadline(c.writeDeadline)
+				if err == nil {
+					c.armStall()
+					if c.writeDeadline != 0 {
+						c.armWriteDeadline(c.writeDeadline)
+					}
 				}
 			}
 		}
@@ -307,8 +319,9 @@ func (c *conn) flush() {
 		case err != nil:
 		case len(rest) == 0:
 			c.out = nil
-		default:
+		case len(rest[0]) < len(c.out): // progress: the client reads
 			c.out = append(c.out[:0], rest[0]...)
+			c.armStall()
 		}
 	}
 	if err == nil && len(c.out) == 0 {
@@ -366,6 +379,24 @@ func (c *conn) closeLocked() {
 	c.t.l.remove(c)
 	syscall.Close(c.fd)
 	c.setIdleDeadline(0)
+}
+
+// armStall closes c if the output it holds now is still there, with none
+// of it sent since, after stallTime. The output's identity is its first
+// byte's address: flush moves what is left to the start of the same
+// array, and the timer keeps that array alive, so no later output can
+// have the same address.
+func (c *conn) armStall() {
+	p := &c.out[0]
+	n := len(c.out)
+	time.AfterFunc(stallTime, func() {
+		c.io.Lock()
+		stalled := !c.fdClosed && len(c.out) == n && &c.out[0] == p
+		c.io.Unlock()
+		if stalled {
+			c.closeNow()
+		}
+	})
 }
 
 func (c *conn) armWriteDeadline(t int64) {
