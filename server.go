@@ -26,6 +26,7 @@ type Server struct {
 	broker Broker
 	hub    *hub.Hub
 	wheel  wheel // deadlines of parked polls
+	fanout gate  // held while a large fan-out is written
 	limit  *limit.Limiter
 	cfg    config
 	log    *slog.Logger
@@ -105,6 +106,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serve(w, 
 // must wait is parked and returned instead, and its access-log line is
 // written when it ends.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink park.Sink) *parked {
+	if sink != nil { // a poll on the event loop waits for a fan-out to be written
+		s.fanout.wait()
+	}
 	start := time.Now()
 	rid := requestID(r)
 	w.Header().Set("X-Request-Id", rid)

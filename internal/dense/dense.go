@@ -325,6 +325,10 @@ type job struct {
 
 func (c *conn) onData(data []byte) {
 	c.mu.Lock()
+	if len(data) == 0 && (len(c.buf) == 0 || c.state != idle) {
+		c.mu.Unlock() // served already (reply's call with nil)
+		return
+	}
 	switch c.state {
 	case handed:
 		std := c.std
@@ -524,12 +528,16 @@ func (c *conn) reply(head, body []byte) {
 		return
 	}
 	c.state, c.poll = idle, nil
-	in := c.buf
-	c.buf = nil
+	pending := len(c.buf) > 0
 	c.setIdleDeadline(time.Now().Add(c.t.cfg.IdleTimeout).UnixNano())
 	c.mu.Unlock()
-	if len(in) > 0 {
-		c.onData(in)
+	if pending {
+		// A request pipelined behind this one: it stays in c.buf, ahead
+		// of anything the loop reads meanwhile, and whichever goroutine
+		// takes the lock first serves it. Not on this goroutine: it may
+		// be a worker, or the server's fan-out, and queueing a job from
+		// there could wait on the workers forever.
+		go c.onData(nil)
 	}
 }
 
