@@ -176,13 +176,7 @@ func (t *Transport) Serve(ln net.Listener) error {
 // rest until ctx ends. The server's own Shutdown answers parked polls.
 func (t *Transport) Shutdown(ctx context.Context) error {
 	t.mu.Lock()
-	t.closing = true
-	if t.ln != nil {
-		t.ln.Close()
-	}
-	if t.lnFile != nil {
-		t.lnFile.Close()
-	}
+	t.stopAccepting()
 	if t.conns == 0 {
 		t.closeDrained()
 	}
@@ -205,9 +199,8 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Close closes every connection at once.
-func (t *Transport) Close() error {
-	t.mu.Lock()
+// stopAccepting marks t closing and closes its listener; t.mu is held.
+func (t *Transport) stopAccepting() {
 	t.closing = true
 	if t.ln != nil {
 		t.ln.Close()
@@ -215,6 +208,12 @@ func (t *Transport) Close() error {
 	if t.lnFile != nil {
 		t.lnFile.Close()
 	}
+}
+
+// Close closes every connection at once.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	t.stopAccepting()
 	t.mu.Unlock()
 	err := t.cfg.Std.Close()
 	t.stop()

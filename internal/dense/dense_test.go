@@ -360,14 +360,13 @@ func TestShutdownRightAfterServe(t *testing.T) {
 	}
 }
 
-// TestReplyLargerThanTheSocketTakes writes a reply the client's small
-// receive buffer cannot take at once: what the socket does not take waits
-// on the connection and the loop sends it as the client reads, intact.
-func TestReplyLargerThanTheSocketTakes(t *testing.T) {
-	f := start(t, Config{})
-	// 100 messages of 60 KiB: more than the server's socket buffer
-	// (at most 4 MiB here) and the client's 4 KiB can hold, and more than
-	// nbio's 1 MiB cap on waiting output, which cut such a reply.
+// askForBigReply publishes 100 messages of 60 KiB and asks for them all
+// on a connection with a 4 KiB receive buffer: more than the server's
+// socket buffer (at most 4 MiB here) and the client's can hold, and more
+// than nbio's 1 MiB cap on waiting output, which cut such a reply. It
+// returns one message's data, as JSON, and the connection.
+func askForBigReply(t *testing.T, f *fixture) (string, net.Conn) {
+	t.Helper()
 	big := `"` + strings.Repeat("x", 60<<10) + `"`
 	for range 100 {
 		publish(t, f.srv, "big", big)
@@ -379,10 +378,18 @@ func TestReplyLargerThanTheSocketTakes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
+	t.Cleanup(func() { c.Close() })
 	io.WriteString(c, "GET /v1/poll?topic=big&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(100 * time.Millisecond) // let the server fill the socket first
+	return big, c
+}
+
+// TestReplyLargerThanTheSocketTakes writes a reply the client's small
+// receive buffer cannot take at once: what the socket does not take waits
+// on the connection and the loop sends it as the client reads, intact.
+func TestReplyLargerThanTheSocketTakes(t *testing.T) {
+	f := start(t, Config{})
+	big, c := askForBigReply(t, f)
+	c.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(c)
 	resp, v := readReply(t, br)
 	msgs := v["messages"].([]any)
@@ -407,19 +414,7 @@ func TestClientThatDoesNotReadIsCut(t *testing.T) {
 	defer func(d time.Duration) { stallTime = d }(stallTime)
 	stallTime = 300 * time.Millisecond
 	f := start(t, Config{})
-	big := `"` + strings.Repeat("x", 60<<10) + `"`
-	for range 100 {
-		publish(t, f.srv, "big", big)
-	}
-	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
-		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096) })
-	}}
-	c, err := d.Dial("tcp", f.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, "GET /v1/poll?topic=big&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	askForBigReply(t, f)
 	conns := func() int {
 		f.t.mu.Lock()
 		l := f.t.l
