@@ -62,8 +62,8 @@ type Transport struct {
 	wg     sync.WaitGroup // workers
 
 	mu       sync.Mutex
-	conns    int // connections not handed to net/http
-	closing  bool
+	conns    int           // connections not handed to net/http
+	closing  atomic.Bool   // set under mu; read without it on the reply path
 	drained  chan struct{} // closed when closing and conns is 0
 	stopOnce sync.Once
 }
@@ -109,7 +109,7 @@ func (t *Transport) Serve(ln net.Listener) error {
 		return fmt.Errorf("dense: %w", err)
 	}
 	t.mu.Lock()
-	if t.closing { // Shutdown or Close came first
+	if t.closing.Load() { // Shutdown or Close came first
 		t.mu.Unlock()
 		l.file.Close() // never run
 		return http.ErrServerClosed
@@ -155,7 +155,7 @@ func (t *Transport) Serve(ln net.Listener) error {
 		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
 		dc := &conn{t: t, fd: fd, remote: remote}
 		t.mu.Lock()
-		if t.closing {
+		if t.closing.Load() {
 			t.mu.Unlock()
 			syscall.Close(fd)
 			return http.ErrServerClosed
@@ -201,7 +201,7 @@ func (t *Transport) Shutdown(ctx context.Context) error {
 
 // stopAccepting marks t closing and closes its listener; t.mu is held.
 func (t *Transport) stopAccepting() {
-	t.closing = true
+	t.closing.Store(true)
 	if t.ln != nil {
 		t.ln.Close()
 	}
@@ -238,7 +238,7 @@ func (t *Transport) stop() {
 func (t *Transport) forget(dc *conn) {
 	t.mu.Lock()
 	t.conns--
-	if t.closing && t.conns == 0 {
+	if t.closing.Load() && t.conns == 0 {
 		t.closeDrained()
 	}
 	t.mu.Unlock()
@@ -252,11 +252,7 @@ func (t *Transport) closeDrained() {
 	}
 }
 
-func (t *Transport) isClosing() bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.closing
-}
+func (t *Transport) isClosing() bool { return t.closing.Load() }
 
 func (t *Transport) work() {
 	defer t.wg.Done()
