@@ -366,7 +366,7 @@ func (c *conn) onData(data []byte) {
 	)
 	if h != nil {
 		switch {
-		case h.method == http.MethodGet && h.length == 0 && pathOf(h.target) == "/v1/poll":
+		case h.length == 0 && servedHere(h.method, pathOf(h.target)):
 			if u, err = url.ParseRequestURI(h.target); err != nil {
 				err = errNotSimple
 			}
@@ -428,6 +428,23 @@ func (c *conn) handOver(first bool, in []byte) {
 	}
 }
 
+// servedHere reports whether a request with no body is served on the
+// loop: a poll, and the protocol's other small requests (topic info,
+// health, CORS preflights), so that a client mixing them with polls or
+// publishes keeps its connection here. Pages, metrics and the like go to
+// net/http.
+func servedHere(method, path string) bool {
+	switch method {
+	case http.MethodGet:
+		return path == "/v1/poll" || strings.HasPrefix(path, "/v1/topics/") || path == "/healthz" || path == "/readyz"
+	case http.MethodHead:
+		return strings.HasPrefix(path, "/v1/topics/")
+	case http.MethodOptions:
+		return strings.HasPrefix(path, "/v1/")
+	}
+	return false
+}
+
 // pathOf returns the path of a request target, before any query.
 func pathOf(target string) string {
 	if i := strings.IndexByte(target, '?'); i >= 0 {
@@ -463,15 +480,21 @@ func (j job) serve() {
 		Close:      h.close,
 	}
 	var w park.Response
-	if j.body != nil {
-		req.Body = io.NopCloser(bytes.NewReader(j.body))
-		req.ContentLength = int64(len(j.body))
+	if j.body != nil || h.method != http.MethodGet || j.url.Path != "/v1/poll" {
+		if j.body != nil {
+			req.Body = io.NopCloser(bytes.NewReader(j.body))
+			req.ContentLength = int64(len(j.body))
+		}
 		handler := c.t.cfg.Std.Handler
 		if handler == nil {
 			handler = http.DefaultServeMux
 		}
 		handler.ServeHTTP(&w, req)
-		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), w.Body)
+		body := w.Body
+		if h.method == http.MethodHead {
+			body = nil // its head keeps the Content-Length
+		}
+		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), body)
 		return
 	}
 	p := park.Serve(c.t.cfg.Poll, &w, req, c)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
 	"runtime"
 	"strconv"
 	"strings"
@@ -31,10 +32,10 @@ type fixture struct {
 }
 
 // start serves a memory-backed server over a Transport on loopback.
-func start(t *testing.T, cfg Config) *fixture {
+func start(t *testing.T, cfg Config, opts ...longpoll.Option) *fixture {
 	t.Helper()
 	b := memory.New()
-	srv, err := longpoll.New(b)
+	srv, err := longpoll.New(b, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +64,14 @@ func start(t *testing.T, cfg Config) *fixture {
 		b.Close()
 	})
 	return &fixture{srv: srv, addr: ln.Addr().String(), t: tr}
+}
+
+// served returns the number of connections on the loop, not handed to
+// net/http.
+func (t *Transport) served() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.conns
 }
 
 func dial(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
@@ -156,9 +165,9 @@ func TestPipelinedRequestReleasesTheHeldPoll(t *testing.T) {
 func TestOtherRequestsGoToNetHTTP(t *testing.T) {
 	f := start(t, Config{})
 	c, br := dial(t, f.addr)
-	// A poll and a publish on the loop, then topic info on the same
-	// connection, which moves it to net/http; the next poll is served
-	// there.
+	// A poll and a publish on the loop, then a request the loop does not
+	// serve on the same connection, which moves it to net/http; the next
+	// poll is served there.
 	io.WriteString(c, "GET /v1/poll?topic=h&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, _ := readReply(t, br); resp.StatusCode != 200 {
 		t.Fatalf("poll: %d", resp.StatusCode)
@@ -168,9 +177,15 @@ func TestOtherRequestsGoToNetHTTP(t *testing.T) {
 	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["messages"] == nil || resp.Header.Get("X-Request-Id") != "pub-1" {
 		t.Fatalf("publish: %d %v %v", resp.StatusCode, v, resp.Header)
 	}
-	io.WriteString(c, "GET /v1/topics/h HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["head"] != 1.0 {
-		t.Fatalf("topic info: %d %v", resp.StatusCode, v)
+	if n := f.t.served(); n != 1 {
+		t.Fatalf("%d connections on the loop, want 1", n)
+	}
+	io.WriteString(c, "GET /no/such/page HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := readReply(t, br); resp.StatusCode != 404 {
+		t.Fatalf("page: %d", resp.StatusCode)
+	}
+	if n := f.t.served(); n != 0 {
+		t.Fatalf("%d connections on the loop after the hand-over, want 0", n)
 	}
 	io.WriteString(c, "GET /v1/poll?topic=h&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
 	if resp, v := readReply(t, br); resp.StatusCode != 200 || len(v["messages"].([]any)) != 1 {
@@ -182,6 +197,56 @@ func TestOtherRequestsGoToNetHTTP(t *testing.T) {
 	resp, err := http.ReadResponse(br2, nil)
 	if err != nil || resp.StatusCode != 400 {
 		t.Fatalf("malformed: %v %v", resp, err)
+	}
+}
+
+// TestSmallRequestsOnTheLoop checks that the protocol's small requests are
+// served on the loop, keeping the connection there, with the same answer
+// as net/http gives them.
+func TestSmallRequestsOnTheLoop(t *testing.T) {
+	f := start(t, Config{}, longpoll.WithCORS("https://app.example"))
+	publish(t, f.srv, "s", `1`)
+	reqs := []string{
+		"GET /v1/topics/s HTTP/1.1\r\nHost: x\r\nX-Request-Id: r1\r\n\r\n",
+		"HEAD /v1/topics/s HTTP/1.1\r\nHost: x\r\nX-Request-Id: r2\r\n\r\n",
+		"GET /v1/topics/%2F HTTP/1.1\r\nHost: x\r\nX-Request-Id: r3\r\n\r\n",
+		"OPTIONS /v1/poll HTTP/1.1\r\nHost: x\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: GET\r\nX-Request-Id: r4\r\n\r\n",
+		"OPTIONS /v1/publish HTTP/1.1\r\nHost: x\r\nOrigin: https://elsewhere.example\r\nAccess-Control-Request-Method: POST\r\nX-Request-Id: r5\r\n\r\n",
+		"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Request-Id: r6\r\n\r\n",
+		"GET /readyz HTTP/1.1\r\nHost: x\r\nX-Request-Id: r7\r\n\r\n",
+	}
+	type answer struct {
+		status int
+		header http.Header
+		body   string
+	}
+	ask := func(c net.Conn, br *bufio.Reader, raw string) answer {
+		t.Helper()
+		io.WriteString(c, raw)
+		resp, err := http.ReadResponse(br, &http.Request{Method: raw[:strings.IndexByte(raw, ' ')]})
+		if err != nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Header.Del("Date")
+		return answer{resp.StatusCode, resp.Header, string(b)}
+	}
+	loop, lbr := dial(t, f.addr)
+	std, sbr := dial(t, f.addr)
+	if a := ask(std, sbr, "GET /no/such/page HTTP/1.1\r\nHost: x\r\n\r\n"); a.status != 404 {
+		t.Fatalf("hand-over: %v", a)
+	}
+	for _, raw := range reqs {
+		got, want := ask(loop, lbr, raw), ask(std, sbr, raw)
+		if got.status != want.status || got.body != want.body || !reflect.DeepEqual(got.header, want.header) {
+			t.Errorf("%q:\non the loop %v\nnet/http    %v", raw, got, want)
+		}
+	}
+	if n := f.t.served(); n != 1 {
+		t.Errorf("%d connections on the loop, want 1: a small request moved it to net/http", n)
 	}
 }
 

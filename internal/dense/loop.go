@@ -97,7 +97,7 @@ func (l *loop) run() {
 		n := 0
 		err := l.raw.Read(func(fd uintptr) bool {
 			var err error
-			n, err = syscall.EpollWait(int(fd), l.events, 0)
+			n, err = rawEpollWait(int(fd), l.events)
 			if err != nil {
 				n = 0
 				return !errors.Is(err, syscall.EINTR)
@@ -147,7 +147,7 @@ func (l *loop) read(c *conn) {
 		err error
 	)
 	for {
-		n, err = syscall.Read(c.fd, l.buf)
+		n, err = rawRead(c.fd, l.buf)
 		if !errors.Is(err, syscall.EINTR) {
 			break
 		}
@@ -196,7 +196,7 @@ func (l *loop) epollCtl(op int, c *conn, events uint32) error {
 		return net.ErrClosed
 	}
 	ev := syscall.EpollEvent{Events: events, Fd: int32(c.fd), Pad: int32(c.gen)}
-	return os.NewSyscallError("epoll_ctl", syscall.EpollCtl(l.epfd, op, c.fd, &ev))
+	return os.NewSyscallError("epoll_ctl", rawEpollCtl(l.epfd, op, c.fd, &ev))
 }
 
 // all returns the connections registered now.
@@ -282,7 +282,7 @@ func writeAll(fd int, bufs [][]byte) ([][]byte, error) {
 			bufs = bufs[1:]
 			continue
 		}
-		n, err := unix.Writev(fd, bufs)
+		n, err := rawWritev(fd, bufs)
 		switch {
 		case errors.Is(err, syscall.EINTR):
 			continue

@@ -75,8 +75,8 @@ func (w *Response) AppendHead(buf []byte, close bool) []byte {
 
 // AppendHead appends an HTTP/1.1 status line and header block: hdr, then
 // extra (header lines already rendered, each ending in CRLF), then a
-// Content-Length of n unless hdr has one, Connection: close when close,
-// and Date.
+// Content-Length of n unless hdr has one or the status has no body (204,
+// 304), Connection: close when close, and Date.
 func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, close bool) []byte {
 	buf = append(buf, "HTTP/1.1 "...)
 	buf = strconv.AppendInt(buf, int64(status), 10)
@@ -89,7 +89,7 @@ func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, cl
 		}
 	}
 	buf = append(buf, extra...)
-	if _, ok := hdr["Content-Length"]; !ok {
+	if _, ok := hdr["Content-Length"]; !ok && status != http.StatusNoContent && status != http.StatusNotModified {
 		buf = append(buf, "Content-Length: "...)
 		buf = strconv.AppendInt(buf, int64(n), 10)
 		buf = append(buf, "\r\n"...)
