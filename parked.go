@@ -51,6 +51,13 @@ func init() {
 		}
 		return nil // not a nil *parked in a non-nil interface
 	}
+	// Without an Authenticator, the server reads a poll's X-Request-Id,
+	// and Origin, Access-Control-Request-Method and X-Forwarded-For, none
+	// of which a bare poll carries.
+	park.Bare = func(h http.Handler) bool {
+		s, ok := h.(*Server)
+		return ok && s.cfg.auth == nil
+	}
 }
 
 // parked is one parked poll. Its fields are ordered to keep it small:
@@ -64,7 +71,7 @@ type parked struct {
 	expires bool
 	inWheel bool // under home's lock
 	sink    park.Sink
-	w       *hub.Waiter
+	w       hub.Waiter // its registration, kept here to save an allocation
 	// What the reply depends on, updated by whoever holds the claim.
 	topics []string
 	pos    []Position
@@ -134,7 +141,15 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	}
 	// Everything the poll's answerer reads is set before the poll can be
 	// claimed, that is before it turns held.
-	for k, vs := range w.Header() {
+	hdr, ridLine := replyFields(w)
+	size := len(rid) + len("X-Request-Id: \r\n")
+	for k, vs := range hdr {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	p.extra = make([]byte, 0, size)
+	for k, vs := range hdr {
 		for _, v := range vs {
 			p.extra = append(append(p.extra, k...), ": "...)
 			if k == "X-Request-Id" && v == rid {
@@ -144,25 +159,29 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 		}
 	}
 	if p.ridEnd-p.ridAt != int32(len(rid)) { // no header line carries it
+		if ridLine {
+			p.extra = append(p.extra, "X-Request-Id: "...)
+		}
 		p.ridAt = int32(len(p.extra))
 		p.extra = append(p.extra, rid...)
 		p.ridEnd = int32(len(p.extra))
-		p.extra = p.extra[:p.ridAt]
+		if ridLine {
+			p.extra = append(p.extra, "\r\n"...)
+		} else {
+			p.extra = p.extra[:p.ridAt]
+		}
 	}
 	if s.log.Enabled(ctx, slog.LevelInfo) {
 		p.log = &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}
 	}
 	p.deadline = time.Now().Add(d).UnixNano()
-	p.w = s.hub.RegisterParked(c.topics, p)
+	s.hub.Park(&p.w, c.topics, p)
 	s.wheel.add(p)
 	for {
-		if c.pages == nil {
-			c.pages = make([]Page, len(c.topics))
-		}
 		err := c.collect(ctx, s.broker)
 		if err != nil || !c.empty() {
 			p.state.Store(stDone)
-			s.hub.Unregister(p.w)
+			s.hub.Unregister(&p.w)
 			s.wheel.remove(p)
 			if err != nil {
 				s.brokerError(w, r, rid, "read", err)
@@ -170,7 +189,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 			}
 			return nil, s.answer(w, c, false)
 		}
-		c.pages, c.out, c.known = nil, nil, nil
+		c.out = nil
 		p.topics, p.pos, p.limit = c.topics, c.pos, int32(c.limit)
 		if p.state.CompareAndSwap(stStarting, stHeld) {
 			break
@@ -183,6 +202,19 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 		p.shutdown()
 	}
 	return p, ""
+}
+
+// replyFields returns the header a parked poll's reply has so far,
+// without making a map for it, and whether its X-Request-Id line is
+// still to be written (the server set it on the park.Response itself).
+func replyFields(w http.ResponseWriter) (http.Header, bool) {
+	if rec, ok := w.(*recorder); ok {
+		w = rec.ResponseWriter
+	}
+	if pw, ok := w.(*park.Response); ok {
+		return pw.Fields(), pw.RequestID != ""
+	}
+	return w.Header(), false
 }
 
 // answer writes a reply from c to w and returns the outcome.
@@ -273,7 +305,7 @@ func (p *parked) fail(err error) {
 func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []byte) {
 	s := p.s
 	p.state.Store(stDone)
-	s.hub.Unregister(p.w)
+	s.hub.Unregister(&p.w)
 	s.wheel.remove(p)
 	if p.gone.Load() {
 		outcome = OutcomeCancelled
@@ -327,7 +359,6 @@ func (p *parked) rearm() {
 		}
 		p.state.Store(stClaimed)
 		c := p.collector()
-		c.pages = make([]Page, len(c.topics))
 		err := c.collect(context.Background(), s.broker)
 		if err != nil {
 			p.brokerFailed(err)
@@ -474,7 +505,7 @@ func (c *collector) appendKey(b []byte) []byte {
 
 func (s *Server) deliverGroup(g []*parked) {
 	lead := g[0]
-	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit), pages: make([]Page, len(lead.topics))}
+	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit)}
 	if err := c.collect(context.Background(), s.broker); err != nil {
 		for _, p := range g {
 			p.brokerFailed(err)

@@ -187,7 +187,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 // cover: the head, or with since=earliest the oldest retained message.
 func (s *Server) startPositions(ctx context.Context, c *collector, earliest bool) error {
 	for i, t := range c.topics {
-		if c.known[i] {
+		if c.isKnown(i) {
 			continue
 		}
 		st, err := s.broker.Stat(ctx, t)
@@ -199,7 +199,7 @@ func (s *Server) startPositions(ctx context.Context, c *collector, earliest bool
 			p.Seq = st.Oldest - 1
 		}
 		c.pos[i] = p
-		c.known[i] = true
+		c.setKnown(i)
 	}
 	return nil
 }
@@ -208,19 +208,38 @@ func (s *Server) startPositions(ctx context.Context, c *collector, earliest bool
 type collector struct {
 	topics []string
 	pos    []Position
-	known  []bool // pos[i] was set from the cursor or a start position
-	limit  int
-	pages  []Page
+	// Bit i of known, or knownMore[i-64], says pos[i] was set from the
+	// cursor or a start position.
+	known     uint64
+	knownMore []bool
+	limit     int
 	out    []Message
 	gaps   []Gap
+}
+
+// isKnown reports whether topic i's position is set.
+func (c *collector) isKnown(i int) bool {
+	if i < 64 {
+		return c.known&(1<<i) != 0
+	}
+	return c.knownMore != nil && c.knownMore[i-64]
+}
+
+func (c *collector) setKnown(i int) {
+	if i < 64 {
+		c.known |= 1 << i
+		return
+	}
+	if c.knownMore == nil {
+		c.knownMore = make([]bool, len(c.topics)-64)
+	}
+	c.knownMore[i-64] = true
 }
 
 func (c *collector) init(req *pollRequest) {
 	n := len(req.topics)
 	c.topics = req.topics
 	c.pos = make([]Position, n)
-	c.known = make([]bool, n)
-	c.pages = make([]Page, n)
 	c.limit = req.limit
 	if len(req.cursor) == 0 {
 		return
@@ -240,7 +259,7 @@ func (c *collector) init(req *pollRequest) {
 		}
 		if ok {
 			c.pos[i] = Position{Epoch: e.Epoch, Seq: e.Seq}
-			c.known[i] = true
+			c.setKnown(i)
 		}
 	}
 }
@@ -254,38 +273,46 @@ func (c *collector) empty() bool { return len(c.out) == 0 && len(c.gaps) == 0 }
 func (c *collector) collect(ctx context.Context, b Broker) error {
 	c.gaps = c.gaps[:0]
 	total := 0
+	// The pages, and how many of each are taken, on the stack for a few
+	// topics.
+	var pagesArr [4]Page
+	var takenArr [4]int
+	pages, taken := pagesArr[:0], takenArr[:0]
+	if n := len(c.topics); n > len(pagesArr) {
+		pages, taken = make([]Page, 0, n), make([]int, 0, n)
+	}
 	for i, t := range c.topics {
 		p, err := b.Read(ctx, t, c.pos[i], c.limit)
 		if err != nil {
 			return err
 		}
-		c.pages[i] = p
+		pages = append(pages, p)
+		taken = append(taken, 0)
 		total += len(p.Messages)
 	}
 	c.out = c.out[:0]
 	if total > 0 {
 		c.out = make([]Message, 0, min(total, c.limit))
 	}
-	taken := make([]int, len(c.topics))
 	for len(c.out) < c.limit {
 		best := -1
-		for i := range c.pages {
-			ms := c.pages[i].Messages
+		for i := range pages {
+			ms := pages[i].Messages
 			if taken[i] == len(ms) {
 				continue
 			}
-			if best < 0 || ms[taken[i]].Time.Before(c.pages[best].Messages[taken[best]].Time) {
+			if best < 0 || ms[taken[i]].Time.Before(pages[best].Messages[taken[best]].Time) {
 				best = i
 			}
 		}
 		if best < 0 {
 			break
 		}
-		c.out = append(c.out, c.pages[best].Messages[taken[best]])
+		c.out = append(c.out, pages[best].Messages[taken[best]])
 		taken[best]++
 	}
-	for i := range c.pages {
-		p := &c.pages[i]
+	for i := range pages {
+		p := &pages[i]
 		switch {
 		case taken[i] > 0:
 			c.pos[i] = Position{Epoch: p.Next.Epoch, Seq: p.Messages[taken[i]-1].Seq}

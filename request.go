@@ -218,7 +218,7 @@ func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, 
 		p.limit = n
 	}
 	if cur != "" {
-		entries, err := cursor.Decode(cur, func(t string) bool { return ValidateTopic(t) == nil })
+		entries, err := cursor.Decode(cur, func(t string) bool { return ValidateTopic(t) == nil }, p.topics...)
 		if err != nil {
 			return nil, &Error{Code: CodeInvalidCursor, Message: err.Error() + "; pass back the cursor of the latest reply unchanged, or none to start afresh"}
 		}

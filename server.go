@@ -111,7 +111,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink park.Sink) *
 	}
 	start := time.Now()
 	rid := requestID(r)
-	w.Header().Set("X-Request-Id", rid)
+	if pw, ok := w.(*park.Response); ok {
+		pw.RequestID = rid // no header map for it
+	} else {
+		w.Header().Set("X-Request-Id", rid)
+	}
 	logged := s.log.Enabled(r.Context(), slog.LevelInfo)
 	rw := w
 	var rec *recorder

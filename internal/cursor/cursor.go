@@ -19,6 +19,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"hash/crc32"
+	"sync"
+	"unsafe"
 )
 
 const version = 1
@@ -49,7 +51,9 @@ var table = crc32.MakeTable(crc32.Castagnoli)
 
 // Append appends the text form of entries to dst.
 func Append(dst []byte, entries []Entry) []byte {
-	raw := make([]byte, 0, 8+len(entries)*24)
+	bp := bufs.Get().(*[]byte)
+	defer func() { putBuf(bp) }()
+	raw := (*bp)[:0]
 	raw = append(raw, version)
 	raw = binary.AppendUvarint(raw, uint64(len(entries)))
 	for _, e := range entries {
@@ -59,19 +63,36 @@ func Append(dst []byte, entries []Entry) []byte {
 		raw = binary.AppendUvarint(raw, e.Seq)
 	}
 	raw = binary.BigEndian.AppendUint32(raw, crc32.Checksum(raw, table))
+	*bp = raw
 	return base64.RawURLEncoding.AppendEncode(dst, raw)
+}
+
+// bufs holds the binary form of cursors being encoded or decoded: the
+// checksum's assembly keeps a stack buffer from staying on the stack.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+
+func putBuf(bp *[]byte) {
+	if cap(*bp) <= 4<<10 {
+		bufs.Put(bp)
+	}
 }
 
 // Encode returns the text form of entries.
 func Encode(entries []Entry) string { return string(Append(nil, entries)) }
 
 // Decode parses a cursor. validTopic reports whether a name is a valid
-// topic. The error explains what is wrong, for the client to see.
-func Decode(s string, validTopic func(string) bool) ([]Entry, error) {
+// topic. An entry whose topic is one of the first 8 known gets that
+// string rather than a new copy. The error explains what is wrong, for the client to
+// see.
+func Decode(s string, validTopic func(string) bool, known ...string) ([]Entry, error) {
 	if base64.RawURLEncoding.DecodedLen(len(s)) > MaxEntries*(maxTopicLen+24)+16 {
 		return nil, errTooMany
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(s)
+	bp := bufs.Get().(*[]byte)
+	defer func() { putBuf(bp) }()
+	// The text is only read: no copy of it is made.
+	raw, err := base64.RawURLEncoding.AppendDecode((*bp)[:0], unsafe.Slice(unsafe.StringData(s), len(s)))
+	*bp = raw
 	if err != nil {
 		return nil, errEncoding
 	}
@@ -95,22 +116,43 @@ func Decode(s string, validTopic func(string) bool) ([]Entry, error) {
 		return nil, errTooMany
 	}
 	entries := make([]Entry, 0, n)
-	seen := make(map[string]struct{}, n)
+	// Duplicates are found by a scan for a few entries, by a map beyond.
+	var seen map[string]struct{}
+	if n > 8 {
+		seen = make(map[string]struct{}, n)
+	}
 	for range n {
 		l, k := binary.Uvarint(p)
 		if k <= 0 || l > maxTopicLen || uint64(len(p)-k) < l {
 			return nil, errCorrupt
 		}
 		p = p[k:]
-		topic := string(p[:l])
+		topic := ""
+		for _, t := range known[:min(len(known), 8)] { // a few: no quadratic scan
+			if t == string(p[:l]) {
+				topic = t
+				break
+			}
+		}
+		if topic == "" {
+			topic = string(p[:l])
+		}
 		p = p[l:]
 		if !validTopic(topic) {
 			return nil, errTopic
 		}
-		if _, dup := seen[topic]; dup {
-			return nil, errDupTopic
+		if seen != nil {
+			if _, dup := seen[topic]; dup {
+				return nil, errDupTopic
+			}
+			seen[topic] = struct{}{}
+		} else {
+			for _, e := range entries {
+				if e.Topic == topic {
+					return nil, errDupTopic
+				}
+			}
 		}
-		seen[topic] = struct{}{}
 		if len(p) < 8 {
 			return nil, errCorrupt
 		}

@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"hash/crc32"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 func validTopic(s string) bool { return s != "" && !strings.ContainsAny(s, " \x00") }
@@ -88,4 +90,34 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("re-encoding %v does not round-trip: %v %v", entries, again, err)
 		}
 	})
+}
+
+func TestDecodeKnownAndDuplicates(t *testing.T) {
+	topic := strings.Clone("news")
+	s := Encode([]Entry{{Topic: "news", Epoch: 1, Seq: 5}, {Topic: "other", Epoch: 1, Seq: 6}})
+	got, err := Decode(s, validTopic, "x", topic)
+	if err != nil || got[0].Topic != "news" || got[1].Topic != "other" {
+		t.Fatalf("Decode = %v, %v", got, err)
+	}
+	if unsafe.StringData(got[0].Topic) != unsafe.StringData(topic) {
+		t.Error("a known topic's name was copied")
+	}
+	if n := testing.AllocsPerRun(100, func() { Decode(s, validTopic, "news", "other") }); n != 1 {
+		t.Errorf("Decode of a short cursor with known topics: %v allocations, want 1 (its entries)", n)
+	}
+	// Duplicates among few entries (a scan) and many (a map).
+	for _, n := range []int{2, 8, 9, 40} {
+		var es []Entry
+		for i := range n - 1 {
+			es = append(es, Entry{Topic: "t" + strconv.Itoa(i), Epoch: 1})
+		}
+		es = append(es, Entry{Topic: "t0", Epoch: 2})
+		if _, err := Decode(Encode(es), validTopic); err != errDupTopic {
+			t.Errorf("%d entries, one twice: %v, want %v", n, err, errDupTopic)
+		}
+		es[n-1].Topic = "last"
+		if got, err := Decode(Encode(es), validTopic); err != nil || !reflect.DeepEqual(got, es) {
+			t.Errorf("%d distinct entries: %v, %v", n, got, err)
+		}
+	}
 }

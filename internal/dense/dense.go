@@ -53,6 +53,7 @@ const (
 // Transport serves one listener.
 type Transport struct {
 	cfg    Config
+	bare   bool  // the server takes plain polls without their header (park.Bare)
 	l      *loop // set by Serve
 	ln     net.Listener
 	lnFile *os.File // a duplicate of ln's descriptor that Serve accepts on
@@ -84,6 +85,7 @@ func New(cfg Config) *Transport {
 	}
 	return &Transport{
 		cfg:     cfg,
+		bare:    park.Bare != nil && park.Bare(cfg.Poll),
 		jobs:    make(chan job, 4096),
 		quit:    make(chan struct{}),
 		drained: make(chan struct{}),
@@ -359,13 +361,14 @@ func (c *conn) onData(data []byte) {
 		c.buf = append(c.buf, data...)
 		in = c.buf
 	}
-	h, err := parseHead(in, maxHead)
+	h, err := parseHead(in, maxHead, c.t.bare && isPollLine(in))
 	var (
 		u    *url.URL
 		body []byte
 	)
 	if h != nil {
 		switch {
+		case h.header == nil: // a bare poll: its URL is made with its request
 		case h.length == 0 && servedHere(h.method, pathOf(h.target)):
 			if u, err = url.ParseRequestURI(h.target); err != nil {
 				err = errNotSimple
@@ -445,12 +448,31 @@ func servedHere(method, path string) bool {
 	return false
 }
 
+// isPollLine reports whether b starts with a plain poll's request line.
+func isPollLine(b []byte) bool {
+	const p = "GET /v1/poll"
+	return len(b) > len(p) && string(b[:len(p)]) == p && (b[len(p)] == '?' || b[len(p)] == ' ')
+}
+
 // pathOf returns the path of a request target, before any query.
 func pathOf(target string) string {
 	if i := strings.IndexByte(target, '?'); i >= 0 {
 		return target[:i]
 	}
 	return target
+}
+
+// bareURL reads a bare poll's target, /v1/poll and perhaps a query, as
+// url.ParseRequestURI does.
+func bareURL(target string) url.URL {
+	_, q, ok := strings.Cut(target, "?")
+	return url.URL{Path: "/v1/poll", RawQuery: q, ForceQuery: ok && q == ""}
+}
+
+// request is a request and its URL, made in one allocation.
+type request struct {
+	http.Request
+	url url.URL
 }
 
 // serve runs on a worker. A handler that panics loses its connection,
@@ -464,9 +486,20 @@ func (j job) serve() {
 		}
 	}()
 	h := j.h
-	host := h.header.Get("Host")
-	h.header.Del("Host")
-	req := &http.Request{
+	host := h.host
+	rq := new(request)
+	if h.header != nil {
+		host = h.header.Get("Host")
+		h.header.Del("Host")
+	} else {
+		rq.url = bareURL(h.target)
+		j.url = &rq.url
+		if h.rid != "" {
+			h.header = http.Header{"X-Request-Id": {h.rid}}
+		}
+	}
+	req := &rq.Request
+	*req = http.Request{
 		Method:     h.method,
 		URL:        j.url,
 		Proto:      "HTTP/1.1",

@@ -9,6 +9,8 @@ import (
 	"net/textproto"
 	"strconv"
 	"strings"
+
+	"github.com/longpoll/longpoll/internal/park"
 )
 
 // The dense transport serves only request heads it can recognise without
@@ -29,10 +31,13 @@ var errNotSimple = errors.New("dense: not a simple request head")
 type head struct {
 	method string      // e.g. "GET"
 	target string      // the raw request-target, e.g. "/v1/poll?topic=a&timeout=5"
-	header http.Header // canonical keys (textproto.CanonicalMIMEHeaderKey), values in order, OWS trimmed
-	close  bool        // a Connection header lists "close" (case-insensitive, comma-separated list)
-	length int         // the Content-Length, 0 when absent
-	n      int         // bytes of b the head took, through the final CRLF CRLF
+	header http.Header // canonical keys (textproto.CanonicalMIMEHeaderKey), values in order, OWS trimmed; nil for a bare head
+	// A bare head's Host and X-Request-Id (the first one); both are in
+	// header otherwise.
+	host, rid string
+	close     bool // a Connection header lists "close" (case-insensitive, comma-separated list)
+	length    int  // the Content-Length, 0 when absent
+	n         int  // bytes of b the head took, through the final CRLF CRLF
 }
 
 // parseHead parses the request head at the start of b.
@@ -53,7 +58,10 @@ type head struct {
 // a handler; see head_test.go's FuzzParseHead. Like http.ReadRequest, the
 // header gets "Cache-Control: no-cache" for "Pragma: no-cache" if it has no
 // Cache-Control of its own.
-func parseHead(b []byte, max int) (*head, error) {
+//
+// With bare, a head whose every field is plain (park.PlainField) comes
+// without its header map: only its Host and X-Request-Id are kept.
+func parseHead(b []byte, max int, bare bool) (*head, error) {
 	limit := min(len(b), max)
 	if limit < 0 {
 		limit = 0
@@ -63,6 +71,11 @@ func parseHead(b []byte, max int) (*head, error) {
 	case err != nil:
 		return nil, err
 	case n > 0:
+		if bare {
+			if h := buildBareHead(b[:n]); h != nil {
+				return h, nil
+			}
+		}
 		return buildHead(b[:n], fields), nil
 	case len(b) >= max:
 		return nil, errNotSimple
@@ -337,6 +350,71 @@ func buildHead(b []byte, fields int) *head {
 			h.length, _ = strconv.Atoi(value) // checked by plainLength
 		}
 	}
+}
+
+// buildBareHead is buildHead for a head whose fields are all plain: it
+// keeps the request line, Host, the first X-Request-Id, close and length,
+// in one copy of the request line and those values. It returns nil when
+// a field is not plain.
+func buildBareHead(b []byte) *head {
+	end := bytes.Index(b, []byte("\r\n"))
+	line := b[:end]
+	sp1 := bytes.IndexByte(line, ' ')
+	sp2 := sp1 + 1 + bytes.IndexByte(line[sp1+1:], ' ')
+	var host, rid []byte
+	close := false
+	for rest := b[end+2:]; ; {
+		i := bytes.Index(rest, []byte("\r\n"))
+		field := rest[:i]
+		rest = rest[i+2:]
+		if len(field) == 0 {
+			break
+		}
+		colon := bytes.IndexByte(field, ':')
+		name, value := field[:colon], trimOWS(field[colon+1:])
+		var lower [32]byte
+		if len(name) > len(lower) {
+			return nil
+		}
+		for i, c := range name {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			lower[i] = c
+		}
+		switch string(lower[:len(name)]) {
+		case "host":
+			host = value
+		case "x-request-id":
+			if rid == nil {
+				rid = value[:len(value):len(value)]
+			}
+		case "connection":
+			close = close || hasToken(string(value), "close")
+		default:
+			if !park.PlainField(string(lower[:len(name)])) {
+				return nil
+			}
+		}
+	}
+	// One string for all: request line, Host, request id.
+	var sb strings.Builder
+	sb.Grow(len(line) + len(host) + len(rid))
+	sb.Write(line)
+	sb.Write(host)
+	sb.Write(rid)
+	all := sb.String()
+	h := &head{
+		method: all[:sp1],
+		target: all[sp1+1 : sp2],
+		host:   all[len(line) : len(line)+len(host)],
+		close:  close,
+		n:      len(b),
+	}
+	if rid != nil {
+		h.rid = all[len(line)+len(host):]
+	}
+	return h
 }
 
 // fixPragma adds "Cache-Control: no-cache" for "Pragma: no-cache" as

@@ -12,11 +12,14 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/longpoll/longpoll/internal/park"
 )
 
 const testMax = 4096
@@ -175,7 +178,7 @@ var simpleHeads = []simpleHead{
 func TestParseHeadSimple(t *testing.T) {
 	for _, tt := range simpleHeads {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := parseHead([]byte(tt.head+tt.rest), tt.limit())
+			h, err := parseHead([]byte(tt.head+tt.rest), tt.limit(), false)
 			if err != nil || h == nil {
 				t.Fatalf("parseHead = %v, %v; want a head", h, err)
 			}
@@ -265,7 +268,7 @@ var notSimpleHeads = []notSimpleHead{
 func TestParseHeadNotSimple(t *testing.T) {
 	for _, tt := range notSimpleHeads {
 		t.Run(tt.name, func(t *testing.T) {
-			h, err := parseHead([]byte(tt.in), tt.limit())
+			h, err := parseHead([]byte(tt.in), tt.limit(), false)
 			if h != nil || !errors.Is(err, errNotSimple) {
 				t.Fatalf("parseHead = %+v, %v; want errNotSimple", h, err)
 			}
@@ -277,7 +280,7 @@ func TestParseHeadNotSimple(t *testing.T) {
 func TestParseHeadNoRoom(t *testing.T) {
 	for _, max := range []int{0, -5} {
 		for _, in := range []string{"", "GET / HTTP/1.1\r\nHost: h\r\n\r\n"} {
-			if h, err := parseHead([]byte(in), max); h != nil || err != errNotSimple {
+			if h, err := parseHead([]byte(in), max, false); h != nil || err != errNotSimple {
 				t.Errorf("parseHead(%q, %d) = %+v, %v; want errNotSimple", in, max, h, err)
 			}
 		}
@@ -289,7 +292,7 @@ func TestParseHeadIncomplete(t *testing.T) {
 	for _, tt := range simpleHeads {
 		t.Run(tt.name, func(t *testing.T) {
 			for i := range len(tt.head) {
-				if h, err := parseHead([]byte(tt.head[:i]), tt.limit()); h != nil || err != nil {
+				if h, err := parseHead([]byte(tt.head[:i]), tt.limit(), false); h != nil || err != nil {
 					t.Fatalf("parseHead(%q) = %+v, %v; want nil, nil", tt.head[:i], h, err)
 				}
 			}
@@ -328,7 +331,7 @@ func TestParseHeadEarlyReject(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if h, err := parseHead([]byte(tt.in), 1<<20); h != nil || err != errNotSimple {
+			if h, err := parseHead([]byte(tt.in), 1<<20, false); h != nil || err != errNotSimple {
 				t.Fatalf("parseHead(%q) = %+v, %v; want errNotSimple", tt.in, h, err)
 			}
 		})
@@ -350,7 +353,7 @@ func TestParseHeadAllocs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := []byte(tt.in)
-			got := testing.AllocsPerRun(100, func() { parseHead(b, testMax) })
+			got := testing.AllocsPerRun(100, func() { parseHead(b, testMax, false) })
 			if got > tt.max {
 				t.Errorf("allocs = %v; want at most %v", got, tt.max)
 			}
@@ -381,7 +384,7 @@ func FuzzParseHead(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, b []byte, max16 uint16) {
 		max := int(max16)
-		h, err := parseHead(b, max)
+		h, err := parseHead(b, max, false)
 		switch {
 		case err != nil:
 			if err != errNotSimple || h != nil {
@@ -390,7 +393,7 @@ func FuzzParseHead(f *testing.F) {
 			if len(b) < max {
 				// An early rejection must hold whatever follows.
 				for _, more := range []string{"\r\n", "\r\nHost: h\r\n\r\n", "\n\r\n\r\n"} {
-					if h, _ := parseHead(append(slices.Clip(b), more...), max); h != nil {
+					if h, _ := parseHead(append(slices.Clip(b), more...), max, false); h != nil {
 						t.Fatalf("rejected %q but accepted it followed by %q", b, more)
 					}
 				}
@@ -437,14 +440,16 @@ func FuzzParseHead(f *testing.F) {
 			}
 		}
 
-		if again, err := parseHead(raw, h.n); err != nil || !reflect.DeepEqual(again, h) {
-			t.Errorf("parseHead(head, len(head)) = %+v, %v; want %+v", again, err, h)
+		checkBare(t, raw, h)
+
+		if again, err := parseHead(raw, h.n, false); err != nil || !reflect.DeepEqual(again, h) {
+			t.Errorf("parseHead(head, len(head), false) = %+v, %v; want %+v", again, err, h)
 		}
-		if again, err := parseHead(raw, h.n-1); again != nil || err != errNotSimple {
+		if again, err := parseHead(raw, h.n-1, false); again != nil || err != errNotSimple {
 			t.Errorf("parseHead(head, len(head)-1) = %+v, %v; want errNotSimple", again, err)
 		}
 		for i := range h.n {
-			if p, err := parseHead(b[:i], max); p != nil || err != nil {
+			if p, err := parseHead(b[:i], max, false); p != nil || err != nil {
 				t.Fatalf("prefix %q of accepted head: parseHead = %+v, %v; want nil, nil", b[:i], p, err)
 			}
 		}
@@ -509,5 +514,70 @@ func (c *rawClient) close() {
 	if c.conn != nil {
 		c.conn.Close()
 		c.conn = nil
+	}
+}
+
+// checkBare holds the bare form of an accepted head to its full form h:
+// bare exactly when every field is plain, with the same request line,
+// Host, first X-Request-Id, close and length.
+func checkBare(t *testing.T, raw []byte, h *head) {
+	t.Helper()
+	b, err := parseHead(raw, len(raw), true)
+	if err != nil || b == nil {
+		t.Fatalf("bare parseHead(%q) = %+v, %v", raw, b, err)
+	}
+	plain := true
+	for key := range h.header {
+		if !park.PlainField(strings.ToLower(key)) && key != "X-Request-Id" {
+			plain = false
+		}
+	}
+	if _, ok := h.header["Pragma"]; ok && h.header["Cache-Control"] == nil {
+		plain = false // fixPragma added Cache-Control: not in the raw fields
+	}
+	if !plain {
+		if !reflect.DeepEqual(b, h) {
+			t.Errorf("bare parseHead(%q) = %+v; want the full head %+v", raw, b, h)
+		}
+		return
+	}
+	if b.header != nil || b.method != h.method || b.target != h.target || b.close != h.close ||
+		b.length != h.length || b.n != h.n || b.host != h.header.Get("Host") || b.rid != h.header.Get("X-Request-Id") {
+		t.Errorf("bare parseHead(%q) = %+v; full head %+v", raw, b, h)
+	}
+}
+
+func TestBareHead(t *testing.T) {
+	for _, raw := range []string{
+		"GET /v1/poll?topic=a HTTP/1.1\r\nHost: h:1\r\nUser-Agent: x\r\n\r\n",
+		"GET /v1/poll?topic=a HTTP/1.1\r\nhost: h\r\nX-REQUEST-ID:  r-1 \r\nx-request-id: r-2\r\nConnection: keep-alive, Close\r\n\r\n",
+		"GET /v1/poll HTTP/1.1\r\nHost: h\r\nAuthorization: Bearer t\r\n\r\n",
+		"GET /v1/poll HTTP/1.1\r\nHost: h\r\nOrigin: https://a.example\r\n\r\n",
+		"GET /v1/poll HTTP/1.1\r\nHost: h\r\nPragma: no-cache\r\n\r\n",
+	} {
+		h, err := parseHead([]byte(raw), testMax, false)
+		if err != nil || h == nil {
+			t.Fatalf("%q: %v", raw, err)
+		}
+		checkBare(t, []byte(raw), h)
+	}
+	b, _ := parseHead([]byte("GET /v1/poll?topic=a HTTP/1.1\r\nhost: h\r\nX-REQUEST-ID:  r-1 \r\nx-request-id: r-2\r\nConnection: keep-alive, Close\r\n\r\n"), testMax, true)
+	if b.header != nil || b.rid != "r-1" || b.host != "h" || !b.close || b.target != "/v1/poll?topic=a" {
+		t.Errorf("bare head %+v", b)
+	}
+	if b, _ := parseHead([]byte("GET /v1/poll HTTP/1.1\r\nHost: h\r\nCookie: a=b\r\n\r\n"), testMax, true); b.header == nil {
+		t.Errorf("a head with a Cookie came bare: %+v", b)
+	}
+}
+
+func TestBareURL(t *testing.T) {
+	for _, target := range []string{"/v1/poll", "/v1/poll?", "/v1/poll?topic=a&cursor=x", "/v1/poll?a?", "/v1/poll??", "/v1/poll?a#b", "/v1/poll?%zz"} {
+		want, err := url.ParseRequestURI(target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := bareURL(target); !reflect.DeepEqual(&got, want) {
+			t.Errorf("bareURL(%q) = %#v; url.ParseRequestURI gives %#v", target, got, *want)
+		}
 	}
 }

@@ -93,17 +93,19 @@ func newLoop() (*loop, error) {
 // run serves events until the loop is closed.
 func (l *loop) run() {
 	defer close(l.done)
+	n := 0
+	fetch := func(fd uintptr) bool { // made once: a closure per wait would be garbage
+		var err error
+		n, err = rawEpollWait(int(fd), l.events)
+		if err != nil {
+			n = 0
+			return !errors.Is(err, syscall.EINTR)
+		}
+		return n > 0
+	}
 	for {
-		n := 0
-		err := l.raw.Read(func(fd uintptr) bool {
-			var err error
-			n, err = rawEpollWait(int(fd), l.events)
-			if err != nil {
-				n = 0
-				return !errors.Is(err, syscall.EINTR)
-			}
-			return n > 0
-		})
+		n = 0
+		err := l.raw.Read(fetch)
 		if err != nil || n == 0 {
 			return // closed
 		}

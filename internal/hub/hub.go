@@ -77,7 +77,17 @@ type Waiter struct {
 	C      chan struct{}
 	parked Parked // instead of C, for RegisterParked
 	topics []string
-	idx    []int // idx[k] is the waiter's index in topics[k]'s entries
+	idx    []int  // idx[k] is the waiter's index in topics[k]'s entries
+	idx1   [1]int // idx's array for a single topic
+}
+
+func (w *Waiter) setTopics(topics []string) {
+	w.topics = topics
+	if len(topics) == 1 {
+		w.idx = w.idx1[:]
+	} else {
+		w.idx = make([]int, len(topics))
+	}
 }
 
 // New returns a Hub that calls watch for each topic that gains its first
@@ -99,7 +109,8 @@ func (h *Hub) shard(topic string) *shard {
 // readers will signal the waiter's channel: a caller that registers and
 // then reads the log cannot miss a message.
 func (h *Hub) Register(topics []string) *Waiter {
-	w := &Waiter{C: make(chan struct{}, 1), topics: topics, idx: make([]int, len(topics))}
+	w := &Waiter{C: make(chan struct{}, 1)}
+	w.setTopics(topics)
 	h.register(w)
 	return w
 }
@@ -111,9 +122,18 @@ func (h *Hub) SetDeliver(d DeliverFunc) { h.deliver = d }
 // RegisterParked is Register for a waiter with no channel: wake-ups call
 // p.Claim, and the waiters claimed go to the Deliver function.
 func (h *Hub) RegisterParked(topics []string, p Parked) *Waiter {
-	w := &Waiter{parked: p, topics: topics, idx: make([]int, len(topics))}
-	h.register(w)
+	w := new(Waiter)
+	h.Park(w, topics, p)
 	return w
+}
+
+// Park is RegisterParked into a Waiter the caller keeps, perhaps inside
+// p itself, which saves an allocation per poll. w must be zero or
+// unregistered.
+func (h *Hub) Park(w *Waiter, topics []string, p Parked) {
+	*w = Waiter{parked: p}
+	w.setTopics(topics)
+	h.register(w)
 }
 
 func (h *Hub) register(w *Waiter) {

@@ -38,13 +38,38 @@ type Poll interface {
 // returns. Package longpoll sets Serve.
 var Serve func(srv http.Handler, w http.ResponseWriter, r *http.Request, sink Sink) Poll
 
+// Bare, when set, reports whether srv reads nothing of a poll's header
+// but X-Request-Id when the request carries only the fields a plain poll
+// may (PlainField): a transport may then give it such a poll without the
+// rest of its header. Package longpoll sets Bare.
+var Bare func(srv http.Handler) bool
+
+// PlainField reports whether a header field of that name, in lower case,
+// may be left out of a bare poll's request: the server reads none of them.
+func PlainField(lower string) bool {
+	switch lower {
+	case "host", "user-agent", "accept", "accept-encoding", "accept-language",
+		"connection", "cache-control", "pragma", "referer", "dnt", "priority",
+		"sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest":
+		return true
+	}
+	return false
+}
+
 // Response is an http.ResponseWriter that keeps the whole reply, for a
 // transport that writes it out itself.
 type Response struct {
 	Status int
 	Body   []byte
-	hdr    http.Header
+	// RequestID, when set, is the reply's X-Request-Id unless its header
+	// has one: the server sets it here rather than in a header map.
+	RequestID string
+	hdr       http.Header
 }
+
+// Fields returns the header set so far, perhaps nil: unlike Header, it
+// makes no map.
+func (w *Response) Fields() http.Header { return w.hdr }
 
 // Header implements http.ResponseWriter.
 func (w *Response) Header() http.Header {
@@ -70,7 +95,12 @@ func (w *Response) Write(b []byte) (int, error) {
 
 // AppendHead appends w's status line and header block, for its body.
 func (w *Response) AppendHead(buf []byte, close bool) []byte {
-	return AppendHead(buf, max(w.Status, http.StatusOK), w.hdr, nil, len(w.Body), close)
+	var extra []byte
+	if _, ok := w.hdr["X-Request-Id"]; !ok && w.RequestID != "" {
+		var b [160]byte
+		extra = append(append(append(b[:0], "X-Request-Id: "...), w.RequestID...), "\r\n"...)
+	}
+	return AppendHead(buf, max(w.Status, http.StatusOK), w.hdr, extra, len(w.Body), close)
 }
 
 // AppendHead appends an HTTP/1.1 status line and header block: hdr, then
