@@ -213,8 +213,8 @@ type collector struct {
 	known     uint64
 	knownMore []bool
 	limit     int
-	out    []Message
-	gaps   []Gap
+	out       []Message
+	gaps      []Gap
 }
 
 // isKnown reports whether topic i's position is set.
