@@ -77,6 +77,9 @@ func New(b Broker, opts ...Option) (*Server, error) {
 	}
 	s.hub = hub.New(func(topic string) func() { return b.Watch(topic, s.hub.Wake) })
 	s.hub.SetDeliver(s.deliver)
+	// Subscribers re-poll straight after each delivery, so a topic all of
+	// whose waiters were just answered keeps its broker watch a moment.
+	s.hub.SetLinger(time.Second)
 	s.wheel.span = cfg.maxHold
 	l := cfg.limits
 	s.limit = limit.New(limit.Config{

@@ -18,6 +18,8 @@ package hub
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Parked is a waiter with no goroutine of its own.
@@ -45,12 +47,15 @@ type Hub struct {
 	seed    maphash.Seed
 	watch   WatchFunc
 	deliver DeliverFunc
+	linger  time.Duration
+	sweeps  atomic.Bool // a sweep is scheduled
 	shards  [shardCount]shard
 }
 
 type shard struct {
 	mu     sync.Mutex
 	topics map[string]*waitSet
+	idle   []string // topics whose set emptied, for the sweep to look at
 }
 
 // waitSet is one topic's waiters. Entries are unordered; removal swaps the
@@ -62,6 +67,11 @@ type waitSet struct {
 	// wake-ups are guaranteed.
 	ready chan struct{}
 	stop  func()
+	// With a linger, an emptied set stays, with its watch, for the
+	// re-polls that follow a delivery: sweeps counts the sweeps it has
+	// been empty through, and listed says it is in its shard's idle list.
+	sweeps uint8
+	listed bool
 }
 
 type entry struct {
@@ -115,6 +125,13 @@ func (h *Hub) Register(topics []string) *Waiter {
 	return w
 }
 
+// SetLinger keeps a topic that loses its last waiter, and its watch,
+// for between d and 2d, so that waiters that leave and come straight
+// back (the re-polls after a delivery) do not stop and restart the
+// watch each time. Call it before the first Register. Zero, the default,
+// stops the watch at once.
+func (h *Hub) SetLinger(d time.Duration) { h.linger = d }
+
 // SetDeliver sets the function that receives claimed parked waiters. Call
 // it before the first RegisterParked.
 func (h *Hub) SetDeliver(d DeliverFunc) { h.deliver = d }
@@ -143,6 +160,9 @@ func (h *Hub) register(w *Waiter) {
 		s.mu.Lock()
 		ws := s.topics[t]
 		created := ws == nil
+		if ws != nil {
+			ws.sweeps = 0 // back in use, if it was lingering
+		}
 		if created {
 			ws = &waitSet{ready: make(chan struct{})}
 			s.topics[t] = ws
@@ -185,16 +205,65 @@ func (h *Hub) Unregister(w *Waiter) {
 		ws.entries[last] = entry{}
 		ws.entries = ws.entries[:last]
 		var stop func()
-		if last == 0 {
+		switch {
+		case last > 0:
+		case h.linger > 0:
+			if !ws.listed {
+				ws.listed = true
+				s.idle = append(s.idle, t)
+			}
+		default:
 			// Every waiter's Register returned after ready was closed, so
 			// the watch is running and stop is set.
 			delete(s.topics, t)
 			stop = ws.stop
 		}
 		s.mu.Unlock()
+		if last == 0 && h.linger > 0 && !h.sweeps.Load() && h.sweeps.CompareAndSwap(false, true) {
+			time.AfterFunc(h.linger, h.sweep)
+		}
 		if stop != nil {
 			stop()
 		}
+	}
+}
+
+// sweep ends the sets that stayed empty through a whole linger, and
+// schedules itself again while any set is lingering.
+func (h *Hub) sweep() {
+	var stops []func()
+	more := false
+	for i := range h.shards {
+		s := &h.shards[i]
+		s.mu.Lock()
+		keep := s.idle[:0]
+		for _, t := range s.idle {
+			ws := s.topics[t]
+			switch {
+			case ws == nil:
+			case len(ws.entries) > 0: // in use again
+				ws.listed = false
+			case ws.sweeps == 0:
+				ws.sweeps = 1
+				keep = append(keep, t)
+			default:
+				delete(s.topics, t)
+				stops = append(stops, ws.stop)
+			}
+		}
+		clear(s.idle[len(keep):])
+		s.idle = keep
+		more = more || len(keep) > 0
+		s.mu.Unlock()
+	}
+	for _, stop := range stops {
+		if stop != nil {
+			stop()
+		}
+	}
+	h.sweeps.Store(false)
+	if more && h.sweeps.CompareAndSwap(false, true) {
+		time.AfterFunc(h.linger, h.sweep)
 	}
 }
 

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
+	"time"
 )
 
 func signaled(w *Waiter) bool {
@@ -127,6 +129,67 @@ func BenchmarkRegisterUnregister(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			h.Unregister(h.Register(topics))
+		}
+	})
+}
+
+// TestLinger: with a linger, a topic that loses its last waiter keeps its
+// watch until a whole linger has passed with no waiter, and a waiter that
+// comes back meanwhile finds it in place.
+func TestLinger(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		starts, stops := map[string]int{}, map[string]int{}
+		h := New(func(topic string) func() {
+			mu.Lock()
+			starts[topic]++
+			mu.Unlock()
+			return func() {
+				mu.Lock()
+				stops[topic]++
+				mu.Unlock()
+			}
+		})
+		h.SetLinger(time.Second)
+		count := func(m map[string]int, topic string) int {
+			mu.Lock()
+			defer mu.Unlock()
+			return m[topic]
+		}
+		// Leave and come back, again and again, within the linger: one watch.
+		for range 5 {
+			w := h.Register([]string{"a"})
+			h.Unregister(w)
+			time.Sleep(300 * time.Millisecond)
+		}
+		w := h.Register([]string{"a"})
+		h.Wake("a")
+		if !signaled(w) || count(starts, "a") != 1 || count(stops, "a") != 0 {
+			t.Fatalf("after re-polls: %d starts, %d stops, want 1 and 0", count(starts, "a"), count(stops, "a"))
+		}
+		h.Unregister(w)
+		other := h.Register([]string{"b"})
+		h.Unregister(other)
+		time.Sleep(999 * time.Millisecond)
+		synctest.Wait()
+		if count(stops, "a") != 0 {
+			t.Fatal("the watch stopped before a whole linger with no waiter")
+		}
+		time.Sleep(2 * time.Second)
+		synctest.Wait()
+		if count(stops, "a") != 1 || count(stops, "b") != 1 || h.Waiting("a") != 0 {
+			t.Fatalf("after the linger: stops %v, want one per topic", stops)
+		}
+		// Coming back after the end starts a new watch.
+		w = h.Register([]string{"a"})
+		if count(starts, "a") != 2 {
+			t.Fatalf("%d starts, want 2", count(starts, "a"))
+		}
+		h.Unregister(w)
+		time.Sleep(3 * time.Second)
+		synctest.Wait()
+		if count(stops, "a") != 2 {
+			t.Fatalf("%d stops, want 2", count(stops, "a"))
 		}
 	})
 }
