@@ -110,6 +110,9 @@ func (t *Transport) Serve(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("dense: %w", err)
 	}
+	if pause, srv := park.Pause, t.cfg.Poll; pause != nil && srv != nil {
+		l.pause = func() { pause(srv) }
+	}
 	t.mu.Lock()
 	if t.closing.Load() { // Shutdown or Close came first
 		t.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
+	"github.com/longpoll/longpoll/internal/park"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -516,5 +518,52 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 	publish(t, f.srv, "h", `1`)
 	if resp, v := readReply(t, hbr); resp.StatusCode != 200 || len(v["messages"].([]any)) != 1 {
 		t.Fatalf("held poll: %d %v", resp.StatusCode, v)
+	}
+}
+
+// TestLoopWaitsForAFanOut: while park.Pause holds (a large fan-out is
+// being written), the loop takes no more input; once it returns, the
+// request that came meanwhile is served.
+func TestLoopWaitsForAFanOut(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	var hold atomic.Bool
+	old := park.Pause
+	t.Cleanup(func() { park.Pause = old }) // after the fixture's own clean-up
+	park.Pause = func(http.Handler) {
+		if hold.Load() {
+			entered <- struct{}{}
+			<-release
+		}
+	}
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	const poll = "GET /v1/poll?topic=fo&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n"
+	for i := range 2 {
+		if i == 1 {
+			// The loop waits for events, past its pause: it reads this
+			// poll, and pauses before it takes the next.
+			hold.Store(true)
+		}
+		io.WriteString(c, poll)
+		if resp, _ := readReply(t, br); resp.StatusCode != 200 {
+			t.Fatalf("poll %d: %d", i, resp.StatusCode)
+		}
+	}
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not ask park.Pause before taking more input")
+	}
+	io.WriteString(c, poll)
+	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
+	if _, err := br.Peek(1); err == nil {
+		t.Fatal("a request was served while the loop was paused")
+	}
+	hold.Store(false)
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	close(release)
+	if resp, _ := readReply(t, br); resp.StatusCode != 200 {
+		t.Fatalf("poll after the pause: %d", resp.StatusCode)
 	}
 }

@@ -44,6 +44,7 @@ type loop struct {
 	done   chan struct{} // closed when run returns
 
 	wheel idleWheel
+	pause func() // if set, called before each fetch of events (park.Pause)
 }
 
 // Limits of a connection's output and of its closing. One reply can be
@@ -104,6 +105,9 @@ func (l *loop) run() {
 		return n > 0
 	}
 	for {
+		if l.pause != nil {
+			l.pause()
+		}
 		n = 0
 		err := l.raw.Read(fetch)
 		if err != nil || n == 0 {

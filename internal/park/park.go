@@ -56,6 +56,13 @@ func PlainField(lower string) bool {
 	return false
 }
 
+// Pause, when set, returns once srv is writing no large fan-out: an event
+// loop calls it before it takes more input, so that a publish's replies
+// all go out before the loop reads the re-polls they cause, as a
+// single-threaded server's would. It costs an atomic load when no
+// fan-out is under way. Package longpoll sets Pause.
+var Pause func(srv http.Handler)
+
 // Response is an http.ResponseWriter that keeps the whole reply, for a
 // transport that writes it out itself.
 type Response struct {
