@@ -6,11 +6,12 @@
 // here and handed to the server, which either answers at once or parks
 // the poll as a small record; the parked poll's reply is written back
 // from whichever goroutine readies it. A plain POST /v1/publish whose
-// body arrives with its head is served here too, through the server's
-// handler.
+// body arrives with its head, and the protocol's small requests (topic
+// info, CORS preflights, health checks), are served here too, through the
+// server's handler.
 //
-// Every other request (topic info, pages, metrics, a POST poll, a slow or
-// large publish, anything unusual or malformed) and every connection that
+// Every other request (pages, metrics, a POST poll, a slow or large
+// publish, anything unusual or malformed) and every connection that
 // opens with the HTTP/2 preface moves, with the bytes read so far, to the
 // standard net/http server, which serves it exactly as it serves a plain
 // listener: statuses, limits and timeouts stay those of net/http.
