@@ -38,24 +38,55 @@ func TestWakeOnlyThatTopic(t *testing.T) {
 	h.Unregister(c)
 }
 
-func TestWatchLifecycle(t *testing.T) {
-	var mu sync.Mutex
-	active := map[string]int{}
-	h := New(func(topic string) func() {
-		mu.Lock()
-		active[topic]++
-		mu.Unlock()
-		return func() {
-			mu.Lock()
-			active[topic]--
-			mu.Unlock()
+// watches counts, per topic, the watches a hub starts and stops.
+type watches struct {
+	mu           sync.Mutex
+	starts, stop map[string]int
+}
+
+func newWatches() *watches {
+	return &watches{starts: map[string]int{}, stop: map[string]int{}}
+}
+
+func (w *watches) watch(topic string) func() {
+	w.mu.Lock()
+	w.starts[topic]++
+	w.mu.Unlock()
+	return func() {
+		w.mu.Lock()
+		w.stop[topic]++
+		w.mu.Unlock()
+	}
+}
+
+// count returns topic's starts and stops so far.
+func (w *watches) count(topic string) (starts, stops int) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.starts[topic], w.stop[topic]
+}
+
+// active returns the topics being watched, with how many watches each.
+func (w *watches) active() map[string]int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	a := map[string]int{}
+	for t, n := range w.starts {
+		if n -= w.stop[t]; n != 0 {
+			a[t] = n
 		}
-	})
+	}
+	return a
+}
+
+func TestWatchLifecycle(t *testing.T) {
+	wc := newWatches()
+	h := New(wc.watch)
 	ws := make([]*Waiter, 10)
 	for i := range ws {
 		ws[i] = h.Register([]string{"x", fmt.Sprint("own", i)})
 	}
-	if active["x"] != 1 || active["own3"] != 1 {
+	if active := wc.active(); active["x"] != 1 || active["own3"] != 1 {
 		t.Fatalf("watches %v: want one per topic", active)
 	}
 	// Remove in an order that exercises swap-delete.
@@ -70,10 +101,8 @@ func TestWatchLifecycle(t *testing.T) {
 		t.Fatal("the last waiter of x was not signaled after swaps")
 	}
 	h.Unregister(ws[6])
-	for topic, n := range active {
-		if n != 0 {
-			t.Fatalf("topic %s still watched (%d) with no waiter", topic, n)
-		}
+	for topic, n := range wc.active() {
+		t.Fatalf("topic %s still watched (%d) with no waiter", topic, n)
 	}
 }
 
@@ -138,24 +167,11 @@ func BenchmarkRegisterUnregister(b *testing.B) {
 // comes back meanwhile finds it in place.
 func TestLinger(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var mu sync.Mutex
-		starts, stops := map[string]int{}, map[string]int{}
-		h := New(func(topic string) func() {
-			mu.Lock()
-			starts[topic]++
-			mu.Unlock()
-			return func() {
-				mu.Lock()
-				stops[topic]++
-				mu.Unlock()
-			}
-		})
+		wc := newWatches()
+		h := New(wc.watch)
 		h.SetLinger(time.Second)
-		count := func(m map[string]int, topic string) int {
-			mu.Lock()
-			defer mu.Unlock()
-			return m[topic]
-		}
+		starts := func(topic string) int { n, _ := wc.count(topic); return n }
+		stops := func(topic string) int { _, n := wc.count(topic); return n }
 		// Leave and come back, again and again, within the linger: one watch.
 		for range 5 {
 			w := h.Register([]string{"a"})
@@ -164,32 +180,32 @@ func TestLinger(t *testing.T) {
 		}
 		w := h.Register([]string{"a"})
 		h.Wake("a")
-		if !signaled(w) || count(starts, "a") != 1 || count(stops, "a") != 0 {
-			t.Fatalf("after re-polls: %d starts, %d stops, want 1 and 0", count(starts, "a"), count(stops, "a"))
+		if !signaled(w) || starts("a") != 1 || stops("a") != 0 {
+			t.Fatalf("after re-polls: %d starts, %d stops, want 1 and 0", starts("a"), stops("a"))
 		}
 		h.Unregister(w)
 		other := h.Register([]string{"b"})
 		h.Unregister(other)
 		time.Sleep(999 * time.Millisecond)
 		synctest.Wait()
-		if count(stops, "a") != 0 {
+		if stops("a") != 0 {
 			t.Fatal("the watch stopped before a whole linger with no waiter")
 		}
 		time.Sleep(2 * time.Second)
 		synctest.Wait()
-		if count(stops, "a") != 1 || count(stops, "b") != 1 || h.Waiting("a") != 0 {
-			t.Fatalf("after the linger: stops %v, want one per topic", stops)
+		if stops("a") != 1 || stops("b") != 1 || h.Waiting("a") != 0 {
+			t.Fatalf("after the linger: stops %v, want one per topic", wc.stop)
 		}
 		// Coming back after the end starts a new watch.
 		w = h.Register([]string{"a"})
-		if count(starts, "a") != 2 {
-			t.Fatalf("%d starts, want 2", count(starts, "a"))
+		if starts("a") != 2 {
+			t.Fatalf("%d starts, want 2", starts("a"))
 		}
 		h.Unregister(w)
 		time.Sleep(3 * time.Second)
 		synctest.Wait()
-		if count(stops, "a") != 2 {
-			t.Fatalf("%d stops, want 2", count(stops, "a"))
+		if stops("a") != 2 {
+			t.Fatalf("%d stops, want 2", stops("a"))
 		}
 	})
 }
