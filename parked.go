@@ -405,6 +405,10 @@ func (p *parked) brokerFailed(err error) {
 // deliver is the hub's DeliverFunc: it answers the claimed polls off the
 // publisher's goroutine, so a publish never waits for its fan-out.
 func (s *Server) deliver(batch []hub.Parked) {
+	if r, ok := batch[0].(*parked).sink.(park.Runner); ok {
+		r.Run(func() { s.deliverBatch(batch) })
+		return
+	}
 	go s.deliverBatch(batch)
 }
 
@@ -577,7 +581,7 @@ type wheel struct {
 
 type wheelShard struct {
 	mu    sync.Mutex
-	slots [][]*parked // a ring: slot i holds deadlines in ticks ≡ i
+	slots [][]*parked // a ring: slot i holds deadlines in ticks ≡ i; nil for a poll removed
 	n     int         // polls held
 	done  int64       // every tick up to this one has been expired
 	timer *time.Timer
@@ -618,15 +622,10 @@ func (w *wheel) remove(p *parked) {
 	sh := p.home // set before the poll could be claimed
 	sh.mu.Lock()
 	if p.inWheel {
-		s := sh.slots[p.wslot]
-		last := len(s) - 1
-		if int(p.wix) != last {
-			moved := s[last]
-			s[p.wix] = moved
-			moved.wix = p.wix
-		}
-		s[last] = nil
-		sh.slots[p.wslot] = s[:last]
+		// A hole, not a swap with the slot's last poll: that would touch
+		// another poll's record, most often not in cache. The slot is
+		// emptied when its tick passes, so holes last one revolution.
+		sh.slots[p.wslot][p.wix] = nil
 		sh.n--
 		p.inWheel = false
 	}
@@ -642,10 +641,12 @@ func (sh *wheelShard) fire() {
 	for t := sh.done + 1; t <= last && t <= sh.done+int64(len(sh.slots)); t++ {
 		i := t % int64(len(sh.slots))
 		for _, p := range sh.slots[i] {
-			p.inWheel = false
-			due = append(due, p)
+			if p != nil {
+				p.inWheel = false
+				due = append(due, p)
+				sh.n--
+			}
 		}
-		sh.n -= len(sh.slots[i])
 		clear(sh.slots[i])
 		sh.slots[i] = sh.slots[i][:0]
 	}
@@ -675,7 +676,11 @@ func (w *wheel) all() []*parked {
 		sh := &w.shards[i]
 		sh.mu.Lock()
 		for _, s := range sh.slots {
-			out = append(out, s...)
+			for _, p := range s {
+				if p != nil {
+					out = append(out, p)
+				}
+			}
 		}
 		sh.mu.Unlock()
 	}

@@ -234,3 +234,49 @@ func TestParkedPollTokenExpires(t *testing.T) {
 		}
 	})
 }
+
+// runnerSink is a sink whose transport runs work for the server.
+type runnerSink struct {
+	*sink
+	runs chan func()
+}
+
+func (s runnerSink) Run(f func()) { s.runs <- f }
+
+func TestWokenPollsAreAnsweredOnTheSinksRunner(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memory.New()
+		defer b.Close()
+		srv, _ := longpoll.New(b)
+		plain := newSink()
+		s := runnerSink{sink: newSink(), runs: make(chan func(), 4)}
+		if p, rec := parkPoll(srv, "topic=a&timeout=30", nil, plain); p == nil {
+			t.Fatalf("answered at once: %s", rec.Body)
+		}
+		req := httptest.NewRequest("GET", "/v1/poll?topic=b&timeout=30", nil)
+		if p := park.Serve(srv, httptest.NewRecorder(), req, s); p == nil {
+			t.Fatal("answered at once")
+		}
+		// A sink that runs nothing gets its reply from a goroutine of the
+		// server's.
+		srv.Publish(t.Context(), longpoll.Publication{Topic: "a", Data: json.RawMessage(`1`)})
+		synctest.Wait()
+		if resp, _ := plain.next(t); resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		// A Runner's gets it through Run.
+		srv.Publish(t.Context(), longpoll.Publication{Topic: "b", Data: json.RawMessage(`2`)})
+		synctest.Wait()
+		var f func()
+		select {
+		case f = <-s.runs:
+		default:
+			t.Fatal("the delivery did not go through the sink's Run")
+		}
+		s.none(t)
+		f()
+		if resp, body := s.next(t); resp.StatusCode != 200 || len(decodeReply(t, body).Messages) != 1 {
+			t.Fatalf("reply through Run: %d %s", resp.StatusCode, body)
+		}
+	})
+}

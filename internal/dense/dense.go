@@ -265,9 +265,18 @@ func (t *Transport) work() {
 	for {
 		select {
 		case j := <-t.jobs:
-			j.serve()
+			j.do()
 		case <-t.quit:
-			return
+			for { // what the server queued still runs
+				select {
+				case j := <-t.jobs:
+					if j.fn != nil {
+						j.fn()
+					}
+				default:
+					return
+				}
+			}
 		}
 	}
 }
@@ -315,8 +324,10 @@ type conn struct {
 }
 
 // job is one request read on the loop, for a worker to serve; the
-// connection is the sink of its poll if that is parked.
+// connection is the sink of its poll if that is parked. Or it is work
+// the server asked to run (fn).
 type job struct {
+	fn   func()
 	c    *conn
 	h    *head
 	url  *url.URL
@@ -477,6 +488,24 @@ func bareURL(target string) url.URL {
 type request struct {
 	http.Request
 	url url.URL
+}
+
+func (j job) do() {
+	if j.fn != nil {
+		j.fn()
+		return
+	}
+	j.serve()
+}
+
+// Run implements park.Runner: the server answers woken polls on the
+// workers, whose stacks have grown already.
+func (c *conn) Run(f func()) {
+	select {
+	case c.t.jobs <- job{fn: f}:
+	default: // every worker busy and the queue full
+		go f()
+	}
 }
 
 // serve runs on a worker. A handler that panics loses its connection,

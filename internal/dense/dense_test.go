@@ -567,3 +567,35 @@ func TestLoopWaitsForAFanOut(t *testing.T) {
 		t.Fatalf("poll after the pause: %d", resp.StatusCode)
 	}
 }
+
+func TestRunQueuesForTheWorkers(t *testing.T) {
+	tr := &Transport{jobs: make(chan job, 1), quit: make(chan struct{})}
+	c := &conn{t: tr}
+	ran := make(chan int, 3)
+	c.Run(func() { ran <- 1 }) // queued for a worker
+	c.Run(func() { ran <- 2 }) // the queue is full: a goroutine of its own
+	if v := <-ran; v != 2 {
+		t.Fatalf("ran %d first, want the one that found the queue full", v)
+	}
+	select {
+	case v := <-ran:
+		t.Fatalf("ran %d with no worker", v)
+	default:
+	}
+	if len(tr.jobs) != 1 {
+		t.Fatalf("%d jobs queued, want 1", len(tr.jobs))
+	}
+	// A worker stopping runs what was queued.
+	close(tr.quit)
+	tr.wg.Add(1)
+	go tr.work()
+	tr.wg.Wait()
+	select {
+	case v := <-ran:
+		if v != 1 {
+			t.Fatalf("ran %d", v)
+		}
+	default:
+		t.Fatal("the queued work did not run")
+	}
+}

@@ -21,6 +21,15 @@ type Sink interface {
 	Finish(head, body []byte)
 }
 
+// Runner is implemented by a Sink whose transport keeps goroutines to
+// run work on. The server answers woken polls there: a goroutine started
+// for each publish would begin with a small stack and grow it, a copy, on
+// its way down to the socket writes.
+type Runner interface {
+	// Run runs f soon on another goroutine. It never blocks.
+	Run(f func())
+}
+
 // Poll is a parked poll.
 type Poll interface {
 	// Cancel ends the poll without a reply: its client is gone.
