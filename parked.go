@@ -80,6 +80,9 @@ type parked struct {
 	// What the reply depends on, updated by whoever holds the claim.
 	topics []string
 	pos    []Position
+	// A single topic's name and position: topics and pos point here.
+	topic1 [1]string
+	pos1   [1]Position
 	limit  int32
 	// The request id is extra[ridAt:ridEnd]: the id's own header line.
 	ridAt, ridEnd int32
@@ -128,11 +131,16 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	// Strings parsed from the request point into its head: a parked poll
 	// keeps copies, so that the head can be freed.
 	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires}
-	for i, t := range req.topics {
-		req.topics[i] = strings.Clone(t)
+	if len(req.topics) == 1 { // the record holds it, saving two small allocations
+		p.topic1[0] = strings.Clone(req.topics[0])
+		req.topics = p.topic1[:]
+	} else {
+		for i, t := range req.topics {
+			req.topics[i] = strings.Clone(t)
+		}
 	}
 	c := new(collector)
-	c.init(req)
+	c.init(req, p.pos1[:])
 	if err := s.startPositions(ctx, c, req.earliest); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return nil, OutcomeError

@@ -118,7 +118,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 	ctx := r.Context()
 	d, expires := holdFor(req, pr)
 	var c collector
-	c.init(req)
+	c.init(req, nil)
 	// The start positions are taken before the registration, and every
 	// topic is read after it: a message appended after the Stat is either
 	// read or signals the waiter, so none is missed, and a message
@@ -236,10 +236,15 @@ func (c *collector) setKnown(i int) {
 	c.knownMore[i-64] = true
 }
 
-func (c *collector) init(req *pollRequest) {
+// pos, if long enough, holds the positions.
+func (c *collector) init(req *pollRequest, pos []Position) {
 	n := len(req.topics)
 	c.topics = req.topics
-	c.pos = make([]Position, n)
+	if len(pos) >= n {
+		c.pos = pos[:n]
+	} else {
+		c.pos = make([]Position, n)
+	}
 	c.limit = req.limit
 	if len(req.cursor) == 0 {
 		return

@@ -21,7 +21,8 @@ import (
 
 // pollRequest is a parsed, validated poll.
 type pollRequest struct {
-	topics   []string // distinct, in request order
+	topics   []string  // distinct, in request order
+	one      [1]string // topics' array for a single topic
 	cursor   []cursor.Entry
 	earliest bool
 	timeout  time.Duration // already capped at the maximum hold
@@ -37,23 +38,25 @@ var (
 
 // parsePollQuery reads a GET poll's query string.
 func (s *Server) parsePollQuery(rawQuery string) (*pollRequest, *Error) {
-	q := parsePollParams(rawQuery)
+	var array [4]string // most polls name a few
+	topics, q := parsePollParams(rawQuery, array[:0])
 	for i, k := range pollParamNames {
 		if q.n[i] > 1 {
 			return nil, badParam("parameter " + k + " given more than once")
 		}
 	}
+	vals := q.vals
 	var since, timeout, limit *string
 	if q.n[paramSince] > 0 {
-		since = &q.vals[paramSince]
+		since = &vals[paramSince]
 	}
 	if q.n[paramTimeout] > 0 {
-		timeout = &q.vals[paramTimeout]
+		timeout = &vals[paramTimeout]
 	}
 	if q.n[paramLimit] > 0 {
-		limit = &q.vals[paramLimit]
+		limit = &vals[paramLimit]
 	}
-	return s.buildPoll(q.topics, q.vals[paramCursor], since, timeout, limit)
+	return s.buildPoll(topics, vals[paramCursor], since, timeout, limit)
 }
 
 // The single-valued parameters of a poll's query.
@@ -66,11 +69,10 @@ const (
 
 var pollParamNames = [...]string{"cursor", "since", "timeout", "limit"}
 
-// pollParams are the parameters of a poll's query string.
+// pollParams are the single-valued parameters of a poll's query string.
 type pollParams struct {
-	topics []string
-	vals   [len(pollParamNames)]string // the first value of each
-	n      [len(pollParamNames)]int    // how many times each was given
+	vals [len(pollParamNames)]string // the first value of each
+	n    [len(pollParamNames)]int    // how many times each was given
 }
 
 // maxQueryParams is net/url's default limit: a query with more pairs
@@ -81,11 +83,17 @@ const maxQueryParams = 10000
 // url.ParseQuery would give them (pairs with a semicolon or a bad escape
 // are skipped), without building its map: a poll's query is parsed on
 // every re-poll. FuzzPollParams holds it to url.ParseQuery.
-func parsePollParams(raw string) pollParams {
+//
+// The topics are appended to topics[:0], which the caller may back with
+// an array of its own. They are a result of their own, not a field of
+// pollParams, so that escape analysis keeps such an array apart from the
+// values, which do escape.
+func parsePollParams(raw string, topics []string) ([]string, pollParams) {
 	var p pollParams
 	if strings.Count(raw, "&")+1 > maxQueryParams {
-		return p
+		return nil, p
 	}
+	topics = topics[:0]
 	for raw != "" {
 		var kv string
 		kv, raw, _ = strings.Cut(raw, "&")
@@ -101,7 +109,7 @@ func parsePollParams(raw string) pollParams {
 			continue
 		}
 		if k == "topic" {
-			p.topics = append(p.topics, v)
+			topics = append(topics, v)
 			continue
 		}
 		if i := slices.Index(pollParamNames[:], k); i >= 0 {
@@ -111,7 +119,7 @@ func parsePollParams(raw string) pollParams {
 			p.n[i]++
 		}
 	}
-	return p
+	return topics, p
 }
 
 // pollBody is the JSON body of POST /v1/poll.
@@ -175,7 +183,11 @@ func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, 
 	if len(topics) > 8 {
 		seen = make(map[string]struct{}, len(topics))
 	}
-	p.topics = make([]string, 0, len(topics))
+	if len(topics) == 1 {
+		p.topics = p.one[:0]
+	} else {
+		p.topics = make([]string, 0, len(topics))
+	}
 	for _, t := range topics {
 		if seen != nil {
 			if _, dup := seen[t]; dup {

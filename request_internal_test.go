@@ -18,10 +18,14 @@ func FuzzPollParams(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
-		got := parsePollParams(raw)
+		topics, got := parsePollParams(raw, nil)
 		want, _ := url.ParseQuery(raw)
-		if !slices.Equal(got.topics, want["topic"]) {
-			t.Fatalf("%q: topics %q, url.ParseQuery %q", raw, got.topics, want["topic"])
+		var buf [2]string
+		if inBuf, p := parsePollParams(raw, buf[:0]); !slices.Equal(inBuf, topics) || p != got {
+			t.Fatalf("%q: %q %+v with an array for the topics, %q %+v without", raw, inBuf, p, topics, got)
+		}
+		if !slices.Equal(topics, want["topic"]) {
+			t.Fatalf("%q: topics %q, url.ParseQuery %q", raw, topics, want["topic"])
 		}
 		for i, k := range pollParamNames {
 			if got.n[i] != len(want[k]) || got.vals[i] != want.Get(k) {
@@ -36,8 +40,8 @@ func TestPollParamsTooMany(t *testing.T) {
 	for range maxQueryParams {
 		raw += "&x=1"
 	}
-	if p := parsePollParams(raw); p.topics != nil {
-		t.Fatalf("%d pairs gave topics %q; url.ParseQuery gives none", maxQueryParams+1, p.topics)
+	if topics, _ := parsePollParams(raw, nil); topics != nil {
+		t.Fatalf("%d pairs gave topics %q; url.ParseQuery gives none", maxQueryParams+1, topics)
 	}
 	if q, _ := url.ParseQuery(raw); q["topic"] != nil {
 		t.Fatalf("url.ParseQuery changed its limit: %q", q["topic"])

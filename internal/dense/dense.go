@@ -392,7 +392,8 @@ func (c *conn) onData(data []byte) {
 			// A publish whose body has arrived with its head; a slower
 			// one goes to net/http, which reads bodies under its own
 			// timeouts.
-			u = &url.URL{Path: "/v1/publish"}
+			h.rq.url = url.URL{Path: "/v1/publish"}
+			u = &h.rq.url
 			body = append([]byte(nil), in[h.n:h.n+h.length]...)
 			h.n += h.length
 		default:
@@ -484,10 +485,13 @@ func bareURL(target string) url.URL {
 	return url.URL{Path: "/v1/poll", RawQuery: q, ForceQuery: ok && q == ""}
 }
 
-// request is a request and its URL, made in one allocation.
+// request is what serving one request needs, made in one allocation
+// with its head.
 type request struct {
 	http.Request
 	url url.URL
+	w   park.Response
+	h   head
 }
 
 func (j job) do() {
@@ -520,7 +524,7 @@ func (j job) serve() {
 	}()
 	h := j.h
 	host := h.host
-	rq := new(request)
+	rq := h.rq
 	if h.header != nil {
 		host = h.header.Get("Host")
 		h.header.Del("Host")
@@ -545,7 +549,7 @@ func (j job) serve() {
 		RequestURI: h.target,
 		Close:      h.close,
 	}
-	var w park.Response
+	w := &rq.w
 	if j.body != nil || h.method != http.MethodGet || j.url.Path != "/v1/poll" {
 		if j.body != nil {
 			req.Body = io.NopCloser(bytes.NewReader(j.body))
@@ -555,7 +559,7 @@ func (j job) serve() {
 		if handler == nil {
 			handler = http.DefaultServeMux
 		}
-		handler.ServeHTTP(&w, req)
+		handler.ServeHTTP(w, req)
 		body := w.Body
 		if h.method == http.MethodHead {
 			body = nil // its head keeps the Content-Length
@@ -563,7 +567,7 @@ func (j job) serve() {
 		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), body)
 		return
 	}
-	p := park.Serve(c.t.cfg.Poll, &w, req, c)
+	p := park.Serve(c.t.cfg.Poll, w, req, c)
 	if p == nil {
 		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), w.Body)
 		return

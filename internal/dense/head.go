@@ -38,6 +38,15 @@ type head struct {
 	close     bool // a Connection header lists "close" (case-insensitive, comma-separated list)
 	length    int  // the Content-Length, 0 when absent
 	n         int  // bytes of b the head took, through the final CRLF CRLF
+
+	rq *request // what the head is part of: the request is made with it
+}
+
+// newHead makes a head inside the request that will carry it.
+func newHead() *head {
+	rq := new(request)
+	rq.h.rq = rq
+	return &rq.h
 }
 
 // parseHead parses the request head at the start of b.
@@ -319,12 +328,9 @@ func buildHead(b []byte, fields int) *head {
 	line, rest, _ := strings.Cut(s, "\r\n")
 	method, line, _ := strings.Cut(line, " ")
 	target, _, _ := strings.Cut(line, " ")
-	h := &head{
-		method: method,
-		target: target,
-		header: make(http.Header, fields),
-		n:      len(b),
-	}
+	h := newHead()
+	h.method, h.target, h.n = method, target, len(b)
+	h.header = make(http.Header, fields)
 	// One backing array for the usual single-valued keys, as textproto does.
 	values := make([]string, fields)
 	for {
@@ -404,13 +410,10 @@ func buildBareHead(b []byte) *head {
 	sb.Write(host)
 	sb.Write(rid)
 	all := sb.String()
-	h := &head{
-		method: all[:sp1],
-		target: all[sp1+1 : sp2],
-		host:   all[len(line) : len(line)+len(host)],
-		close:  close,
-		n:      len(b),
-	}
+	h := newHead()
+	h.method, h.target = all[:sp1], all[sp1+1:sp2]
+	h.host = all[len(line) : len(line)+len(host)]
+	h.close, h.n = close, len(b)
 	if rid != nil {
 		h.rid = all[len(line)+len(host):]
 	}
