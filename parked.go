@@ -187,7 +187,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	if s.log.Enabled(ctx, slog.LevelInfo) {
 		p.log = &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}
 	}
-	p.deadline = time.Now().Add(d).UnixNano()
+	p.deadline = start.Add(d).UnixNano() // the hold counts from the poll's start
 	s.hub.Park(&p.w, c.topics, p)
 	s.wheel.add(p)
 	for {

@@ -112,7 +112,6 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink park.Sink) *
 	if sink != nil { // a poll on the event loop waits for a fan-out to be written
 		s.fanout.wait()
 	}
-	start := time.Now()
 	rid := requestID(r)
 	if pw, ok := w.(*park.Response); ok {
 		pw.RequestID = rid // no header map for it
@@ -121,8 +120,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink park.Sink) *
 	}
 	logged := s.log.Enabled(r.Context(), slog.LevelInfo)
 	rw := w
-	var rec *recorder
+	var (
+		rec   *recorder
+		start time.Time
+	)
 	if logged {
+		start = time.Now()
 		rec = &recorder{ResponseWriter: w, status: http.StatusOK}
 		rw = rec
 	}
