@@ -324,10 +324,12 @@ func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []by
 		outcome = OutcomeCancelled
 	} else {
 		hp := bufPool.Get().(*[]byte)
+		var head []byte
 		if hdr == nil {
-			hdr = jsonHeader
+			head = park.AppendJSONHead((*hp)[:0], status, p.extra, len(body), false)
+		} else {
+			head = park.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false)
 		}
-		head := park.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false)
 		p.sink.Finish(head, body)
 		*hp = head
 		bufPool.Put(hp)
@@ -340,14 +342,6 @@ func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []by
 		}
 		s.accessLog(p.requestID(), p.log, st, int64(len(body)), time.Since(p.started()))
 	}
-}
-
-// jsonHeader is the header of a poll's 200 reply beyond the poll's own
-// lines; read-only.
-var jsonHeader = http.Header{
-	"Cache-Control":     {"no-store"},
-	"Content-Type":      {"application/json"},
-	"X-Accel-Buffering": {"no"},
 }
 
 // rearm returns a claimed poll whose read found nothing to waiting,

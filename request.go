@@ -360,7 +360,9 @@ const MaxIDLen = 256
 // item before any is appended.
 func (s *Server) parsePublish(raw []byte) ([]Publication, *Error) {
 	var b publishBody
-	if err := json.Unmarshal(raw, &b); err != nil {
+	if it, ok := plainPublish(raw); ok {
+		b.publishItem = it
+	} else if err := json.Unmarshal(raw, &b); err != nil {
 		return nil, bodyError(err)
 	}
 	var items []publishItem
@@ -434,4 +436,123 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// plainPublish reads the usual publish body, one object with "topic",
+// "data" and perhaps "id", as json.Unmarshal would into a publishBody,
+// without its reflection. It takes only what it can read exactly: the
+// keys spelled so, each once, and topic and id strings of printable ASCII
+// with no escapes; anything else (ok false) goes to json.Unmarshal.
+// FuzzPlainPublish holds it to json.Unmarshal.
+func plainPublish(raw []byte) (it publishItem, ok bool) {
+	if !json.Valid(raw) {
+		return it, false
+	}
+	// raw is one valid JSON value from here on.
+	i := skipSpace(raw, 0)
+	if raw[i] != '{' {
+		return it, false
+	}
+	i = skipSpace(raw, i+1)
+	if raw[i] == '}' {
+		return it, false
+	}
+	for {
+		// A key: a string, then a colon.
+		end := plainString(raw, i)
+		if end < 0 {
+			return it, false
+		}
+		key := raw[i+1 : end-1]
+		i = skipSpace(raw, end)
+		i = skipSpace(raw, i+1) // the colon
+		switch string(key) {
+		case "topic", "id":
+			end = plainString(raw, i)
+			if end < 0 {
+				return it, false
+			}
+			v := string(raw[i+1 : end-1])
+			p := &it.Topic
+			if key[0] == 'i' {
+				p = &it.ID
+			}
+			if *p != nil {
+				return it, false // given twice: json.Unmarshal keeps the last
+			}
+			*p = &v
+		case "data":
+			if it.Data != nil {
+				return it, false
+			}
+			end = skipValue(raw, i)
+			it.Data = raw[i:end:end]
+		default:
+			return it, false
+		}
+		i = skipSpace(raw, end)
+		if raw[i] == '}' {
+			return it, true
+		}
+		i = skipSpace(raw, i+1) // the comma
+	}
+}
+
+// skipSpace returns the index of the first byte at or after i that is
+// not JSON white space.
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// plainString returns the index just past the string at b[i] if it is
+// one of printable ASCII with no escapes, else -1.
+func plainString(b []byte, i int) int {
+	if b[i] != '"' {
+		return -1
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return j + 1
+		case c == '\\' || c < ' ' || c > '~':
+			return -1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index just past the valid JSON value at b[i].
+func skipValue(b []byte, i int) int {
+	depth := 0
+	for ; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+			if depth == 0 {
+				return i + 1
+			}
+		case '{', '[':
+			depth++
+		case '}', ']':
+			if depth == 0 {
+				return i // the enclosing object's end
+			}
+			depth--
+			if depth == 0 {
+				return i + 1
+			}
+		case ',', ' ', '\t', '\n', '\r', ':':
+			if depth == 0 {
+				return i
+			}
+		}
+	}
+	return i
 }

@@ -1,6 +1,8 @@
 package longpoll
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/url"
 	"slices"
 	"testing"
@@ -45,5 +47,46 @@ func TestPollParamsTooMany(t *testing.T) {
 	}
 	if q, _ := url.ParseQuery(raw); q["topic"] != nil {
 		t.Fatalf("url.ParseQuery changed its limit: %q", q["topic"])
+	}
+}
+
+func FuzzPlainPublish(f *testing.F) {
+	for _, s := range []string{
+		`{"topic":"a","data":1}`, ` { "topic" : "a" , "data" : {"x":[1,"}",{"y":null}]} , "id" : "k-1" } `,
+		`{"data":"s\"}","topic":"b"}`, `{"topic":"a","data":null}`, `{"topic":"a","topic":"b","data":1}`,
+		`{"Topic":"a","data":1}`, `{"topic":"\u0061","data":1}`, `{"topic":"é","data":1}`, `{"topic":1,"data":1}`,
+		`{"topic":"a","data":1,"messages":[]}`, `{}`, `[1]`, `{"topic":"a","data":tru}`, `{"data":-1.5e3,"topic":""}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		it, ok := plainPublish(raw)
+		if !ok {
+			return
+		}
+		var b publishBody
+		if err := json.Unmarshal(raw, &b); err != nil {
+			t.Fatalf("%q: plainPublish took it, json.Unmarshal: %v", raw, err)
+		}
+		same := func(x, y *string) bool { return x == nil && y == nil || x != nil && y != nil && *x == *y }
+		if b.Messages != nil || !same(it.Topic, b.Topic) || !same(it.ID, b.ID) || !bytes.Equal(it.Data, b.Data) || (it.Data == nil) != (b.Data == nil) {
+			t.Fatalf("%q: plainPublish %+v, json.Unmarshal %+v", raw, it, b)
+		}
+	})
+}
+
+// TestPlainPublishTakesTheUsualBodies: the usual bodies do not go to
+// json.Unmarshal.
+func TestPlainPublishTakesTheUsualBodies(t *testing.T) {
+	for _, raw := range []string{
+		`{"topic":"a","data":1}`,
+		`{"topic":"orders.eu-1","data":{"n":1,"s":"x\"y","l":[1,2,{}]},"id":"k-1"}`,
+		"{\n  \"data\": [true, null],\n  \"topic\": \"a\"\n}\n",
+		`{"topic":"a","data":null}`,
+	} {
+		it, ok := plainPublish([]byte(raw))
+		if !ok || it.Topic == nil || it.Data == nil {
+			t.Errorf("%q: %+v, %v", raw, it, ok)
+		}
 	}
 }

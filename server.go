@@ -382,6 +382,10 @@ func (s *Server) brokerError(w http.ResponseWriter, r *http.Request, rid, op str
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	if pw, ok := w.(*park.Response); ok && pw.Fields() == nil {
+		pw.SetJSON(status, body) // no header map
+		return
+	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")

@@ -8,10 +8,12 @@ import (
 
 // Config configures a Transport.
 type Config struct {
-	// Poll is the *longpoll.Server: plain polls are parked on it.
+	// Poll is the *longpoll.Server: plain polls are parked on it, and
+	// the other requests under /v1/ that the loop reads (publishes, topic
+	// info, preflights) go straight to it.
 	Poll http.Handler
-	// Std serves everything else; its Handler also serves the plain
-	// publishes the loop reads, and must route /v1/poll to Poll too. Its timeouts and header limit apply to what it serves.
+	// Std serves everything else, and must route /v1/ to Poll too. Its
+	// timeouts and header limit apply to what it serves.
 	Std *http.Server
 	// ReadHeaderTimeout is how long a client may take to send a poll's
 	// request head; IdleTimeout how long a connection may wait between

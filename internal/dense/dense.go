@@ -556,7 +556,9 @@ func (j job) serve() {
 			req.ContentLength = int64(len(j.body))
 		}
 		handler := c.t.cfg.Std.Handler
-		if handler == nil {
+		if strings.HasPrefix(j.url.Path, "/v1/") && c.t.cfg.Poll != nil {
+			handler = c.t.cfg.Poll // the protocol's server: no routing on the way
+		} else if handler == nil {
 			handler = http.DefaultServeMux
 		}
 		handler.ServeHTTP(w, req)

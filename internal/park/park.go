@@ -81,6 +81,21 @@ type Response struct {
 	// has one: the server sets it here rather than in a header map.
 	RequestID string
 	hdr       http.Header
+	json      bool // JSON's header lines go with the head (SetJSON)
+}
+
+// JSONFields are the header lines of every JSON reply of the server's.
+const JSONFields = "Content-Type: application/json\r\nCache-Control: no-store\r\nX-Accel-Buffering: no\r\n"
+
+// SetJSON sets a JSON reply whose header is Content-Type
+// application/json, Cache-Control no-store and X-Accel-Buffering no, and
+// its Content-Length: what the server's JSON replies carry, rendered with
+// the head rather than kept in a header map. It is for a reply whose
+// header is otherwise empty (Fields is nil).
+func (w *Response) SetJSON(status int, body []byte) {
+	w.json = true
+	w.WriteHeader(status)
+	w.Body = append(w.Body, body...)
 }
 
 // Fields returns the header set so far, perhaps nil: unlike Header, it
@@ -116,7 +131,11 @@ func (w *Response) AppendHead(buf []byte, close bool) []byte {
 		var b [160]byte
 		extra = append(append(append(b[:0], "X-Request-Id: "...), w.RequestID...), "\r\n"...)
 	}
-	return AppendHead(buf, max(w.Status, http.StatusOK), w.hdr, extra, len(w.Body), close)
+	var fields string
+	if w.json {
+		fields = JSONFields
+	}
+	return appendHead(buf, max(w.Status, http.StatusOK), w.hdr, fields, extra, len(w.Body), close)
 }
 
 // AppendHead appends an HTTP/1.1 status line and header block: hdr, then
@@ -124,6 +143,16 @@ func (w *Response) AppendHead(buf []byte, close bool) []byte {
 // Content-Length of n unless hdr has one or the status has no body (204,
 // 304), Connection: close when close, and Date.
 func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, close bool) []byte {
+	return appendHead(buf, status, hdr, "", extra, n, close)
+}
+
+// AppendJSONHead is AppendHead for a JSON reply with no header map:
+// JSONFields, then extra.
+func AppendJSONHead(buf []byte, status int, extra []byte, n int, close bool) []byte {
+	return appendHead(buf, status, nil, JSONFields, extra, n, close)
+}
+
+func appendHead(buf []byte, status int, hdr http.Header, fields string, extra []byte, n int, close bool) []byte {
 	buf = append(buf, "HTTP/1.1 "...)
 	buf = strconv.AppendInt(buf, int64(status), 10)
 	buf = append(buf, ' ')
@@ -134,6 +163,7 @@ func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, cl
 			buf = append(append(append(append(buf, k...), ": "...), v...), "\r\n"...)
 		}
 	}
+	buf = append(buf, fields...)
 	buf = append(buf, extra...)
 	if _, ok := hdr["Content-Length"]; !ok && status != http.StatusNoContent && status != http.StatusNotModified {
 		buf = append(buf, "Content-Length: "...)

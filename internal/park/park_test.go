@@ -43,3 +43,29 @@ func TestAppendHeadExtraAndLength(t *testing.T) {
 		t.Errorf("%q: %q %v", raw, body, resp.Header)
 	}
 }
+
+func TestSetJSON(t *testing.T) {
+	w := Response{RequestID: "r-1"}
+	w.SetJSON(http.StatusCreated, []byte(`{"a":1}`))
+	raw := append(w.AppendHead(nil, false), w.Body...)
+	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", raw, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	want := map[string]string{
+		"Content-Type": "application/json", "Cache-Control": "no-store", "X-Accel-Buffering": "no",
+		"Content-Length": "7", "X-Request-Id": "r-1",
+	}
+	for k, v := range want {
+		if got := resp.Header[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
+	if resp.StatusCode != 201 || string(body) != `{"a":1}` || len(resp.Header) != len(want)+1 || resp.Header.Get("Date") == "" {
+		t.Errorf("%d %q %v", resp.StatusCode, body, resp.Header)
+	}
+	if w.Fields() != nil {
+		t.Errorf("SetJSON made a header map: %v", w.Fields())
+	}
+}
