@@ -75,6 +75,7 @@ type parked struct {
 	// not with a timeout.
 	expires bool
 	inWheel bool // under home's lock
+	unsent  bool // its client was gone when its reply was due (send)
 	sink    park.Sink
 	w       hub.Waiter // its registration, kept here to save an allocation
 	// What the reply depends on, updated by whoever holds the claim.
@@ -312,27 +313,41 @@ func (p *parked) fail(err error) {
 	p.end(OutcomeError, w.Status, w.Header(), w.Body)
 }
 
-// end finishes a claimed poll: it leaves the hub and the wheel, writes the
-// reply (hdr holds its headers beyond the fixed JSON ones) unless the
-// client is gone, and accounts for the poll.
+// end finishes a claimed poll: it writes the reply (hdr holds its headers
+// beyond the fixed JSON ones) unless the client is gone, then settles it.
 func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []byte) {
+	p.send(status, hdr, body)
+	p.settle(outcome, status, len(body))
+}
+
+// send writes a claimed poll's reply, unless the client is gone.
+func (p *parked) send(status int, hdr http.Header, body []byte) {
+	if p.gone.Load() {
+		p.unsent = true
+		return
+	}
+	hp := bufPool.Get().(*[]byte)
+	var head []byte
+	if hdr == nil {
+		head = park.AppendJSONHead((*hp)[:0], status, p.extra, len(body), false)
+	} else {
+		head = park.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false)
+	}
+	p.sink.Finish(head, body)
+	*hp = head
+	bufPool.Put(hp)
+}
+
+// settle does what follows a claimed poll's reply: it leaves the hub and
+// the wheel, and is accounted for. The poll stays claimed until then, so
+// no one else answers it meanwhile.
+func (p *parked) settle(outcome PollOutcome, status, n int) {
 	s := p.s
 	p.state.Store(stDone)
 	s.hub.Unregister(&p.w)
 	s.wheel.remove(p)
-	if p.gone.Load() {
+	if p.unsent {
 		outcome = OutcomeCancelled
-	} else {
-		hp := bufPool.Get().(*[]byte)
-		var head []byte
-		if hdr == nil {
-			head = park.AppendJSONHead((*hp)[:0], status, p.extra, len(body), false)
-		} else {
-			head = park.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false)
-		}
-		p.sink.Finish(head, body)
-		*hp = head
-		bufPool.Put(hp)
 	}
 	s.endPoll(outcome, p.started(), p.client)
 	if p.log != nil {
@@ -340,7 +355,7 @@ func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []by
 		if outcome == OutcomeCancelled {
 			st = 499
 		}
-		s.accessLog(p.requestID(), p.log, st, int64(len(body)), time.Since(p.started()))
+		s.accessLog(p.requestID(), p.log, st, int64(n), time.Since(p.started()))
 	}
 }
 
@@ -532,16 +547,25 @@ func (s *Server) deliverGroup(g []*parked) {
 	bp := bufPool.Get().(*[]byte)
 	body := appendReply((*bp)[:0], &c, false, 0)
 	now := time.Now()
-	if len(g) >= fanoutGate {
+	// Every reply is written first, and the bookkeeping (hub, wheel,
+	// metrics) done after: the last subscriber of a large group gets its
+	// message that much sooner.
+	gated := len(g) >= fanoutGate
+	if gated {
 		s.fanout.enter()
-		defer s.fanout.leave()
+	}
+	for _, p := range g {
+		p.send(http.StatusOK, nil, body)
+	}
+	if gated {
+		s.fanout.leave()
 	}
 	for _, p := range g {
 		s.m.Delivered(now, c.out)
 		for _, gp := range c.gaps {
 			s.m.GapReported(gp.Reason)
 		}
-		p.end(OutcomeMessages, http.StatusOK, nil, body)
+		p.settle(OutcomeMessages, http.StatusOK, len(body))
 	}
 	if cap(body) <= 1<<20 {
 		*bp = body

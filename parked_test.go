@@ -280,3 +280,43 @@ func TestWokenPollsAreAnsweredOnTheSinksRunner(t *testing.T) {
 		}
 	})
 }
+
+// countingSink records, at each reply, how many polls of its topic are
+// still registered.
+type countingSink struct {
+	srv   *longpoll.Server
+	topic string
+	seen  chan int
+}
+
+func (s *countingSink) Finish(head, body []byte) { s.seen <- s.srv.Waiting(s.topic) }
+
+func TestAGroupsRepliesGoOutBeforeItsBookkeeping(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := memory.New()
+		defer b.Close()
+		srv, _ := longpoll.New(b)
+		s := &countingSink{srv: srv, topic: "o", seen: make(chan int, 8)}
+		for range 3 {
+			req := httptest.NewRequest("GET", "/v1/poll?topic=o&timeout=30", nil)
+			if p := park.Serve(srv, httptest.NewRecorder(), req, s); p == nil {
+				t.Fatal("answered at once")
+			}
+		}
+		srv.Publish(t.Context(), longpoll.Publication{Topic: "o", Data: json.RawMessage(`1`)})
+		synctest.Wait()
+		for i := range 3 {
+			select {
+			case n := <-s.seen:
+				if n != 3 {
+					t.Fatalf("reply %d was written with %d of the group's 3 polls still registered: the bookkeeping came first", i, n)
+				}
+			default:
+				t.Fatalf("%d replies, want 3", i)
+			}
+		}
+		if n := srv.Waiting("o"); n != 0 {
+			t.Fatalf("%d polls still registered after the fan-out", n)
+		}
+	})
+}

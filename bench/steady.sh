@@ -37,10 +37,13 @@ taskset -c 1 "$bin" bench --quiet --protocol "$proto" --server "$url" --scenario
 	--subscribers 10000 --topics 1000 --rate 500 --duration 25s >"$out/bench.txt" 2>&1 &
 bench=$!
 # Wait for deliveries to flow: the server's count for longpoll; for
-# Nchan, which has none, a fixed wait past its connection phase.
+# Nchan, which has none, its writes per second (5,500 once they flow).
 delivered() { curl -s "$url/metrics" | awk '/^longpoll_delivered_messages_total/ {print $2}'; }
 if [ "$kind" = nchan ]; then
-	sleep 7
+	for _ in $(seq 60); do
+		w=$(perf stat -x, -e syscalls:sys_enter_writev -p "$pid" -- sleep 1 2>&1 | awk -F, '/writev/ {print $1}')
+		[ "${w:-0}" -gt 4500 ] && break
+	done
 else
 	for _ in $(seq 120); do
 		d=$(delivered)
