@@ -5,9 +5,11 @@
 // goroutines and two bufio buffers each: a plain GET /v1/poll is parsed
 // here and handed to the server, which either answers at once or parks
 // the poll as a small record; the parked poll's reply is written back
-// from whichever goroutine readies it. A plain POST /v1/publish whose
+// from whichever goroutine readies it, on the server's request one of
+// this transport's workers (park.Runner). A plain POST /v1/publish whose
 // body arrives with its head, and the protocol's small requests (topic
-// info, CORS preflights, health checks), are served here too, through the
+// info, CORS preflights, health checks), are served here too: those
+// under /v1/ straight by the server, health checks through the net/http
 // server's handler.
 //
 // Every other request (pages, metrics, a POST poll, a slow or large
@@ -494,6 +496,18 @@ type request struct {
 	h   head
 }
 
+// requests keeps served requests for new heads: a request is the largest
+// allocation of a poll cycle, a third of its bytes, and nothing holds it
+// once served (the server copies what a parked poll keeps, and a reply
+// the socket does not take at once is copied too).
+var requests = sync.Pool{New: func() any { return new(request) }}
+
+// free clears rq and returns it to requests.
+func (rq *request) free() {
+	*rq = request{}
+	requests.Put(rq)
+}
+
 func (j job) do() {
 	if j.fn != nil {
 		j.fn()
@@ -525,6 +539,7 @@ func (j job) serve() {
 	h := j.h
 	host := h.host
 	rq := h.rq
+	defer rq.free() // after the reply is out, or the poll parked
 	if h.header != nil {
 		host = h.header.Get("Host")
 		h.header.Del("Host")

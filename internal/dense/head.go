@@ -44,7 +44,7 @@ type head struct {
 
 // newHead makes a head inside the request that will carry it.
 func newHead() *head {
-	rq := new(request)
+	rq := requests.Get().(*request)
 	rq.h.rq = rq
 	return &rq.h
 }
