@@ -520,6 +520,12 @@ func (j job) do() {
 // workers, whose stacks have grown already.
 func (c *conn) Run(f func()) {
 	select {
+	case <-c.t.quit: // the workers are stopping
+		go f()
+		return
+	default:
+	}
+	select {
 	case c.t.jobs <- job{fn: f}:
 	default: // every worker busy and the queue full
 		go f()

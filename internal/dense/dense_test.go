@@ -598,4 +598,13 @@ func TestRunQueuesForTheWorkers(t *testing.T) {
 	default:
 		t.Fatal("the queued work did not run")
 	}
+	// Once the workers stop, work runs on a goroutine of its own rather
+	// than wait in the queue for none.
+	c.Run(func() { ran <- 3 })
+	if len(tr.jobs) != 0 {
+		t.Fatal("work was queued after the workers stopped")
+	}
+	if v := <-ran; v != 3 {
+		t.Fatalf("ran %d", v)
+	}
 }
