@@ -45,18 +45,17 @@ func (s *Server) parsePollQuery(rawQuery string) (*pollRequest, *Error) {
 			return nil, badParam("parameter " + k + " given more than once")
 		}
 	}
-	vals := q.vals
 	var since, timeout, limit *string
 	if q.n[paramSince] > 0 {
-		since = &vals[paramSince]
+		since = &q.vals[paramSince]
 	}
 	if q.n[paramTimeout] > 0 {
-		timeout = &vals[paramTimeout]
+		timeout = &q.vals[paramTimeout]
 	}
 	if q.n[paramLimit] > 0 {
-		limit = &vals[paramLimit]
+		limit = &q.vals[paramLimit]
 	}
-	return s.buildPoll(topics, vals[paramCursor], since, timeout, limit)
+	return s.buildPoll(topics, q.vals[paramCursor], since, timeout, limit)
 }
 
 // The single-valued parameters of a poll's query.
