@@ -51,14 +51,14 @@ func init() {
 		}
 		return nil // not a nil *parked in a non-nil interface
 	}
-	// Without an Authenticator, the server reads a poll's X-Request-Id,
-	// and Origin, Access-Control-Request-Method and X-Forwarded-For, none
-	// of which a bare poll carries.
 	park.Pause = func(h http.Handler) {
 		if s, ok := h.(*Server); ok {
 			s.fanout.wait()
 		}
 	}
+	// Without an Authenticator, the server reads a poll's X-Request-Id,
+	// and Origin, Access-Control-Request-Method and X-Forwarded-For, none
+	// of which a bare poll carries.
 	park.Bare = func(h http.Handler) bool {
 		s, ok := h.(*Server)
 		return ok && s.cfg.auth == nil
