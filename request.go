@@ -244,6 +244,15 @@ func parseTimeout(s string) (time.Duration, *Error) {
 	if s == "" || len(s) > 32 {
 		return 0, bad
 	}
+	if d, ok := wholeSeconds(s); ok {
+		return d, nil
+	}
+	return parseDuration(s)
+}
+
+// parseDuration is parseTimeout's general case.
+func parseDuration(s string) (time.Duration, *Error) {
+	bad := errBadTimeout
 	var d time.Duration
 	// A bare number is seconds; anything ending in a unit is a duration.
 	if c := s[len(s)-1]; c >= '0' && c <= '9' || c == '.' {
@@ -265,6 +274,24 @@ func parseTimeout(s string) (time.Duration, *Error) {
 		}
 	}
 	return d, nil
+}
+
+// wholeSeconds reads the usual timeout, a few digits perhaps followed by
+// "s", without the float parser or time.ParseDuration's unit table.
+func wholeSeconds(s string) (time.Duration, bool) {
+	s = strings.TrimSuffix(s, "s")
+	if s == "" || len(s) > 6 {
+		return 0, false
+	}
+	n := 0
+	for i := range len(s) {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = 10*n + int(c-'0')
+	}
+	return time.Duration(n) * time.Second, true
 }
 
 // parseLimit accepts a positive integer; above MaxPollLimit it is capped.

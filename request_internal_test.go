@@ -90,3 +90,35 @@ func TestPlainPublishTakesTheUsualBodies(t *testing.T) {
 		}
 	}
 }
+
+// FuzzTimeout holds parseTimeout's shortcut for whole seconds to its
+// general case.
+func FuzzTimeout(f *testing.F) {
+	for _, s := range []string{"30", "30s", "0", "0s", "s", "1.5", "30ms", "999999", "1000000s", "-1", "+5", "5 s"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, gerr := parseTimeout(s)
+		if s == "" || len(s) > 32 {
+			if gerr == nil {
+				t.Fatalf("%q: %v, want an error", s, got)
+			}
+			return
+		}
+		want, werr := parseDuration(s)
+		if got != want || (gerr == nil) != (werr == nil) {
+			t.Fatalf("%q: %v %v, general case %v %v", s, got, gerr, want, werr)
+		}
+		if d, ok := wholeSeconds(s); ok && (d != want || werr != nil) {
+			t.Fatalf("%q: shortcut %v, general case %v %v", s, d, want, werr)
+		}
+	})
+}
+
+func TestTimeoutShortcut(t *testing.T) {
+	for _, s := range []string{"30", "30s", "0s", "600"} {
+		if _, ok := wholeSeconds(s); !ok {
+			t.Errorf("wholeSeconds(%q) does not take it", s)
+		}
+	}
+}
