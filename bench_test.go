@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
@@ -109,7 +110,7 @@ type countSink struct {
 	done chan []byte
 }
 
-func (s *countSink) Finish(head, body []byte) { s.done <- append([]byte(nil), body...) }
+func (s *countSink) Finish(head, body []byte, _ time.Time) { s.done <- append([]byte(nil), body...) }
 
 // BenchmarkParkedPublishWake is BenchmarkPublishWake on the parked path
 // of the dense transport: one publish answers n parked polls, which then

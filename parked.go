@@ -316,12 +316,13 @@ func (p *parked) fail(err error) {
 // end finishes a claimed poll: it writes the reply (hdr holds its headers
 // beyond the fixed JSON ones) unless the client is gone, then settles it.
 func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []byte) {
-	p.send(status, hdr, body)
-	p.settle(outcome, status, len(body))
+	now := time.Now()
+	p.send(status, hdr, body, now)
+	p.settle(outcome, status, len(body), now)
 }
 
 // send writes a claimed poll's reply, unless the client is gone.
-func (p *parked) send(status int, hdr http.Header, body []byte) {
+func (p *parked) send(status int, hdr http.Header, body []byte, now time.Time) {
 	if p.gone.Load() {
 		p.unsent = true
 		return
@@ -329,11 +330,11 @@ func (p *parked) send(status int, hdr http.Header, body []byte) {
 	hp := bufPool.Get().(*[]byte)
 	var head []byte
 	if hdr == nil {
-		head = park.AppendJSONHead((*hp)[:0], status, p.extra, len(body), false)
+		head = park.AppendJSONHead((*hp)[:0], status, p.extra, len(body), false, now)
 	} else {
-		head = park.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false)
+		head = park.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false, now)
 	}
-	p.sink.Finish(head, body)
+	p.sink.Finish(head, body, now)
 	*hp = head
 	bufPool.Put(hp)
 }
@@ -341,7 +342,7 @@ func (p *parked) send(status int, hdr http.Header, body []byte) {
 // settle does what follows a claimed poll's reply: it leaves the hub and
 // the wheel, and is accounted for. The poll stays claimed until then, so
 // no one else answers it meanwhile.
-func (p *parked) settle(outcome PollOutcome, status, n int) {
+func (p *parked) settle(outcome PollOutcome, status, n int, now time.Time) {
 	s := p.s
 	p.state.Store(stDone)
 	s.hub.Unregister(&p.w)
@@ -349,13 +350,14 @@ func (p *parked) settle(outcome PollOutcome, status, n int) {
 	if p.unsent {
 		outcome = OutcomeCancelled
 	}
-	s.endPoll(outcome, p.started(), p.client)
+	held := now.Sub(p.started())
+	s.endPoll(outcome, held, p.client)
 	if p.log != nil {
 		st := status
 		if outcome == OutcomeCancelled {
 			st = 499
 		}
-		s.accessLog(p.requestID(), p.log, st, int64(n), time.Since(p.started()))
+		s.accessLog(p.requestID(), p.log, st, int64(n), held)
 	}
 }
 
@@ -555,7 +557,7 @@ func (s *Server) deliverGroup(g []*parked) {
 		s.fanout.enter()
 	}
 	for _, p := range g {
-		p.send(http.StatusOK, nil, body)
+		p.send(http.StatusOK, nil, body, now)
 	}
 	if gated {
 		s.fanout.leave()
@@ -565,7 +567,7 @@ func (s *Server) deliverGroup(g []*parked) {
 		for _, gp := range c.gaps {
 			s.m.GapReported(gp.Reason)
 		}
-		p.settle(OutcomeMessages, http.StatusOK, len(body))
+		p.settle(OutcomeMessages, http.StatusOK, len(body), now)
 	}
 	if cap(body) <= 1<<20 {
 		*bp = body

@@ -28,7 +28,7 @@ type sink struct {
 
 func newSink() *sink { return &sink{got: make(chan *http.Response, 16), raw: make(chan []byte, 16)} }
 
-func (s *sink) Finish(head, body []byte) {
+func (s *sink) Finish(head, body []byte, _ time.Time) {
 	b := append(append([]byte(nil), head...), body...)
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(b)), nil)
 	if err != nil {
@@ -289,7 +289,7 @@ type countingSink struct {
 	seen  chan int
 }
 
-func (s *countingSink) Finish(head, body []byte) { s.seen <- s.srv.Waiting(s.topic) }
+func (s *countingSink) Finish(head, body []byte, _ time.Time) { s.seen <- s.srv.Waiting(s.topic) }
 
 func TestAGroupsRepliesGoOutBeforeItsBookkeeping(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {

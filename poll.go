@@ -74,15 +74,15 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, p
 	} else {
 		outcome = s.poll(w, r, rid, req, pr)
 	}
-	s.endPoll(outcome, start, client)
+	s.endPoll(outcome, time.Since(start), client)
 	return nil
 }
 
 // endPoll accounts for a finished poll.
-func (s *Server) endPoll(outcome PollOutcome, start time.Time, client string) {
+func (s *Server) endPoll(outcome PollOutcome, held time.Duration, client string) {
 	s.polls.Add(-1)
 	s.m.PollsHeld(-1)
-	s.m.PollEnded(outcome, time.Since(start))
+	s.m.PollEnded(outcome, held)
 	if client != "" {
 		s.limit.EndPoll(client)
 	}

@@ -238,8 +238,7 @@ func (t *Transport) stop() {
 		}
 		t.std.Close()
 		t.l.close()
-		close(t.quit)
-		t.wg.Wait()
+		t.stopWorkers(t.cfg.Workers)
 	})
 }
 
@@ -262,24 +261,27 @@ func (t *Transport) closeDrained() {
 
 func (t *Transport) isClosing() bool { return t.closing.Load() }
 
+// stopWorkers stops n workers and waits for them. The stop jobs queue
+// behind what was queued before quit closed, which the workers serve
+// first; what comes after gets a goroutine of its own (Run).
+func (t *Transport) stopWorkers(n int) {
+	close(t.quit)
+	for range n {
+		t.jobs <- job{stop: true}
+	}
+	t.wg.Wait()
+}
+
+// work serves jobs until it takes a stop job. A plain receive, not a
+// select with the quit channel: a job is handed over with one channel's
+// lock, not two.
 func (t *Transport) work() {
 	defer t.wg.Done()
-	for {
-		select {
-		case j := <-t.jobs:
-			j.do()
-		case <-t.quit:
-			for { // what the server queued still runs
-				select {
-				case j := <-t.jobs:
-					if j.fn != nil {
-						j.fn()
-					}
-				default:
-					return
-				}
-			}
+	for j := range t.jobs {
+		if j.stop {
+			return
 		}
+		j.do()
 	}
 }
 
@@ -330,6 +332,7 @@ type conn struct {
 // the server asked to run (fn).
 type job struct {
 	fn   func()
+	stop bool // the worker taking it stops
 	c    *conn
 	h    *head
 	url  *url.URL
@@ -425,10 +428,15 @@ func (c *conn) onData(data []byte) {
 	n := c.reqs
 	c.setIdleDeadline(0) // the hold has its own deadline
 	c.mu.Unlock()
+	j := job{c: c, h: h, url: u, body: body, n: n}
 	select {
-	case c.t.jobs <- job{c: c, h: h, url: u, body: body, n: n}:
-	case <-c.t.quit:
-		c.closeNow()
+	case c.t.jobs <- j: // the usual case, without a select's cost
+	default:
+		select {
+		case c.t.jobs <- j:
+		case <-c.t.quit:
+			c.closeNow()
+		}
 	}
 }
 
@@ -616,16 +624,19 @@ func (j job) serve() {
 }
 
 // Finish implements park.Sink: c is the sink of its parked poll.
-func (c *conn) Finish(head, body []byte) {
+func (c *conn) Finish(head, body []byte, now time.Time) {
 	c.mu.Lock()
 	c.finished = true
 	c.mu.Unlock()
-	c.reply(head, body)
+	c.replyAt(head, body, now)
 }
 
 // reply writes a request's reply and makes the connection ready for its
 // next request: it serves any input already buffered.
-func (c *conn) reply(head, body []byte) {
+func (c *conn) reply(head, body []byte) { c.replyAt(head, body, time.Now()) }
+
+// replyAt is reply with the time now, which the caller has read already.
+func (c *conn) replyAt(head, body []byte, now time.Time) {
 	_ = c.writev([][]byte{head, body})
 	c.mu.Lock()
 	if c.state == closed {
@@ -640,7 +651,7 @@ func (c *conn) reply(head, body []byte) {
 	}
 	c.state, c.poll = idle, nil
 	pending := len(c.buf) > 0
-	c.setIdleDeadline(time.Now().Add(c.t.cfg.IdleTimeout).UnixNano())
+	c.setIdleDeadline(now.Add(c.t.cfg.IdleTimeout).UnixNano())
 	c.mu.Unlock()
 	if pending {
 		// A request pipelined behind this one: it stays in c.buf, ahead

@@ -301,6 +301,40 @@ func TestPublishOnTheLoop(t *testing.T) {
 	}
 }
 
+// TestInputLargerThanOneRead sends more in one write than the loop reads
+// at once: connections are edge-triggered, so the loop must read on
+// without another event.
+func TestInputLargerThanOneRead(t *testing.T) {
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	data := `"` + strings.Repeat("y", 50<<10) + `"`
+	body := `{"messages":[`
+	for i := range 6 {
+		if i > 0 {
+			body += ","
+		}
+		body += `{"topic":"big","data":` + data + `}`
+	}
+	body += `]}`
+	io.WriteString(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || len(v["messages"].([]any)) != 6 {
+		t.Fatalf("batch of %d bytes: %d", len(body), resp.StatusCode)
+	}
+}
+
+// TestRequestThenEndInOneEvent sends a poll and the end of the
+// connection together: the loop, edge-triggered, must see the end as
+// well as the request.
+func TestRequestThenEndInOneEvent(t *testing.T) {
+	f := start(t, Config{})
+	for range 20 {
+		c, _ := dial(t, f.addr)
+		io.WriteString(c, "GET /v1/poll?topic=end&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.Close()
+	}
+	waitFor(t, "the connections to close", func() bool { return f.t.served() == 0 && f.srv.Waiting("end") == 0 })
+}
+
 func TestH2CPriorKnowledge(t *testing.T) {
 	f := start(t, Config{})
 	p := new(http.Protocols)
@@ -586,10 +620,9 @@ func TestRunQueuesForTheWorkers(t *testing.T) {
 		t.Fatalf("%d jobs queued, want 1", len(tr.jobs))
 	}
 	// A worker stopping runs what was queued.
-	close(tr.quit)
 	tr.wg.Add(1)
 	go tr.work()
-	tr.wg.Wait()
+	tr.stopWorkers(1)
 	select {
 	case v := <-ran:
 		if v != 1 {

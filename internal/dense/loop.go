@@ -60,9 +60,16 @@ const (
 // stallTime is how long output may wait for the client to read any of it.
 var stallTime = 30 * time.Second
 
+// Connections are registered edge-triggered, as nginx registers them: an
+// event comes when input arrives, not at every fetch while some is
+// waiting, so the loop reads what a connection has at once (read), and
+// the kernel neither polls every connection again at the next fetch nor
+// wakes the runtime's poller for connections read already.
 const (
-	evRead  = syscall.EPOLLIN | syscall.EPOLLRDHUP
+	evRead  = uint32(syscall.EPOLLIN|syscall.EPOLLRDHUP) | edge
 	evWrite = syscall.EPOLLOUT
+	evEnd   = syscall.EPOLLRDHUP | syscall.EPOLLHUP | syscall.EPOLLERR
+	edge    = 1 << 31 // EPOLLET, negative in package syscall
 )
 
 func newLoop() (*loop, error) {
@@ -124,7 +131,7 @@ func (l *loop) run() {
 				c.flush()
 			}
 			if ev.Events&^evWrite != 0 {
-				l.read(c)
+				l.read(c, ev.Events&evEnd != 0)
 			}
 		}
 		// Let the goroutines readied by this batch (workers, the
@@ -146,30 +153,42 @@ func (l *loop) lookup(fd int, gen uint32) *conn {
 	return nil
 }
 
-// read reads what c has and hands it to c.onData.
-func (l *loop) read(c *conn) {
-	c.io.Lock()
-	if c.fdClosed {
-		c.io.Unlock()
-		return
-	}
-	var (
-		n   int
-		err error
-	)
+// read reads what c has and hands it to c.onData. The connection is
+// edge-triggered, so nothing may be left unread that no later event
+// announces: a read that fills the buffer reads again, and so does one
+// after the peer's end was signalled (end), until the end is read. A
+// short read otherwise took everything there was: input arriving later
+// brings its own event.
+func (l *loop) read(c *conn, end bool) {
 	for {
-		n, err = rawRead(c.fd, l.buf)
-		if !errors.Is(err, syscall.EINTR) {
-			break
+		c.io.Lock()
+		if c.fdClosed {
+			c.io.Unlock()
+			return
 		}
-	}
-	c.io.Unlock()
-	switch {
-	case n > 0:
-		c.onData(l.buf[:n])
-	case errors.Is(err, syscall.EAGAIN):
-	default: // end of input, or an error
-		c.closeNow()
+		var (
+			n   int
+			err error
+		)
+		for {
+			n, err = rawRead(c.fd, l.buf)
+			if !errors.Is(err, syscall.EINTR) {
+				break
+			}
+		}
+		c.io.Unlock()
+		switch {
+		case n > 0:
+			c.onData(l.buf[:n])
+			if n < len(l.buf) && !end {
+				return
+			}
+		case errors.Is(err, syscall.EAGAIN):
+			return
+		default: // end of input, or an error
+			c.closeNow()
+			return
+		}
 	}
 }
 

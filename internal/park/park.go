@@ -18,7 +18,7 @@ type Sink interface {
 	// goroutine, with no server lock held, and must not block. head may
 	// be reused once Finish returns; body is shared with other replies
 	// and must not be modified. A poll that was cancelled gets no Finish.
-	Finish(head, body []byte)
+	Finish(head, body []byte, now time.Time)
 }
 
 // Runner is implemented by a Sink whose transport keeps goroutines to
@@ -135,24 +135,24 @@ func (w *Response) AppendHead(buf []byte, close bool) []byte {
 	if w.json {
 		fields = JSONFields
 	}
-	return appendHead(buf, max(w.Status, http.StatusOK), w.hdr, fields, extra, len(w.Body), close)
+	return appendHead(buf, max(w.Status, http.StatusOK), w.hdr, fields, extra, len(w.Body), close, time.Now())
 }
 
 // AppendHead appends an HTTP/1.1 status line and header block: hdr, then
 // extra (header lines already rendered, each ending in CRLF), then a
 // Content-Length of n unless hdr has one or the status has no body (204,
 // 304), Connection: close when close, and Date.
-func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, close bool) []byte {
-	return appendHead(buf, status, hdr, "", extra, n, close)
+func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, close bool, now time.Time) []byte {
+	return appendHead(buf, status, hdr, "", extra, n, close, now)
 }
 
 // AppendJSONHead is AppendHead for a JSON reply with no header map:
 // JSONFields, then extra.
-func AppendJSONHead(buf []byte, status int, extra []byte, n int, close bool) []byte {
-	return appendHead(buf, status, nil, JSONFields, extra, n, close)
+func AppendJSONHead(buf []byte, status int, extra []byte, n int, close bool, now time.Time) []byte {
+	return appendHead(buf, status, nil, JSONFields, extra, n, close, now)
 }
 
-func appendHead(buf []byte, status int, hdr http.Header, fields string, extra []byte, n int, close bool) []byte {
+func appendHead(buf []byte, status int, hdr http.Header, fields string, extra []byte, n int, close bool, now time.Time) []byte {
 	buf = append(buf, "HTTP/1.1 "...)
 	buf = strconv.AppendInt(buf, int64(status), 10)
 	buf = append(buf, ' ')
@@ -174,6 +174,6 @@ func appendHead(buf []byte, status int, hdr http.Header, fields string, extra []
 		buf = append(buf, "Connection: close\r\n"...)
 	}
 	buf = append(buf, "Date: "...)
-	buf = httpdate.Append(buf, time.Now())
+	buf = httpdate.Append(buf, now)
 	return append(buf, "\r\n\r\n"...)
 }

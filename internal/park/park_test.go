@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"testing"
+	"time"
 )
 
 func TestResponseHead(t *testing.T) {
@@ -33,13 +34,15 @@ func TestResponseHead(t *testing.T) {
 
 func TestAppendHeadExtraAndLength(t *testing.T) {
 	hdr := http.Header{"Content-Length": {"2"}}
-	raw := AppendHead(nil, 200, hdr, []byte("X-Request-Id: r\r\n"), 99, false)
+	now := time.Date(2026, 11, 28, 18, 0, 0, 0, time.UTC)
+	raw := AppendHead(nil, 200, hdr, []byte("X-Request-Id: r\r\n"), 99, false, now)
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(append(raw, "ok"...))), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	body, _ := io.ReadAll(resp.Body)
-	if string(body) != "ok" || resp.Header.Get("X-Request-Id") != "r" || len(resp.Header["Content-Length"]) != 1 {
+	if string(body) != "ok" || resp.Header.Get("X-Request-Id") != "r" || len(resp.Header["Content-Length"]) != 1 ||
+		resp.Header.Get("Date") != "Sat, 28 Nov 2026 18:00:00 GMT" {
 		t.Errorf("%q: %q %v", raw, body, resp.Header)
 	}
 }
