@@ -99,11 +99,16 @@ func newLoop() (*loop, error) {
 	return l, nil
 }
 
-// run serves events until the loop is closed.
+// run serves events until the loop is closed. It asks l.pause before
+// each fetch of events, the one a wake-up leads to included, so that a
+// large fan-out that began while the loop waited holds it back too.
 func (l *loop) run() {
 	defer close(l.done)
 	n := 0
 	fetch := func(fd uintptr) bool { // made once: a closure per wait would be garbage
+		if l.pause != nil {
+			l.pause()
+		}
 		var err error
 		n, err = rawEpollWait(int(fd), l.events)
 		if err != nil {
@@ -113,31 +118,35 @@ func (l *loop) run() {
 		return n > 0
 	}
 	for {
-		if l.pause != nil {
-			l.pause()
-		}
 		n = 0
 		err := l.raw.Read(fetch)
 		if err != nil || n == 0 {
 			return // closed
 		}
-		for i := range l.events[:n] {
-			ev := &l.events[i]
-			c := l.lookup(int(ev.Fd), uint32(ev.Pad))
-			if c == nil {
-				continue
-			}
-			if ev.Events&evWrite != 0 {
-				c.flush()
-			}
-			if ev.Events&^evWrite != 0 {
-				l.read(c, ev.Events&evEnd != 0)
-			}
-		}
+		l.serveEvents(l.events[:n])
 		// Let the goroutines readied by this batch (workers, the
 		// server's fan-out) run before the next fetch: input arriving
-		// meanwhile is then taken by one fetch, not one each.
+		// meanwhile is then taken by one fetch, not one each. (Parking
+		// in the runtime's poller instead, with no fetch that may find
+		// nothing, made as many system calls: the runtime's own
+		// non-blocking poll took its place.)
 		runtime.Gosched()
+	}
+}
+
+func (l *loop) serveEvents(events []syscall.EpollEvent) {
+	for i := range events {
+		ev := &events[i]
+		c := l.lookup(int(ev.Fd), uint32(ev.Pad))
+		if c == nil {
+			continue
+		}
+		if ev.Events&evWrite != 0 {
+			c.flush()
+		}
+		if ev.Events&^evWrite != 0 {
+			l.read(c, ev.Events&evEnd != 0)
+		}
 	}
 }
 
