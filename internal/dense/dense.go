@@ -263,13 +263,25 @@ func (t *Transport) isClosing() bool { return t.closing.Load() }
 
 // stopWorkers stops n workers and waits for them. The stop jobs queue
 // behind what was queued before quit closed, which the workers serve
-// first; what comes after gets a goroutine of its own (Run).
+// first; what comes after gets a goroutine of its own (Run), and what a
+// Run that began before quit closed queued behind the stop jobs runs
+// here.
 func (t *Transport) stopWorkers(n int) {
 	close(t.quit)
 	for range n {
 		t.jobs <- job{stop: true}
 	}
 	t.wg.Wait()
+	for {
+		select {
+		case j := <-t.jobs:
+			if j.fn != nil {
+				j.fn()
+			}
+		default:
+			return
+		}
+	}
 }
 
 // work serves jobs until it takes a stop job. A plain receive, not a

@@ -639,4 +639,17 @@ func TestRunQueuesForTheWorkers(t *testing.T) {
 	if v := <-ran; v != 3 {
 		t.Fatalf("ran %d", v)
 	}
+	// Work that reached the queue behind the stop jobs (its Run began
+	// before quit closed) runs when the workers have stopped.
+	late := &Transport{jobs: make(chan job, 1), quit: make(chan struct{})}
+	late.jobs <- job{fn: func() { ran <- 4 }}
+	late.stopWorkers(0)
+	select {
+	case v := <-ran:
+		if v != 4 {
+			t.Fatalf("ran %d", v)
+		}
+	default:
+		t.Fatal("work queued behind the stop jobs did not run")
+	}
 }
