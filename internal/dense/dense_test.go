@@ -622,14 +622,7 @@ func TestRunQueuesForTheWorkers(t *testing.T) {
 	tr.wg.Add(1)
 	go tr.work()
 	tr.stopWorkers(1)
-	select {
-	case v := <-ran:
-		if v != 1 {
-			t.Fatalf("ran %d", v)
-		}
-	default:
-		t.Fatal("the queued work did not run")
-	}
+	ranAlready(t, ran, 1, "the queued work")
 	// Once the workers stop, work runs on a goroutine of its own rather
 	// than wait in the queue for none.
 	c.Run(func() { ran <- 3 })
@@ -644,12 +637,19 @@ func TestRunQueuesForTheWorkers(t *testing.T) {
 	late := &Transport{jobs: make(chan job, 1), quit: make(chan struct{})}
 	late.jobs <- job{fn: func() { ran <- 4 }}
 	late.stopWorkers(0)
+	ranAlready(t, ran, 4, "work queued behind the stop jobs")
+}
+
+// ranAlready checks that the work numbered want has run, and run first
+// of what is not yet checked: stopWorkers returns after it.
+func ranAlready(t *testing.T, ran <-chan int, want int, what string) {
+	t.Helper()
 	select {
 	case v := <-ran:
-		if v != 4 {
-			t.Fatalf("ran %d", v)
+		if v != want {
+			t.Fatalf("ran %d, want %d (%s)", v, want, what)
 		}
 	default:
-		t.Fatal("work queued behind the stop jobs did not run")
+		t.Fatalf("%s did not run", what)
 	}
 }
