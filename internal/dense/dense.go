@@ -43,9 +43,11 @@ import (
 // Supported reports whether this system has the dense transport.
 const Supported = true
 
-// Limits of the dense path. A request head longer than maxHead, or a
-// client that sends more than maxPending bytes while its poll is held,
-// goes to net/http or is cut; net/http's own limits then apply.
+// Limits of the dense path. A request head longer than maxHead goes to
+// net/http, whose own limits then apply. Input pipelined behind a request
+// being served is buffered up to maxPending; beyond it the loop stops
+// reading the connection until the requests ahead have been served, so
+// that the client waits on its socket, as under net/http.
 const (
 	maxHead    = 8 << 10
 	maxBody    = 1 << 20 // a publish body served on the loop
@@ -334,9 +336,10 @@ type conn struct {
 	deadline      atomic.Int64 // unix nanoseconds; 0: none
 	slot          atomic.Int64 // the idle wheel's second c is queued at; 0: none
 
-	buf  []byte    // under mu: input not yet served
-	poll park.Poll // under mu: the parked poll, while waiting
-	std  *stdConn  // under mu: after the hand-over
+	buf  []byte      // under mu: input not yet served
+	held atomic.Bool // set under mu: buf is full, and the loop does not read c
+	poll park.Poll   // under mu: the parked poll, while waiting
+	std  *stdConn    // under mu: after the hand-over
 }
 
 // job is one request read on the loop, for a worker to serve; the
@@ -369,13 +372,12 @@ func (c *conn) onData(data []byte) {
 		return
 	case busy, waiting:
 		// A request pipelined behind a poll: keep it, and ask the parked
-		// poll to answer now so that the next one can be served.
-		if len(c.buf)+len(data) > maxPending {
-			c.mu.Unlock()
-			c.closeNow()
-			return
-		}
+		// poll to answer now so that the next one can be served. Past
+		// maxPending, the loop reads no more until the buffer is served.
 		c.buf = append(c.buf, data...)
+		if len(c.buf) > maxPending {
+			c.held.Store(true)
+		}
 		var p park.Poll
 		if c.state == waiting {
 			p = c.poll
@@ -435,11 +437,18 @@ func (c *conn) onData(data []byte) {
 	} else {
 		c.buf = nil
 	}
+	resume := c.held.Load() && len(c.buf) <= maxPending
+	if resume {
+		c.held.Store(false)
+	}
 	c.state, c.poll, c.closeAfter, c.finished = busy, nil, h.close, false
 	c.reqs++
 	n := c.reqs
 	c.setIdleDeadline(0) // the hold has its own deadline
 	c.mu.Unlock()
+	if resume {
+		c.resume()
+	}
 	j := job{c: c, h: h, url: u, body: body, n: n}
 	select {
 	case c.t.jobs <- j: // the usual case, without a select's cost
@@ -462,10 +471,15 @@ func (c *conn) handOver(first bool, in []byte) {
 	std := &stdConn{c: c, buf: buf, ready: make(chan struct{}, 1)}
 	c.state, c.std, c.buf = handed, std, nil
 	c.setIdleDeadline(0) // net/http sets its own
+	resume := c.held.Swap(false)
 	c.mu.Unlock()
 	c.t.forget(c)
 	if !c.t.std.push(std) {
 		c.closeNow()
+		return
+	}
+	if resume {
+		c.resume() // net/http applies its own limits to what follows
 	}
 }
 

@@ -653,3 +653,63 @@ func ranAlready(t *testing.T, ran <-chan int, want int, what string) {
 		t.Fatalf("%s did not run", what)
 	}
 }
+
+// TestLongPipelineIsReadAsServed pipelines several times maxPending behind
+// a held poll: the loop stops reading the connection while the requests
+// ahead are served, and serves every one, in order, without cutting it.
+func TestLongPipelineIsReadAsServed(t *testing.T) {
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	io.WriteString(c, "GET /v1/poll?topic=lp&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "the poll to be held", func() bool { return f.srv.Waiting("lp") == 1 })
+	body := `{"topic":"lq","data":"` + strings.Repeat("x", 4000) + `"}`
+	req := "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: " + itoa(len(body)) + "\r\n\r\n" + body
+	const n = 100 // about 400 KiB
+	written := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, strings.Repeat(req, n))
+		written <- err
+	}()
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["timeout"] != true {
+		t.Fatalf("held poll: %d %v", resp.StatusCode, v)
+	}
+	for i := 1; i <= n; i++ {
+		resp, v := readReply(t, br)
+		if resp.StatusCode != 200 || v["messages"].([]any)[0].(map[string]any)["seq"] != float64(i) {
+			t.Fatalf("publish %d: %d %v", i, resp.StatusCode, v)
+		}
+	}
+	if err := <-written; err != nil {
+		t.Fatalf("writing the pipeline: %v", err)
+	}
+	io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["status"] != "ok" {
+		t.Fatalf("after the pipeline: %d %v", resp.StatusCode, v)
+	}
+}
+
+// TestLongPipelinedBodyGoesToNetHTTP sends a poll and, in the same write,
+// a publish larger than maxPending: the loop holds the input back while
+// the poll is served, then hands the connection to net/http with the part
+// it has read, and net/http reads the rest.
+func TestLongPipelinedBodyGoesToNetHTTP(t *testing.T) {
+	f := start(t, Config{})
+	c, br := dial(t, f.addr)
+	m := `{"topic":"lb","data":"` + strings.Repeat("y", 60000) + `"}`
+	body := `{"messages":[` + strings.Repeat(m+",", 4) + m + `]}` // 300 KB
+	written := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(c, "GET /v1/poll?topic=lb&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n"+
+			"POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: "+itoa(len(body))+"\r\n\r\n"+body)
+		written <- err
+	}()
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["timeout"] != true {
+		t.Fatalf("poll: %d %v", resp.StatusCode, v)
+	}
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || v["messages"].([]any)[4].(map[string]any)["seq"] != 5.0 {
+		t.Fatalf("publish: %d %v", resp.StatusCode, v)
+	}
+	if err := <-written; err != nil {
+		t.Fatalf("writing: %v", err)
+	}
+}

@@ -168,8 +168,14 @@ func (l *loop) lookup(fd int, gen uint32) *conn {
 // after the peer's end was signalled (end), until the end is read. A
 // short read otherwise took everything there was: input arriving later
 // brings its own event.
+//
+// It reads nothing while c holds its input back (c.held); resume makes
+// epoll report what arrived meanwhile.
 func (l *loop) read(c *conn, end bool) {
 	for {
+		if c.held.Load() {
+			return
+		}
 		c.io.Lock()
 		if c.fdClosed {
 			c.io.Unlock()
@@ -371,6 +377,28 @@ func (c *conn) flush() {
 		}
 	}
 	if err != nil {
+		c.closeLocked()
+		c.io.Unlock()
+		c.onClose()
+		return
+	}
+	c.io.Unlock()
+}
+
+// resume has the loop read c again after it held its input back. An
+// edge-triggered registration reports only input that arrives later, so
+// it is registered again, which reports what is waiting now.
+func (c *conn) resume() {
+	c.io.Lock()
+	if c.fdClosed {
+		c.io.Unlock()
+		return
+	}
+	ev := evRead
+	if len(c.out) > 0 {
+		ev |= evWrite
+	}
+	if err := c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, ev); err != nil {
 		c.closeLocked()
 		c.io.Unlock()
 		c.onClose()
