@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -247,7 +248,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	}
 	mux.Handle("/", web.Handler(web.Options{Demo: c.demo, Dashboard: c.dashboard, Admin: srv.RequireAdmin, Next: srv}))
 	if c.statsInterval > 0 {
-		sp, err := stats.Start(srv, stats.Config{Gatherer: reg, Interval: c.statsInterval, Broker: b, Logger: log})
+		sp, err := stats.Start(srv, stats.Config{Gatherer: reg, Interval: c.statsInterval, Broker: b, Logger: log, Node: nodeName(ln.Addr())})
 		if err != nil {
 			return err
 		}
@@ -422,4 +423,14 @@ func mountPprof(mux *http.ServeMux, guard func(http.Handler) http.Handler) {
 	mux.Handle("/debug/pprof/profile", guard(http.HandlerFunc(pprof.Profile)))
 	mux.Handle("/debug/pprof/symbol", guard(http.HandlerFunc(pprof.Symbol)))
 	mux.Handle("/debug/pprof/trace", guard(http.HandlerFunc(pprof.Trace)))
+}
+
+// nodeName names this server in its stats snapshots: the host name and
+// the port it listens on, so that several nodes on one host stay apart.
+func nodeName(addr net.Addr) string {
+	host, _ := os.Hostname()
+	if tcp, ok := addr.(*net.TCPAddr); ok {
+		return host + ":" + strconv.Itoa(tcp.Port)
+	}
+	return host
 }

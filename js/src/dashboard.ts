@@ -7,6 +7,7 @@ import { base, cookieToken, showError, showStatus } from "./common";
 /** One snapshot, as internal/stats publishes it. */
 interface Snap {
   v: number;
+  node?: string;
   time: string;
   interval_ms: number;
   held: number;
@@ -46,7 +47,7 @@ interface Card {
 }
 
 const cards: Card[] = [
-  { id: "held", title: "Held polls", unit: "", sub: () => "polls waiting on this node now" },
+  { id: "held", title: "Held polls", unit: "", sub: () => (live.size === 1 ? "polls waiting now" : `polls waiting now on ${live.size} nodes`) },
   { id: "topics", title: "Topics", unit: "", sub: () => "topics in the store" },
   { id: "pub", title: "Published", unit: "/s", sub: (s) => `${fmt(s.published)} messages in all`, digits: 1 },
   { id: "del", title: "Delivered", unit: "/s", sub: (s) => `${fmt(s.delivered)} messages in all`, digits: 1 },
@@ -90,7 +91,16 @@ for (const c of cards) {
   els.set(c.id, { card, value, sub, line, area, max });
 }
 
-let prev: Snap | undefined;
+// Every node of a cluster publishes its own snapshots to the one topic:
+// a node's rates come from its own consecutive snapshots, and the page
+// shows the sum over the nodes heard from lately. The counters in the
+// cards' lines below are such sums too.
+interface Node {
+  snap: Snap;
+  t: number;
+  rates: Omit<Point, "t" | "held" | "topics">;
+}
+const live = new Map<string, Node>();
 let points: Point[] = [];
 let lastSnap: Snap | undefined;
 let lastAt = 0;
@@ -99,22 +109,40 @@ function onSnap(m: Message<Snap>) {
   const s = m.data;
   if (!s || typeof s !== "object" || s.v !== 1) return;
   const t = Date.parse(s.time);
-  const p: Point = { t, held: s.held, topics: s.topics, pub: null, del: null, polls: null, gaps: null, errors: null };
+  const key = s.node ?? "";
+  const prev = live.get(key)?.snap;
+  const rates: Node["rates"] = { pub: null, del: null, polls: null, gaps: null, errors: null };
   if (prev) {
     const dt = (t - Date.parse(prev.time)) / 1000;
     // A counter that went down is a restarted server: no rate across it.
     const rate = (a: number, b: number) => (dt > 0 && a >= b ? (a - b) / dt : null);
-    p.pub = rate(s.published, prev.published);
-    p.del = rate(s.delivered, prev.delivered);
-    p.polls = rate(sum(s.polls), sum(prev.polls));
-    p.gaps = rate(sum(s.gaps), sum(prev.gaps));
-    p.errors = rate(errorsOf(s), errorsOf(prev));
+    rates.pub = rate(s.published, prev.published);
+    rates.del = rate(s.delivered, prev.delivered);
+    rates.polls = rate(sum(s.polls), sum(prev.polls));
+    rates.gaps = rate(sum(s.gaps), sum(prev.gaps));
+    rates.errors = rate(errorsOf(s), errorsOf(prev));
   }
-  prev = s;
+  live.set(key, { snap: s, t, rates });
+  // A node not heard from for three of its intervals has stopped.
+  for (const [k, n] of live) if (t - n.t > 3 * Math.max(n.snap.interval_ms, 1000)) live.delete(k);
+  const p: Point = { t, held: 0, topics: s.topics, pub: null, del: null, polls: null, gaps: null, errors: null };
+  const total: Snap = { ...s, held: 0, published: 0, delivered: 0, polls: {}, gaps: {}, broker_errors: {} };
+  for (const n of live.values()) {
+    p.held += n.snap.held;
+    for (const k of ["pub", "del", "polls", "gaps", "errors"] as const) {
+      const r = n.rates[k];
+      if (r !== null) p[k] = (p[k] ?? 0) + r;
+    }
+    total.published += n.snap.published;
+    total.delivered += n.snap.delivered;
+    for (const f of ["polls", "gaps", "broker_errors"] as const) {
+      for (const [k, v] of Object.entries(n.snap[f] ?? {})) total[f][k] = (total[f][k] ?? 0) + v;
+    }
+  }
   points.push(p);
   const cut = t - WINDOW_MS;
   if (points[0].t < cut) points = points.filter((q) => q.t >= cut);
-  lastSnap = s;
+  lastSnap = total;
   lastAt = Date.now();
   schedule();
 }

@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startServer, publishMany, publishRaw, topicInfo, until, jwt, tempDir } from "./server.mjs";
+import { startServer, startRedis, publishMany, publishRaw, topicInfo, until, jwt, tempDir } from "./server.mjs";
 
 const artifacts = process.env.LONGPOLL_ARTIFACTS || join(dirname(fileURLToPath(import.meta.url)), "..", "test-artifacts");
 mkdirSync(artifacts, { recursive: true });
@@ -193,6 +193,49 @@ test("dashboard: the numbers move under load; phone and laptop screens", async (
     await page.context().close();
     await phone.context().close();
     await srv.stop();
+  }
+});
+
+test("dashboard: two nodes on one Redis are added up", async (t) => {
+  const redis = await startRedis();
+  if (!redis) {
+    t.skip("redis-server is not installed");
+    return;
+  }
+  const args = ["--store", redis.url, "--stats-interval", "300ms"];
+  const a = await startServer(args);
+  const b = await startServer(args);
+  const page = await newPage();
+  const ac = new AbortController();
+  let polls = [];
+  try {
+    await page.goto(a.url + "/dashboard");
+    await waitStatus(page, "live");
+    const raw = (m) => page.$eval(`[data-metric="${m}"] .value`, (e) => e.dataset.raw);
+    const sub = (m) => page.$eval(`[data-metric="${m}"] .sub`, (e) => e.textContent);
+    // Two polls held on b, and the dashboard's own on a.
+    polls = [1, 2].map(() => fetch(b.url + "/v1/poll?topic=idle&timeout=30", { signal: ac.signal }).catch(() => {}));
+    await until(async () => (await raw("held")) === "3" && (await sub("held")) === "polls waiting now on 2 nodes",
+      "3 polls held on 2 nodes", 20000);
+    // Both nodes publish every 300 ms: each snapshot shows the sum, not
+    // the node that sent it (the dashboard's poll on a may be between two
+    // polls when a snapshot is taken).
+    for (let i = 0; i < 10; i++) {
+      const held = Number(await raw("held"));
+      assert.ok(held === 2 || held === 3, `held ${held}, want the sum over both nodes`);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    await publishMany(b.url, "n", range(1, 40));
+    await publishMany(a.url, "n", range(41, 50));
+    await until(async () => (await sub("pub")).startsWith("50 "), "50 published over both nodes", 20000);
+    assert.deepEqual(page.errors, []);
+  } finally {
+    ac.abort();
+    await Promise.all(polls);
+    await page.context().close();
+    await a.stop();
+    await b.stop();
+    await redis.stop();
   }
 });
 

@@ -121,3 +121,37 @@ export class MemoryStorage {
 }
 
 export { existsSync };
+
+/**
+ * Starts a redis-server of its own on a free loopback port, keeping
+ * nothing on disk; resolves to { url, stop } once it answers, or to null
+ * when redis-server is not installed (outside CI; the caller skips).
+ */
+export async function startRedis() {
+  try {
+    execFileSync("redis-server", ["--version"], { stdio: "ignore" });
+  } catch {
+    if (process.env.CI === "true") throw new Error("redis-server is not installed, and CI=true");
+    return null;
+  }
+  const { createServer, connect } = await import("node:net");
+  const port = await new Promise((resolve, reject) => {
+    const s = createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+    s.once("error", reject);
+  });
+  const dir = tempDir("longpoll-redis-");
+  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir],
+    { stdio: "ignore" });
+  running.add(proc);
+  proc.once("exit", () => running.delete(proc));
+  await until(() => new Promise((resolve) => {
+    const c = connect(port, "127.0.0.1");
+    c.once("connect", () => { c.end(); resolve(true); });
+    c.once("error", () => resolve(false));
+  }), "redis-server to accept connections");
+  const exited = new Promise((r) => proc.once("exit", r));
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    async stop() { if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM"); await exited; },
+  };
+}
