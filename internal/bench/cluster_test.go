@@ -65,7 +65,7 @@ func TestClusterFanout(t *testing.T) {
 	nodes := newCluster(t, 2)
 	servers := []string{nodes[0].url, nodes[1].url}
 	code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", strings.Join(servers, ","),
-		"--subscribers", "30", "--messages", "3", "--workers", "2", "--source-addrs", "2", "--timeout", "30s", "--quiet")
+		"--subscribers", "30", "--messages", "3", "--warmup", "0", "--workers", "2", "--source-addrs", "2", "--timeout", "30s", "--quiet")
 	if code != cli.ExitOK || res == nil {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -230,6 +230,7 @@ func TestConfigCheck(t *testing.T) {
 		{"a pid twice", bench.Config{Server: two, ServerPID: "7,7"}, "lists 7 twice"},
 		{"pids and spawn", bench.Config{Server: "http://127.0.0.1:1", ServerPID: "7", Spawn: "x"}, "exclude each other"},
 		{"fewer subscribers than URLs", bench.Config{Server: two + ",http://127.0.0.1:3", Subscribers: 2}, "--subscribers (2) must be at least the number of --server URLs (3)"},
+		{"a negative warm-up", bench.Config{Server: two, Warmup: -1}, "--warmup must be 0 to 100"},
 		{"source addresses, one URL not loopback", bench.Config{Server: "http://127.0.0.1:1,http://example.com", SourceAddrs: 2}, "needs every --server on loopback"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -20,7 +20,8 @@ const (
 	// Fanout publishes Messages rounds of one message per topic to
 	// Subscribers held on Topics, each round once every subscriber is
 	// held again, and reports publish-to-receive latency and the time
-	// until all subscribers received each round.
+	// until all subscribers received each round. Warmup rounds before
+	// them are not measured.
 	Fanout = "fanout"
 	// Throughput has Publishers publish over Topics, each with
 	// Subscribers/Topics subscribers, at Rate for Duration, and reports
@@ -66,6 +67,7 @@ type Config struct {
 	Topics      int
 	Publishers  int     // throughput: concurrent publishers
 	Messages    int     // fanout: rounds; burst: messages per topic; throughput: cap (0 none)
+	Warmup      int     // fanout: unmeasured rounds before the Messages rounds
 	Rate        float64 // throughput: messages per second in all, 0 as fast as they go
 	Size        int     // bytes of padding in each message
 	Duration    time.Duration
@@ -163,6 +165,12 @@ func (c *Config) Check() error {
 	}
 	if c.Messages < 0 || c.Messages > MaxMessages {
 		bad("--messages must be 0 to %d", MaxMessages)
+	}
+	if c.Warmup < 0 || c.Warmup > 100 {
+		bad("--warmup must be 0 to 100")
+	}
+	if c.Scenario != Fanout {
+		c.Warmup = 0
 	}
 	if c.Rate < 0 {
 		bad("--rate must not be negative")

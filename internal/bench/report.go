@@ -70,6 +70,9 @@ func WriteTable(w io.Writer, res *Result) error {
 				parts[i] = msStr(rd.AllReceived)
 			}
 			row("all received", "%s to %s per round (%s)", msStr(slices.Min(all)), msStr(slices.Max(all)), strings.Join(parts, ", "))
+			if res.Warmup > 0 {
+				row("warm-up", "%d round(s) before these, not measured", res.Warmup)
+			}
 		}
 		if len(pids) > 0 {
 			note := pidNote(len(pids), len(servers))

@@ -30,6 +30,7 @@ type Result struct {
 	Topics      int       `json:"topics"`
 	Publishers  int       `json:"publishers,omitempty"`
 	Messages    int       `json:"messages,omitempty"`
+	Warmup      int       `json:"warmup,omitempty"`
 	Rate        float64   `json:"rate,omitempty"`
 	Size        int       `json:"size"`
 	Workers     int       `json:"workers"`
@@ -266,10 +267,15 @@ func (r *runner) finish(ctx context.Context, err error) error {
 	if p := r.firstErr.Load(); p != nil && res.FirstError == "" {
 		res.FirstError = *p
 	}
+	// The window leaves the warm-up out: so do the rates.
+	measured := res.Delivered
+	for n := uint64(1); n <= uint64(res.Warmup); n++ {
+		measured -= min(measured, wr.PerNumber[n].Count)
+	}
 	if res.WindowSeconds > 0 {
-		res.DeliveredPerSec = math.Round(float64(res.Delivered) / res.WindowSeconds)
-		if res.ServerCPUMS > 0 && res.Delivered > 0 {
-			res.CPUPerDelivery = math.Round(res.ServerCPUMS*1e3/float64(res.Delivered)*100) / 100
+		res.DeliveredPerSec = math.Round(float64(measured) / res.WindowSeconds)
+		if res.ServerCPUMS > 0 && measured > 0 {
+			res.CPUPerDelivery = math.Round(res.ServerCPUMS*1e3/float64(measured)*100) / 100
 		}
 	}
 	for i := range res.Rounds {
@@ -517,30 +523,45 @@ func (r *runner) drain(ctx context.Context, quiet time.Duration) {
 
 func (r *runner) fanout(ctx context.Context) error {
 	pad := strings.Repeat("x", r.cfg.Size)
+	r.res.Warmup = r.cfg.Warmup
+	// round publishes message n to every topic once every subscriber is
+	// held again, and waits until it is received.
+	round := func(n int, phase string) (time.Duration, error) {
+		if n > 1 {
+			if err := r.waitHeld(ctx, phase+": re-polling", uint64(n-1)*uint64(r.cfg.Subscribers)); err != nil {
+				return 0, err
+			}
+		}
+		r.prog.set(phase, nil)
+		t0 := time.Now()
+		for i := range r.topics {
+			if err := r.publishOne(ctx, i, pad); err != nil {
+				return 0, fmt.Errorf("%s: %w", phase, err)
+			}
+		}
+		d := time.Since(t0)
+		if n > r.cfg.Warmup {
+			r.res.Rounds = append(r.res.Rounds, Round{Number: n})
+		}
+		r.drain(ctx, 10*time.Second)
+		return d, ctx.Err()
+	}
+	for n := 1; n <= r.cfg.Warmup; n++ {
+		if _, err := round(n, fmt.Sprintf("warm-up %d/%d", n, r.cfg.Warmup)); err != nil {
+			return err
+		}
+	}
 	w, err := r.startWindow()
 	if err != nil {
 		return err
 	}
 	var publishTime time.Duration
-	for round := 1; round <= r.cfg.Messages; round++ {
-		if round > 1 {
-			if err := r.waitHeld(ctx, fmt.Sprintf("round %d: re-polling", round), uint64(round-1)*uint64(r.cfg.Subscribers)); err != nil {
-				return err
-			}
+	for k := 1; k <= r.cfg.Messages; k++ {
+		d, err := round(r.cfg.Warmup+k, fmt.Sprintf("round %d/%d", k, r.cfg.Messages))
+		if err != nil {
+			return err
 		}
-		r.prog.set(fmt.Sprintf("round %d/%d", round, r.cfg.Messages), nil)
-		t0 := time.Now()
-		for i := range r.topics {
-			if err := r.publishOne(ctx, i, pad); err != nil {
-				return fmt.Errorf("round %d: %w", round, err)
-			}
-		}
-		publishTime += time.Since(t0)
-		r.res.Rounds = append(r.res.Rounds, Round{Number: round})
-		r.drain(ctx, 10*time.Second)
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
+		publishTime += d
 	}
 	w.end()
 	r.res.PublishSeconds = publishTime.Seconds()

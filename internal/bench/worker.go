@@ -41,6 +41,9 @@ type job struct {
 	// PerNumber asks for the count and latest receipt of each message
 	// number (fanout rounds).
 	PerNumber bool `json:"per_number"`
+	// Unmeasured messages, numbers 1 to Unmeasured (fanout's warm-up
+	// rounds), are counted but their latency is not recorded.
+	Unmeasured uint64 `json:"unmeasured,omitempty"`
 }
 
 // stopMsg ends a worker's job, the second line on its stdin; it tells how
@@ -376,7 +379,9 @@ func (s *subscriber) run(ctx context.Context) {
 		ws.gaps += uint64(gaps)
 		for _, p := range ps {
 			lat := now.Sub(time.Unix(0, p.T))
-			ws.latency.Record(lat)
+			if p.N > ws.job.Unmeasured {
+				ws.latency.Record(lat)
+			}
 			if ws.perNumber != nil {
 				c := ws.perNumber[p.N]
 				c.Count++

@@ -55,6 +55,7 @@ func runBench(ctx context.Context, args []string, io IO) int {
 	fs.IntVar(&c.Topics, "topics", 0, "topics the subscribers spread over (0: 1; throughput: subscribers/10)")
 	fs.IntVar(&c.Publishers, "publishers", 0, "concurrent publishers (0: min(topics, 8))")
 	fs.IntVar(&c.Messages, "messages", 0, "fanout: rounds (0: 5); burst: messages per topic (0: 500); throughput: most messages (0: no cap)")
+	fs.IntVar(&c.Warmup, "warmup", 1, "fanout: rounds before the measured ones, not measured: the first round's replies find the load's buffers and stacks cold")
 	fs.Float64Var(&c.Rate, "rate", 0, "throughput: messages per second in all (0: as fast as replies come)")
 	fs.IntVar(&c.Size, "size", 0, "bytes of padding in each message")
 	fs.DurationVar(&c.Duration, "duration", 0, "throughput: publishing time (0: 10s); capacity: holding time (0: 5s)")
