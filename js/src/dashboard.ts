@@ -95,12 +95,12 @@ for (const c of cards) {
 // a node's rates come from its own consecutive snapshots, and the page
 // shows the sum over the nodes heard from lately. The counters in the
 // cards' lines below are such sums too.
-interface Node {
+interface NodeState {
   snap: Snap;
   t: number;
   rates: Omit<Point, "t" | "held" | "topics">;
 }
-const live = new Map<string, Node>();
+const live = new Map<string, NodeState>();
 let points: Point[] = [];
 let lastSnap: Snap | undefined;
 let lastAt = 0;
@@ -111,7 +111,7 @@ function onSnap(m: Message<Snap>) {
   const t = Date.parse(s.time);
   const key = s.node ?? "";
   const prev = live.get(key)?.snap;
-  const rates: Node["rates"] = { pub: null, del: null, polls: null, gaps: null, errors: null };
+  const rates: NodeState["rates"] = { pub: null, del: null, polls: null, gaps: null, errors: null };
   if (prev) {
     const dt = (t - Date.parse(prev.time)) / 1000;
     // A counter that went down is a restarted server: no rate across it.
