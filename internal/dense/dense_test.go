@@ -713,3 +713,52 @@ func TestLongPipelinedBodyGoesToNetHTTP(t *testing.T) {
 		t.Fatalf("writing: %v", err)
 	}
 }
+
+// More connections become ready at once than two fetches take: no new
+// event announces the rest, so the loop must fetch again before waiting.
+// (Two, because the writes made while the loop is paused report the set
+// readable to the runtime once more, which is worth one more fetch.)
+func TestMoreReadyThanOneFetch(t *testing.T) {
+	release := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	var hold atomic.Bool
+	old := park.Pause
+	t.Cleanup(func() { park.Pause = old }) // after the fixture's own clean-up
+	park.Pause = func(http.Handler) {
+		if hold.CompareAndSwap(true, false) {
+			entered <- struct{}{}
+			<-release
+		}
+	}
+	f := start(t, Config{})
+	unpause := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(unpause) // before the fixture's: a failure must not leave the loop paused
+	const poll = "GET /v1/poll?topic=many&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n"
+	n := 2*fetchSize + 40
+	conns := make([]net.Conn, n)
+	readers := make([]*bufio.Reader, n)
+	for i := range conns {
+		conns[i], readers[i] = dial(t, f.addr)
+		io.WriteString(conns[i], poll) // on the loop once, before the pause
+		if resp, _ := readReply(t, readers[i]); resp.StatusCode != 200 {
+			t.Fatalf("poll %d: %d", i, resp.StatusCode)
+		}
+	}
+	hold.Store(true)
+	io.WriteString(conns[0], poll)
+	select {
+	case <-entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not ask park.Pause before taking more input")
+	}
+	for _, c := range conns[1:] {
+		io.WriteString(c, poll) // each in its socket when Write returns
+	}
+	unpause()
+	for i, br := range readers {
+		conns[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if resp, _ := readReply(t, br); resp.StatusCode != 200 {
+			t.Fatalf("poll %d after the pause: %d", i, resp.StatusCode)
+		}
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -72,6 +71,9 @@ const (
 	edge    = 1 << 31 // EPOLLET, negative in package syscall
 )
 
+// fetchSize is how many events one fetch takes at most.
+const fetchSize = 256
+
 func newLoop() (*loop, error) {
 	fd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
@@ -92,46 +94,48 @@ func newLoop() (*loop, error) {
 		raw:    raw,
 		epfd:   fd,
 		buf:    make([]byte, 64<<10),
-		events: make([]syscall.EpollEvent, 256),
+		events: make([]syscall.EpollEvent, fetchSize),
 		done:   make(chan struct{}),
 	}
 	l.wheel.slots = make(map[int64][]*conn)
 	return l, nil
 }
 
-// run serves events until the loop is closed. It asks l.pause before
-// each fetch of events, the one a wake-up leads to included, so that a
-// large fan-out that began while the loop waited holds it back too.
+// run serves events until the loop is closed. The whole life of the loop
+// is one raw.Read: its function fetches and serves what is ready, and
+// returns false to wait for the runtime's poller to report the epoll set
+// readable again. Within one Read, a report that comes while the loop
+// serves is kept for the next wait (raw.Read clears it only on entry), so
+// a wake-up costs one fetch. Every event a connection's registration adds
+// to the set reports the set to the runtime again, also when the set is
+// ready already; only events left over from a full fetch are not
+// reported again, and the loop fetches once more for those.
+//
+// It asks l.pause before each fetch, so that a large fan-out that began
+// while the loop waited holds it back too.
 func (l *loop) run() {
 	defer close(l.done)
-	n := 0
-	fetch := func(fd uintptr) bool { // made once: a closure per wait would be garbage
-		if l.pause != nil {
-			l.pause()
+	serve := func(fd uintptr) bool {
+		for {
+			if l.pause != nil {
+				l.pause()
+			}
+			n, err := rawEpollWait(int(fd), l.events)
+			switch {
+			case errors.Is(err, syscall.EINTR):
+				continue
+			case err != nil:
+				return true // the set is closed
+			case n == 0:
+				return false // wait for a report
+			}
+			l.serveEvents(l.events[:n])
+			if n < len(l.events) {
+				return false
+			}
 		}
-		var err error
-		n, err = rawEpollWait(int(fd), l.events)
-		if err != nil {
-			n = 0
-			return !errors.Is(err, syscall.EINTR)
-		}
-		return n > 0
 	}
-	for {
-		n = 0
-		err := l.raw.Read(fetch)
-		if err != nil || n == 0 {
-			return // closed
-		}
-		l.serveEvents(l.events[:n])
-		// Let the goroutines readied by this batch (workers, the
-		// server's fan-out) run before the next fetch: input arriving
-		// meanwhile is then taken by one fetch, not one each. (Parking
-		// in the runtime's poller instead, with no fetch that may find
-		// nothing, made as many system calls: the runtime's own
-		// non-blocking poll took its place.)
-		runtime.Gosched()
-	}
+	_ = l.raw.Read(serve) // returns when the set is closed
 }
 
 func (l *loop) serveEvents(events []syscall.EpollEvent) {
