@@ -559,21 +559,45 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 // TestLoopWaitsForAFanOut: while park.Pause holds (a large fan-out is
 // being written), the loop takes no more input; once it returns, the
 // request that came meanwhile is served.
-func TestLoopWaitsForAFanOut(t *testing.T) {
+// loopPause holds the loop in park.Pause at its first fetch after hold
+// is set, until unpause; entered receives once it is held there.
+type loopPause struct {
+	hold    atomic.Bool
+	entered chan struct{}
+	unpause func()
+}
+
+// pauseLoop sets park.Pause for one test and starts its fixture. A
+// failure never leaves the loop held: unpause runs before the fixture's
+// clean-up, and park.Pause is restored after it.
+func pauseLoop(t *testing.T) (*fixture, *loopPause) {
 	release := make(chan struct{})
-	entered := make(chan struct{}, 1)
-	var hold atomic.Bool
+	lp := &loopPause{entered: make(chan struct{}, 1), unpause: sync.OnceFunc(func() { close(release) })}
 	old := park.Pause
-	t.Cleanup(func() { park.Pause = old }) // after the fixture's own clean-up
+	t.Cleanup(func() { park.Pause = old })
 	park.Pause = func(http.Handler) {
-		if hold.Load() {
-			entered <- struct{}{}
+		if lp.hold.CompareAndSwap(true, false) {
+			lp.entered <- struct{}{}
 			<-release
 		}
 	}
 	f := start(t, Config{})
-	unpause := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(unpause) // before the fixture's: a failure must not leave the loop paused
+	t.Cleanup(lp.unpause)
+	return f, lp
+}
+
+// held waits until the loop is held in park.Pause.
+func (lp *loopPause) held(t *testing.T) {
+	t.Helper()
+	select {
+	case <-lp.entered:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the loop did not ask park.Pause before taking more input")
+	}
+}
+
+func TestLoopWaitsForAFanOut(t *testing.T) {
+	f, lp := pauseLoop(t)
 	c, br := dial(t, f.addr)
 	const poll = "GET /v1/poll?topic=fo&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n"
 	io.WriteString(c, poll)
@@ -582,20 +606,15 @@ func TestLoopWaitsForAFanOut(t *testing.T) {
 	}
 	// The loop asks park.Pause before each fetch of events, including
 	// the one this poll's arrival wakes it for.
-	hold.Store(true)
+	lp.hold.Store(true)
 	io.WriteString(c, poll)
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the loop did not ask park.Pause before taking more input")
-	}
+	lp.held(t)
 	c.SetReadDeadline(time.Now().Add(100 * time.Millisecond))
 	if _, err := br.Peek(1); err == nil {
 		t.Fatal("a request was served while the loop was paused")
 	}
-	hold.Store(false)
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
-	unpause()
+	lp.unpause()
 	if resp, _ := readReply(t, br); resp.StatusCode != 200 {
 		t.Fatalf("poll after the pause: %d", resp.StatusCode)
 	}
@@ -719,20 +738,7 @@ func TestLongPipelinedBodyGoesToNetHTTP(t *testing.T) {
 // (Two, because the writes made while the loop is paused report the set
 // readable to the runtime once more, which is worth one more fetch.)
 func TestMoreReadyThanOneFetch(t *testing.T) {
-	release := make(chan struct{})
-	entered := make(chan struct{}, 1)
-	var hold atomic.Bool
-	old := park.Pause
-	t.Cleanup(func() { park.Pause = old }) // after the fixture's own clean-up
-	park.Pause = func(http.Handler) {
-		if hold.CompareAndSwap(true, false) {
-			entered <- struct{}{}
-			<-release
-		}
-	}
-	f := start(t, Config{})
-	unpause := sync.OnceFunc(func() { close(release) })
-	t.Cleanup(unpause) // before the fixture's: a failure must not leave the loop paused
+	f, lp := pauseLoop(t)
 	const poll = "GET /v1/poll?topic=many&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n"
 	n := 2*fetchSize + 40
 	conns := make([]net.Conn, n)
@@ -744,17 +750,13 @@ func TestMoreReadyThanOneFetch(t *testing.T) {
 			t.Fatalf("poll %d: %d", i, resp.StatusCode)
 		}
 	}
-	hold.Store(true)
+	lp.hold.Store(true)
 	io.WriteString(conns[0], poll)
-	select {
-	case <-entered:
-	case <-time.After(10 * time.Second):
-		t.Fatal("the loop did not ask park.Pause before taking more input")
-	}
+	lp.held(t)
 	for _, c := range conns[1:] {
 		io.WriteString(c, poll) // each in its socket when Write returns
 	}
-	unpause()
+	lp.unpause()
 	for i, br := range readers {
 		conns[i].SetReadDeadline(time.Now().Add(5 * time.Second))
 		if resp, _ := readReply(t, br); resp.StatusCode != 200 {
