@@ -106,10 +106,11 @@ func newLoop() (*loop, error) {
 // returns false to wait for the runtime's poller to report the epoll set
 // readable again. Within one Read, a report that comes while the loop
 // serves is kept for the next wait (raw.Read clears it only on entry), so
-// a wake-up costs one fetch. Every event a connection's registration adds
-// to the set reports the set to the runtime again, also when the set is
-// ready already; only events left over from a full fetch are not
-// reported again, and the loop fetches once more for those.
+// a wake-up costs one fetch, and one more only when the report was for
+// events the last fetch took already. Every event a connection's
+// registration adds to the set reports the set to the runtime again, also
+// when the set is ready already; only events left over from a full fetch
+// are not reported again, and the loop fetches once more for those.
 //
 // It asks l.pause before each fetch, so that a large fan-out that began
 // while the loop waited holds it back too.
