@@ -617,6 +617,13 @@ type wheelShard struct {
 
 func tickOf(ns int64) int64 { return ns / int64(wheelTick) }
 
+// untilTick is how long after ns the next tick begins. Every shard's timer
+// fires at a tick's start, so that one wake-up of the runtime serves them
+// all, not one each.
+func untilTick(ns int64) time.Duration {
+	return time.Duration(int64(wheelTick) - ns%int64(wheelTick))
+}
+
 func (w *wheel) add(p *parked) {
 	sh := &w.shards[w.next.Add(1)%wheelShards]
 	sh.mu.Lock()
@@ -625,11 +632,12 @@ func (w *wheel) add(p *parked) {
 		sh.slots = make([][]*parked, int(w.span/wheelTick)+3)
 	}
 	if sh.n == 0 {
-		sh.done = tickOf(time.Now().UnixNano()) - 1
+		now := time.Now().UnixNano()
+		sh.done = tickOf(now) - 1
 		if sh.timer == nil {
-			sh.timer = time.AfterFunc(wheelTick, sh.fire)
+			sh.timer = time.AfterFunc(untilTick(now), sh.fire)
 		} else {
-			sh.timer.Reset(wheelTick)
+			sh.timer.Reset(untilTick(now))
 		}
 	}
 	sh.insert(p)
@@ -692,7 +700,7 @@ func (sh *wheelShard) fire() {
 	}
 	sh.mu.Lock()
 	if sh.n > 0 {
-		sh.timer.Reset(wheelTick)
+		sh.timer.Reset(untilTick(time.Now().UnixNano()))
 	}
 	sh.mu.Unlock()
 }
