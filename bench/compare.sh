@@ -11,8 +11,9 @@
 # The figure is the median of a fan-out's per-round times until all
 # received, with the run's p99 beside it, or a throughput run's server CPU
 # per delivery. RUNS defaults to 5; BIN, the longpoll binary measured and
-# the one that runs the bench, to longpoll on PATH. Needs nginx with
-# libnginx-mod-nchan, and jq.
+# the one that runs the bench, to longpoll on PATH. BENCH_ARGS, if set, is
+# added to every run's bench flags (for example BENCH_ARGS='--workers 1').
+# Needs nginx with libnginx-mod-nchan, and jq.
 set -euo pipefail
 scenario=${1:?fanout-10000, fanout-19000 or throughput}
 runs=${2:-5}
@@ -24,6 +25,8 @@ fanout-19000) args=(--scenario fanout --subscribers 19000 --messages 10) ;;
 throughput) args=(--scenario throughput --subscribers 10000 --topics 1000 --rate 500 --duration 10s) ;;
 *) echo "unknown scenario $scenario" >&2; exit 2 ;;
 esac
+read -r -a extra <<<"${BENCH_ARGS:-}"
+args+=("${extra[@]}")
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 
