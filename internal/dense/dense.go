@@ -162,7 +162,7 @@ func (t *Transport) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
-		_ = syscall.SetsockoptInt(fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, 1)
+		rawNoDelay(fd)
 		dc := &conn{t: t, fd: fd, remote: remote}
 		t.mu.Lock()
 		if t.closing.Load() {

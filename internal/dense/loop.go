@@ -449,7 +449,7 @@ func (c *conn) closeLocked() {
 	c.fdClosed = true
 	c.out = nil
 	c.t.l.remove(c)
-	syscall.Close(c.fd)
+	rawClose(c.fd)
 	c.setIdleDeadline(0)
 }
 
@@ -694,12 +694,12 @@ func accept(ln net.Listener, raw syscall.RawConn) (int, string, error) {
 		return fd, nc.RemoteAddr().String(), nil
 	}
 	var (
-		fd   int
-		sa   syscall.Sockaddr
-		aerr error
+		fd     int
+		remote string
+		aerr   error
 	)
 	err := raw.Read(func(s uintptr) bool {
-		fd, sa, aerr = syscall.Accept4(int(s), syscall.SOCK_NONBLOCK|syscall.SOCK_CLOEXEC)
+		fd, remote, aerr = rawAccept4(int(s))
 		return !errors.Is(aerr, syscall.EAGAIN)
 	})
 	if err != nil {
@@ -708,5 +708,5 @@ func accept(ln net.Listener, raw syscall.RawConn) (int, string, error) {
 	if aerr != nil {
 		return -1, "", os.NewSyscallError("accept4", aerr)
 	}
-	return fd, sockAddr(sa).String(), nil
+	return fd, remote, nil
 }

@@ -3,6 +3,7 @@
 package dense
 
 import (
+	"net/netip"
 	"syscall"
 	"unsafe"
 
@@ -74,4 +75,55 @@ func rawEpollCtl(epfd, op, fd int, ev *syscall.EpollEvent) error {
 		return e
 	}
 	return nil
+}
+
+// rawAccept4 accepts a connection on the nonblocking TCP listener descriptor
+// fd, as a nonblocking, close-on-exec descriptor, and returns it with its
+// peer's address. Raw like the calls above: a connection's accept, its
+// TCP_NODELAY and its close are the only calls of its life outside the
+// loop's, and each, told to the scheduler, woke the monitor thread when
+// the process had been idle.
+func rawAccept4(fd int) (int, string, error) {
+	var rsa unix.RawSockaddrAny
+	size := uint32(unix.SizeofSockaddrAny)
+	nfd, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&rsa)),
+		uintptr(unsafe.Pointer(&size)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, "", e
+	}
+	return int(nfd), rawPeer(&rsa), nil
+}
+
+// rawPeer formats an accepted TCP connection's peer address as net.Conn's
+// RemoteAddr().String() does.
+func rawPeer(rsa *unix.RawSockaddrAny) string {
+	switch rsa.Addr.Family {
+	case unix.AF_INET:
+		sa := (*unix.RawSockaddrInet4)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), bePort(sa.Port)).String()
+	case unix.AF_INET6:
+		sa := (*unix.RawSockaddrInet6)(unsafe.Pointer(rsa))
+		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr), bePort(sa.Port)).String()
+	}
+	return ""
+}
+
+// bePort reads a port stored in network byte order.
+func bePort(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// rawNoDelay sets TCP_NODELAY on fd; it fails on a descriptor that is not
+// TCP, which is no matter.
+func rawNoDelay(fd int) {
+	one := int32(1)
+	unix.RawSyscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.IPPROTO_TCP, unix.TCP_NODELAY,
+		uintptr(unsafe.Pointer(&one)), 4, 0)
+}
+
+// rawClose closes fd. Closing a socket does not block: no descriptor the
+// loop holds has SO_LINGER set.
+func rawClose(fd int) {
+	unix.RawSyscall(unix.SYS_CLOSE, uintptr(fd), 0, 0)
 }
