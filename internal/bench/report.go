@@ -90,6 +90,10 @@ func WriteTable(w io.Writer, res *Result) error {
 			row("gaps", "%d reported by the server", res.Gaps)
 		}
 	}
+	if res.LoadCPUMS > 0 && res.WindowSeconds > 0 {
+		row("load CPU", "%.0f ms over the %.2f s measured, %.0f%% of one core, %.2f us per delivery",
+			res.LoadCPUMS, res.WindowSeconds, res.LoadCPUMS/10/res.WindowSeconds, res.LoadCPUPerDelivery)
+	}
 	row("bench CPU", "%.0f ms (the bench and its workers, whole run)", res.BenchCPUMS)
 	row("poll errors", "%d", res.PollErrors)
 	if res.FirstError != "" {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -74,8 +75,14 @@ type Result struct {
 	ServerCPUMS    float64 `json:"server_cpu_ms,omitempty"`
 	CPUPerDelivery float64 `json:"server_cpu_per_delivery_us,omitempty"`
 	// BenchCPUMS is the CPU time of the bench itself and its workers over
-	// the whole run, to tell whether the load generator was the limit.
+	// the whole run.
 	BenchCPUMS float64 `json:"bench_cpu_ms"`
+	// LoadCPUMS is the CPU time of the bench and its workers over the
+	// window, and LoadCPUPerDelivery that divided by the deliveries: with
+	// the load on one core, a window's load CPU near its length says the
+	// load generator, not the server, set the pace.
+	LoadCPUMS          float64 `json:"load_cpu_ms,omitempty"`
+	LoadCPUPerDelivery float64 `json:"load_cpu_per_delivery_us,omitempty"`
 
 	Latency    Summary    `json:"latency"`
 	Rounds     []Round    `json:"rounds,omitempty"`
@@ -277,6 +284,9 @@ func (r *runner) finish(ctx context.Context, err error) error {
 		if res.ServerCPUMS > 0 && measured > 0 {
 			res.CPUPerDelivery = math.Round(res.ServerCPUMS*1e3/float64(measured)*100) / 100
 		}
+		if res.LoadCPUMS > 0 && measured > 0 {
+			res.LoadCPUPerDelivery = math.Round(res.LoadCPUMS*1e3/float64(measured)*100) / 100
+		}
 	}
 	for i := range res.Rounds {
 		st := wr.PerNumber[uint64(res.Rounds[i].Number)]
@@ -413,6 +423,22 @@ func (r *runner) readCPU() (time.Duration, error) {
 	return total, nil
 }
 
+// loadCPU is the CPU time of this process and its workers so far; a
+// worker whose time cannot be read counts nothing.
+func (r *runner) loadCPU() time.Duration {
+	var ru syscall.Rusage
+	var total time.Duration
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		total = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	for _, w := range r.pool.workers {
+		if c, err := ReadCPU(w.cmd.Process.Pid); err == nil {
+			total += c
+		}
+	}
+	return total
+}
+
 func (r *runner) capacity(ctx context.Context) error {
 	d := r.cfg.Duration
 	start := time.Now()
@@ -468,10 +494,11 @@ type window struct {
 	r     *runner
 	start time.Time
 	cpu   time.Duration
+	load  time.Duration
 }
 
 func (r *runner) startWindow() (*window, error) {
-	w := &window{r: r, start: time.Now()}
+	w := &window{r: r, start: time.Now(), load: r.loadCPU()}
 	if len(r.pids) > 0 {
 		c, err := r.readCPU()
 		if err != nil {
@@ -485,6 +512,7 @@ func (r *runner) startWindow() (*window, error) {
 func (w *window) end() {
 	res := w.r.res
 	res.WindowSeconds = time.Since(w.start).Seconds()
+	res.LoadCPUMS = ms(w.r.loadCPU() - w.load)
 	if len(w.r.pids) > 0 {
 		if c, err := w.r.readCPU(); err == nil {
 			res.ServerCPUMS = ms(c - w.cpu)
