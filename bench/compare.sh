@@ -10,8 +10,10 @@
 #
 # The figure is the median of a fan-out's per-round times until all
 # received, with the run's p99 beside it, or a throughput run's server CPU
-# per delivery. RUNS defaults to 5; BIN, the longpoll binary measured and
-# the one that runs the bench, to longpoll on PATH. BENCH_ARGS, if set, is
+# per delivery; beside it, the CPU per delivery of the server and of the
+# load (the bench and its workers) over the measured window. RUNS
+# defaults to 5; BIN, the longpoll binary measured and the one that runs
+# the bench, to longpoll on PATH. BENCH_ARGS, if set, is
 # added to every run's bench flags (for example BENCH_ARGS='--workers 1').
 # Needs nginx with libnginx-mod-nchan, and jq.
 set -euo pipefail
@@ -44,11 +46,11 @@ one() { # one longpoll|nchan RUN: writes $out/KIND-RUN.json
 # figure FILE: the run's figure as text.
 figure() {
 	if [ "$scenario" = throughput ]; then
-		jq -r '"\(.server_cpu_per_delivery_us) us per delivery"' "$1"
+		jq -r '"\(.server_cpu_per_delivery_us) us per delivery (load \(.load_cpu_per_delivery_us // "?") us)"' "$1"
 	else
 		jq -r '[.rounds[].all_received_ms] | sort | (if length % 2 == 1 then .[length/2|floor] else (.[length/2-1] + .[length/2]) / 2 end * 10 | round / 10) as $m | "\($m) ms all received (median of \(length) rounds)"' "$1" |
 			tr -d '\n'
-		jq -r '", p99 \(.latency.p99_ms * 10 | round / 10) ms"' "$1"
+		jq -r '", p99 \(.latency.p99_ms * 10 | round / 10) ms; CPU per delivery: server \(.server_cpu_per_delivery_us // "?") us, load \(.load_cpu_per_delivery_us // "?") us"' "$1"
 	fi
 }
 
