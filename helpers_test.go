@@ -50,14 +50,16 @@ func newEnv(t *testing.T, bopts []memory.Option, sopts ...longpoll.Option) *env 
 }
 
 // envTransport names the transport the end-to-end tests run over: unset
-// for net/http, "dense" for the event loop. TestMain runs the package's
-// tests once more over the dense transport.
+// for net/http, "dense" for the event loop with its workers, "inline" for
+// the event loop serving requests itself (Config.Inline, with GOMAXPROCS
+// 1). TestMain runs the package's tests once more over each.
 const envTransport = "LONGPOLL_TEST_TRANSPORT"
 
 // serveTest serves srv on a loopback socket over the transport under test
 // and returns its base URL and a function that stops it.
 func serveTest(t *testing.T, srv *longpoll.Server) (string, func()) {
-	if os.Getenv(envTransport) != "dense" {
+	kind := os.Getenv(envTransport)
+	if kind != "dense" && kind != "inline" {
 		ts := httptest.NewServer(srv)
 		return ts.URL, ts.Close
 	}
@@ -65,7 +67,7 @@ func serveTest(t *testing.T, srv *longpoll.Server) (string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dt := dense.New(dense.Config{Poll: srv, Std: &http.Server{Handler: srv}})
+	dt := dense.New(dense.Config{Poll: srv, Std: &http.Server{Handler: srv}, Inline: kind == "inline"})
 	done := make(chan error, 1)
 	go func() { done <- dt.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() {

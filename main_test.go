@@ -12,9 +12,10 @@ import (
 	"github.com/longpoll/longpoll/internal/dense"
 )
 
-// TestMain checks for leaked goroutines and then runs the same tests once
-// more over the dense transport, in a child process, so that every
-// end-to-end test holds for both transports.
+// TestMain checks for leaked goroutines and then runs the same tests
+// over the dense transport, in child processes: once with its workers,
+// once serving on the loop with one processor, so that every end-to-end
+// test holds for each way of serving.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if code == 0 {
@@ -24,13 +25,22 @@ func TestMain(m *testing.M) {
 		}
 	}
 	if code == 0 && dense.Supported && os.Getenv(envTransport) == "" && !special() {
-		fmt.Println("--- the same tests over the dense transport")
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), envTransport+"=dense")
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "over the dense transport: %v\n", err)
-			code = 1
+		for _, pass := range []struct{ name, kind, procs string }{
+			{"the dense transport", "dense", ""},
+			{"the dense transport serving on its loop", "inline", "GOMAXPROCS=1"},
+		} {
+			fmt.Println("--- the same tests over " + pass.name)
+			cmd := exec.Command(os.Args[0], os.Args[1:]...)
+			cmd.Env = append(os.Environ(), envTransport+"="+pass.kind)
+			if pass.procs != "" {
+				cmd.Env = append(cmd.Env, pass.procs)
+			}
+			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+			if err := cmd.Run(); err != nil {
+				fmt.Fprintf(os.Stderr, "over %s: %v\n", pass.name, err)
+				code = 1
+				break
+			}
 		}
 	}
 	os.Exit(code)

@@ -300,7 +300,10 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	transport := "std"
 	if c.transport == "dense" && hs.TLSConfig == nil {
 		transport = "dense"
-		dt = dense.New(dense.Config{Poll: srv, Std: hs, ReadHeaderTimeout: c.readHeaderTime, IdleTimeout: hs.IdleTimeout, Logger: log})
+		// On the memory store nothing a poll or a publish does waits on
+		// I/O, so the loop serves them itself.
+		dt = dense.New(dense.Config{Poll: srv, Std: hs, ReadHeaderTimeout: c.readHeaderTime, IdleTimeout: hs.IdleTimeout,
+			Logger: log, Inline: c.store == "memory"})
 	}
 	closeAll := hs.Close
 	if dt != nil {

@@ -21,7 +21,15 @@ type Config struct {
 	ReadHeaderTimeout time.Duration
 	IdleTimeout       time.Duration
 	// Workers run the start of each poll (authentication, the first
-	// read of the broker); 0 means 64.
+	// read of the broker), each publish the loop reads, and the fan-out
+	// of a publish; 0 means 64.
 	Workers int
-	Logger  *slog.Logger
+	// Inline serves the polls and publishes the loop reads on the loop
+	// itself rather than on a worker while the process has one processor
+	// (GOMAXPROCS 1), saving two goroutine switches per request. Only for
+	// a Poll whose requests never wait on I/O: the memory store, with
+	// authentication done in memory. A request that blocks holds up
+	// every connection while it does. Fan-outs still run on the workers.
+	Inline bool
+	Logger *slog.Logger
 }

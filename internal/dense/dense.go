@@ -30,6 +30,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
@@ -58,8 +59,9 @@ const (
 // Transport serves one listener.
 type Transport struct {
 	cfg    Config
-	bare   bool  // the server takes plain polls without their header (park.Bare)
-	l      *loop // set by Serve
+	bare   bool        // the server takes plain polls without their header (park.Bare)
+	inline atomic.Bool // serve requests on the loop now (checkProcs)
+	l      *loop       // set by Serve
 	ln     net.Listener
 	lnFile *os.File // a duplicate of ln's descriptor that Serve accepts on
 	std    *chanListener
@@ -97,6 +99,16 @@ func New(cfg Config) *Transport {
 	}
 }
 
+// checkProcs decides whether the loop serves requests itself: with
+// Config.Inline, and while the process has one processor. Then a worker
+// could not run beside the loop anyway, and handing it a request costs
+// two goroutine switches; with more, the workers serve requests in
+// parallel. Serve calls it at the start and after each accept, and the
+// idle wheel once a second, so a change of GOMAXPROCS is seen soon.
+func (t *Transport) checkProcs() {
+	t.inline.Store(t.cfg.Inline && runtime.GOMAXPROCS(0) == 1)
+}
+
 // Serve accepts connections on ln until Shutdown or Close, and returns
 // http.ErrServerClosed then.
 func (t *Transport) Serve(ln net.Listener) error {
@@ -118,6 +130,8 @@ func (t *Transport) Serve(ln net.Listener) error {
 	if pause, srv := park.Pause, t.cfg.Poll; pause != nil && srv != nil {
 		l.pause = func() { pause(srv) }
 	}
+	t.checkProcs()
+	l.wheel.tick = t.checkProcs
 	t.mu.Lock()
 	if t.closing.Load() { // Shutdown or Close came first
 		t.mu.Unlock()
@@ -162,6 +176,7 @@ func (t *Transport) Serve(ln net.Listener) error {
 			continue
 		}
 		delay = 0
+		t.checkProcs()
 		rawNoDelay(fd)
 		dc := &conn{t: t, fd: fd, remote: remote}
 		t.mu.Lock()
@@ -450,6 +465,12 @@ func (c *conn) onData(data []byte) {
 		c.resume()
 	}
 	j := job{c: c, h: h, url: u, body: body, n: n}
+	if c.t.inline.Load() {
+		// Nothing here refers to the loop's read buffer once onData
+		// returns, and nothing the job does reads the loop's input.
+		j.do()
+		return
+	}
 	select {
 	case c.t.jobs <- j: // the usual case, without a select's cost
 	default:
@@ -566,8 +587,8 @@ func (c *conn) Run(f func()) {
 	}
 }
 
-// serve runs on a worker. A handler that panics loses its connection,
-// as under net/http, not the process.
+// serve runs on a worker, or on the loop (Config.Inline). A handler that
+// panics loses its connection, as under net/http, not the process.
 func (j job) serve() {
 	c := j.c
 	defer func() {

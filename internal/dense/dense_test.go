@@ -6,9 +6,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -26,7 +30,42 @@ import (
 	"github.com/longpoll/longpoll/internal/park"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// TestMain checks for leaked goroutines, and then runs the tests once
+// more in a child process with one processor and every fixture serving
+// inline (Config.Inline), so that each holds for both ways of serving.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	if code == 0 && os.Getenv(envInline) == "" && !special() {
+		fmt.Println("--- the same tests with one processor, serving on the loop")
+		cmd := exec.Command(os.Args[0], os.Args[1:]...)
+		cmd.Env = append(os.Environ(), envInline+"=1", "GOMAXPROCS=1")
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		if err := cmd.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "serving on the loop: %v\n", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// envInline set makes start serve inline.
+const envInline = "LONGPOLL_TEST_INLINE"
+
+// special reports a run that fuzzes, benchmarks or lists rather than tests.
+func special() bool {
+	for _, name := range []string{"test.fuzz", "test.bench", "test.list"} {
+		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
+			return true
+		}
+	}
+	return false
+}
 
 type fixture struct {
 	srv  *longpoll.Server
@@ -47,6 +86,9 @@ func start(t *testing.T, cfg Config, opts ...longpoll.Option) *fixture {
 		t.Fatal(err)
 	}
 	cfg.Poll = srv
+	if os.Getenv(envInline) != "" {
+		cfg.Inline = true
+	}
 	if cfg.Std == nil {
 		p := new(http.Protocols)
 		p.SetHTTP1(true)
@@ -762,5 +804,42 @@ func TestMoreReadyThanOneFetch(t *testing.T) {
 		if resp, _ := readReply(t, br); resp.StatusCode != 200 {
 			t.Fatalf("poll %d after the pause: %d", i, resp.StatusCode)
 		}
+	}
+}
+
+// With Config.Inline and one processor, the loop serves polls and
+// publishes itself: they are answered while the only worker is busy.
+// With more processors they go to the workers again.
+func TestInlineServesOnTheLoop(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	f := start(t, Config{Inline: true, Workers: 1})
+	release := make(chan struct{})
+	defer close(release)
+	started := make(chan struct{})
+	f.t.jobs <- job{fn: func() { close(started); <-release }}
+	<-started // the only worker is taken
+
+	c, br := dial(t, f.addr)
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	body := `{"topic":"a","data":1}`
+	fmt.Fprintf(c, "POST /v1/publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	if resp, _ := readReply(t, br); resp.StatusCode != http.StatusOK {
+		t.Fatalf("publish: %s", resp.Status)
+	}
+	io.WriteString(c, "GET /v1/poll?topic=a&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, v := readReply(t, br)
+	if msgs, _ := v["messages"].([]any); resp.StatusCode != http.StatusOK || len(msgs) != 1 {
+		t.Fatalf("poll: %s %v", resp.Status, v)
+	}
+
+	runtime.GOMAXPROCS(2)
+	f.t.checkProcs()
+	if f.t.inline.Load() {
+		t.Error("still serving on the loop with two processors")
+	}
+	runtime.GOMAXPROCS(1)
+	f.t.checkProcs()
+	if !f.t.inline.Load() {
+		t.Error("not serving on the loop with one processor")
 	}
 }

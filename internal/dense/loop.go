@@ -557,6 +557,7 @@ type idleWheel struct {
 	slots   map[int64][]*conn // by unix second
 	timer   *time.Timer
 	stopped bool
+	tick    func() // if set, called at each fire
 }
 
 func (w *idleWheel) add(c *conn, sec int64) {
@@ -612,9 +613,13 @@ func (w *idleWheel) fire() {
 	} else {
 		w.timer = nil
 	}
+	tick := w.tick
 	w.mu.Unlock()
 	for _, c := range late {
 		c.closeNow()
+	}
+	if tick != nil {
+		tick()
 	}
 }
 
