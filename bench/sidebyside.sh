@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Measures two servers' CPU per delivery in the many-topics scenario at
+# the same time: both run on CPU 0 and their two loads on CPU 1, so that
+# whatever else the machine does in a run weighs on both alike. Run after
+# run on this 2-core machine, one server's figure moves by 20% and more;
+# side by side, the ratio of the two moves by about 1% (the same binary
+# against itself gave 0.990 and 0.993). Each server takes about a seventh
+# of its core at this rate, so the two seldom wait for each other.
+#
+#   bench/sidebyside.sh A B [RUNS [DURATION]]
+#
+# A and B are each "nchan" or the path of a longpoll binary (the same one
+# may be given twice); A's load runs first. RUNS defaults to 3 and
+# DURATION, the publishing time of each run, to 20s. Prints each run's
+# server CPU per delivery of A and B and their ratio B/A, and the median
+# ratio. The bench is the first longpoll binary given, or longpoll on
+# PATH. Needs jq, and for nchan nginx with libnginx-mod-nchan.
+set -euo pipefail
+a=${1:?A: nchan or a longpoll binary}
+b=${2:?B: nchan or a longpoll binary}
+runs=${3:-3}
+dur=${4:-20s}
+conf=$(cd "$(dirname "$0")" && pwd)/nchan/nginx.conf
+if [ "$a" = nchan ] && [ "$b" = nchan ]; then
+	echo "at most one of A and B can be nchan" >&2
+	exit 2
+fi
+bin=longpoll
+for x in "$a" "$b"; do
+	if [ "$x" != nchan ]; then
+		bin=$x
+		break
+	fi
+done
+out=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+	rm -rf "$out"
+}
+trap cleanup EXIT
+
+# start KIND PORT: starts a server on CPU 0; sets pid, url and proto.
+start() {
+	if [ "$1" = nchan ]; then
+		mkdir -p /tmp/longpoll-nchan
+		taskset -c 0 nginx -p /tmp/longpoll-nchan/ -c "$conf" -e stderr 2>/dev/null &
+		url=http://127.0.0.1:8090 proto=nchan
+	else
+		taskset -c 0 "$1" serve --addr "127.0.0.1:$2" --store memory --log-level warn --max-held-polls 19900 &
+		url=http://127.0.0.1:$2 proto=longpoll
+	fi
+	pid=$!
+	pids+=("$pid")
+}
+
+ratios=()
+for run in $(seq "$runs"); do
+	pids=()
+	start "$a" 8080
+	apid=$pid aurl=$url aproto=$proto
+	start "$b" 8081
+	bpid=$pid burl=$url bproto=$proto
+	sleep 1
+	args=(--quiet --scenario throughput --subscribers 10000 --topics 1000 --rate 500 --duration "$dur" --source-addrs 2)
+	taskset -c 1 "$bin" bench "${args[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json "$out/a.json" >/dev/null &
+	la=$!
+	taskset -c 1 "$bin" bench "${args[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json "$out/b.json" >/dev/null &
+	lb=$!
+	wait "$la" "$lb"
+	kill "$apid" "$bpid"
+	wait "$apid" "$bpid" 2>/dev/null || true
+	fa=$(jq .server_cpu_per_delivery_us "$out/a.json")
+	fb=$(jq .server_cpu_per_delivery_us "$out/b.json")
+	r=$(awk -v a="$fa" -v b="$fb" 'BEGIN {printf "%.3f", b / a}')
+	ratios+=("$r")
+	printf 'run %d: A %s us, B %s us per delivery, B/A %s (lost %s and %s)\n' "$run" "$fa" "$fb" "$r" \
+		"$(jq .lost "$out/a.json")" "$(jq .lost "$out/b.json")"
+	sleep 3 # let the sockets of the run close
+done
+printf '%s\n' "${ratios[@]}" | sort -n |
+	awk '{r[NR] = $1} END {printf "median B/A over %d runs: %.3f\n", NR, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2)}'
