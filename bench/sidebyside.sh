@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures two servers' CPU per delivery in the many-topics scenario at
-# the same time: both run on CPU 0 and their two loads on CPU 1, so that
+# the same time: both run on CPU 0 and their two loads on CPU 1, and both
+# loads publish from 35 s after they start (--start-after), so that
 # whatever else the machine does in a run weighs on both alike. Run after
 # run on this 2-core machine, one server's figure moves by 20% and more;
 # side by side, the ratio of the two moves by about 1% (the same binary
@@ -63,7 +64,9 @@ for run in $(seq "$runs"); do
 	start "$b" 8081
 	bpid=$pid burl=$url bproto=$proto
 	sleep 1
-	args=(--quiet --scenario throughput --subscribers 10000 --topics 1000 --rate 500 --duration "$dur" --source-addrs 2)
+	# Both publish from 35 s after they start, whichever connects sooner.
+	args=(--quiet --scenario throughput --subscribers 10000 --topics 1000 --rate 500 --duration "$dur" --source-addrs 4
+		--start-after 35s)
 	taskset -c 1 "$bin" bench "${args[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json "$out/a.json" >/dev/null &
 	la=$!
 	taskset -c 1 "$bin" bench "${args[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json "$out/b.json" >/dev/null &
@@ -75,8 +78,9 @@ for run in $(seq "$runs"); do
 	fb=$(jq .server_cpu_per_delivery_us "$out/b.json")
 	r=$(awk -v a="$fa" -v b="$fb" 'BEGIN {printf "%.3f", b / a}')
 	ratios+=("$r")
-	printf 'run %d: A %s us, B %s us per delivery, B/A %s (lost %s and %s)\n' "$run" "$fa" "$fb" "$r" \
-		"$(jq .lost "$out/a.json")" "$(jq .lost "$out/b.json")"
+	printf 'run %d: A %s us, B %s us per delivery, B/A %s (lost %s and %s; publishing began at %s and %s s)\n' \
+		"$run" "$fa" "$fb" "$r" "$(jq .lost "$out/a.json")" "$(jq .lost "$out/b.json")" \
+		"$(jq '.window_start_ms / 1000 | floor' "$out/a.json")" "$(jq '.window_start_ms / 1000 | floor' "$out/b.json")"
 	sleep 3 # let the sockets of the run close
 done
 printf '%s\n' "${ratios[@]}" | sort -n |

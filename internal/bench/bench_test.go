@@ -135,11 +135,14 @@ func TestScenariosAgainstLongpoll(t *testing.T) {
 	t.Run("throughput", func(t *testing.T) {
 		t.Parallel()
 		code, out, errOut, res := runBench(t, "--scenario", "throughput", "--server", url, "--subscribers", "20",
-			"--topics", "5", "--publishers", "2", "--rate", "200", "--duration", "500ms", "--quiet")
+			"--topics", "5", "--publishers", "2", "--rate", "200", "--duration", "500ms", "--start-after", "1500ms", "--quiet")
 		if code != cli.ExitOK || res == nil {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 		}
 		checkDelivery(t, res)
+		if res.WindowStartMS < 1500 {
+			t.Errorf("publishing began %g ms into the run, before --start-after 1500ms", res.WindowStartMS)
+		}
 		if res.Published < 20 || res.Published > 110 {
 			t.Errorf("published %d at 200/s for 0.5 s", res.Published)
 		}

@@ -231,6 +231,8 @@ func TestConfigCheck(t *testing.T) {
 		{"pids and spawn", bench.Config{Server: "http://127.0.0.1:1", ServerPID: "7", Spawn: "x"}, "exclude each other"},
 		{"fewer subscribers than URLs", bench.Config{Server: two + ",http://127.0.0.1:3", Subscribers: 2}, "--subscribers (2) must be at least the number of --server URLs (3)"},
 		{"a negative warm-up", bench.Config{Server: two, Warmup: -1}, "--warmup must be 0 to 100"},
+		{"a negative start", bench.Config{Server: two, StartAfter: -time.Second}, "--start-after must be 0 or more"},
+		{"a start past the timeout", bench.Config{Server: two, StartAfter: time.Minute, Timeout: time.Minute}, "shorter than --timeout"},
 		{"source addresses, one URL not loopback", bench.Config{Server: "http://127.0.0.1:1,http://example.com", SourceAddrs: 2}, "needs every --server on loopback"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -72,6 +72,10 @@ type Config struct {
 	Size        int     // bytes of padding in each message
 	Duration    time.Duration
 	Timeout     time.Duration // bound on the whole run
+	// StartAfter delays the scenario until this long after the run began
+	// (and every subscriber is held), so that benches started together
+	// publish together.
+	StartAfter  time.Duration
 	PollTimeout time.Duration // hold each subscriber asks for
 	Workers     int           // worker processes
 	SourceAddrs int           // loopback source addresses 127.0.0.1, .2, ...
@@ -194,6 +198,9 @@ func (c *Config) Check() error {
 	}
 	if c.Duration < 0 || c.Duration >= c.Timeout {
 		bad("--duration must be positive and shorter than --timeout (%v)", c.Timeout)
+	}
+	if c.StartAfter < 0 || c.StartAfter >= c.Timeout {
+		bad("--start-after must be 0 or more and shorter than --timeout (%v)", c.Timeout)
 	}
 	if c.PollTimeout == 0 {
 		c.PollTimeout = 50 * time.Second

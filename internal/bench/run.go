@@ -67,8 +67,11 @@ type Result struct {
 	Expected           uint64   `json:"expected"`
 	PublishSeconds     float64  `json:"publish_seconds,omitempty"`
 	WindowSeconds      float64  `json:"window_seconds,omitempty"`
-	PublishedPerSec    float64  `json:"published_per_second,omitempty"`
-	DeliveredPerSec    float64  `json:"delivered_per_second,omitempty"`
+	// WindowStartMS is when the measured window began, from the run's
+	// start.
+	WindowStartMS   float64 `json:"window_start_ms,omitempty"`
+	PublishedPerSec float64 `json:"published_per_second,omitempty"`
+	DeliveredPerSec float64 `json:"delivered_per_second,omitempty"`
 	// ServerCPU is the server's user+system CPU time (summed over the
 	// pids) over the window from the first publish to the last delivery;
 	// CPUPerDelivery divides it by Delivered.
@@ -213,6 +216,14 @@ func (r *runner) run(ctx context.Context) error {
 
 	if err := r.waitHeld(ctx, "connecting", 0); err != nil {
 		return r.finish(ctx, err)
+	}
+	if d := time.Until(r.res.Started.Add(cfg.StartAfter)); d > 0 {
+		r.prog.set("waiting for --start-after", nil)
+		select {
+		case <-ctx.Done():
+			return r.finish(ctx, ctx.Err())
+		case <-time.After(d):
+		}
 	}
 	switch cfg.Scenario {
 	case Capacity:
@@ -499,6 +510,7 @@ type window struct {
 
 func (r *runner) startWindow() (*window, error) {
 	w := &window{r: r, start: time.Now(), load: r.loadCPU()}
+	r.res.WindowStartMS = ms(w.start.Sub(r.res.Started))
 	if len(r.pids) > 0 {
 		c, err := r.readCPU()
 		if err != nil {
