@@ -442,8 +442,16 @@ func hasToken(v, token string) bool {
 	return false
 }
 
+// trimOWS trims spaces and tabs from both ends of b: by hand, as
+// bytes.Trim builds a set of its cutset on every call.
 func trimOWS(b []byte) []byte {
-	return bytes.Trim(b, " \t")
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t') {
+		b = b[1:]
+	}
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\t') {
+		b = b[:len(b)-1]
+	}
+	return b
 }
 
 // equalFoldASCII reports whether b equals the lower-case ASCII string lower,
