@@ -1,15 +1,14 @@
 package longpoll_test
 
 import (
-	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"testing"
 
 	"go.uber.org/goleak"
 
 	"github.com/longpoll/longpoll/internal/dense"
+	"github.com/longpoll/longpoll/internal/testrun"
 )
 
 // TestMain checks for leaked goroutines and then runs the same tests
@@ -24,34 +23,15 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	if code == 0 && dense.Supported && os.Getenv(envTransport) == "" && !special() {
-		for _, pass := range []struct{ name, kind, procs string }{
-			{"the dense transport", "dense", ""},
-			{"the dense transport serving on its loop", "inline", "GOMAXPROCS=1"},
-		} {
-			fmt.Println("--- the same tests over " + pass.name)
-			cmd := exec.Command(os.Args[0], os.Args[1:]...)
-			cmd.Env = append(os.Environ(), envTransport+"="+pass.kind)
-			if pass.procs != "" {
-				cmd.Env = append(cmd.Env, pass.procs)
-			}
-			cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-			if err := cmd.Run(); err != nil {
-				fmt.Fprintf(os.Stderr, "over %s: %v\n", pass.name, err)
-				code = 1
-				break
-			}
+	if code == 0 && dense.Supported && os.Getenv(envTransport) == "" && !testrun.Special() {
+		err := testrun.Again("over the dense transport", envTransport+"=dense")
+		if err == nil {
+			err = testrun.Again("over the dense transport serving on its loop", envTransport+"=inline", "GOMAXPROCS=1")
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
 		}
 	}
 	os.Exit(code)
-}
-
-// special reports a run that fuzzes, benchmarks or lists rather than tests.
-func special() bool {
-	for _, name := range []string{"test.fuzz", "test.bench", "test.list"} {
-		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
-			return true
-		}
-	}
-	return false
 }

@@ -6,13 +6,11 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"reflect"
 	"runtime"
 	"strconv"
@@ -28,6 +26,7 @@ import (
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
 	"github.com/longpoll/longpoll/internal/park"
+	"github.com/longpoll/longpoll/internal/testrun"
 )
 
 // TestMain checks for leaked goroutines, and then runs the tests once
@@ -41,13 +40,9 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
-	if code == 0 && os.Getenv(envInline) == "" && !special() {
-		fmt.Println("--- the same tests with one processor, serving on the loop")
-		cmd := exec.Command(os.Args[0], os.Args[1:]...)
-		cmd.Env = append(os.Environ(), envInline+"=1", "GOMAXPROCS=1")
-		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-		if err := cmd.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "serving on the loop: %v\n", err)
+	if code == 0 && os.Getenv(envInline) == "" && !testrun.Special() {
+		if err := testrun.Again("with one processor, serving on the loop", envInline+"=1", "GOMAXPROCS=1"); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			code = 1
 		}
 	}
@@ -56,16 +51,6 @@ func TestMain(m *testing.M) {
 
 // envInline set makes start serve inline.
 const envInline = "LONGPOLL_TEST_INLINE"
-
-// special reports a run that fuzzes, benchmarks or lists rather than tests.
-func special() bool {
-	for _, name := range []string{"test.fuzz", "test.bench", "test.list"} {
-		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
-			return true
-		}
-	}
-	return false
-}
 
 type fixture struct {
 	srv  *longpoll.Server
