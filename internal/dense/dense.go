@@ -466,8 +466,9 @@ func (c *conn) onData(data []byte) {
 	}
 	j := job{c: c, h: h, url: u, body: body, n: n}
 	if c.t.inline.Load() {
-		// Nothing here refers to the loop's read buffer once onData
-		// returns, and nothing the job does reads the loop's input.
+		// As on a worker: the job holds nothing of the loop's read
+		// buffer (the head, the body and the input after them were
+		// copied above), and it reads no input itself.
 		j.do()
 		return
 	}
