@@ -29,7 +29,8 @@ type Config struct {
 	// (GOMAXPROCS 1), saving two goroutine switches per request. Only for
 	// a Poll whose requests never wait on I/O: the memory store, with
 	// authentication done in memory. A request that blocks holds up
-	// every connection while it does. Fan-outs still run on the workers.
+	// every connection while it does. A fan-out an inline publish sets
+	// off runs on the loop too, after the publish's reply.
 	Inline bool
 	Logger *slog.Logger
 }

@@ -61,6 +61,7 @@ type Transport struct {
 	cfg    Config
 	bare   bool        // the server takes plain polls without their header (park.Bare)
 	inline atomic.Bool // serve requests on the loop now (checkProcs)
+	after  afterJobs   // fan-outs to run once the inline requests are served
 	l      *loop       // set by Serve
 	ln     net.Listener
 	lnFile *os.File // a duplicate of ln's descriptor that Serve accepts on
@@ -107,6 +108,56 @@ func New(cfg Config) *Transport {
 // idle wheel once a second, so a change of GOMAXPROCS is seen soon.
 func (t *Transport) checkProcs() {
 	t.inline.Store(t.cfg.Inline && runtime.GOMAXPROCS(0) == 1)
+}
+
+// afterJobs holds the fan-outs that inline requests set off, to run on
+// the same goroutine once those requests are served: the publish's reply
+// goes out first, and the replies of its fan-out next, with no hand-off
+// to a worker between; the loop then reads the re-polls they bring.
+type afterJobs struct {
+	mu      sync.Mutex // uncontended: inline serving has one processor
+	serving int        // inline requests being served
+	queue   []func()   // queue[next:] are waiting
+	next    int
+}
+
+// doInline serves j on this goroutine, then the fan-outs it set off.
+// Whoever ends the last request being served leaves the queue empty, and
+// fan-outs join it only while a request is being served, so none waits
+// for a request that never comes.
+func (t *Transport) doInline(j job) {
+	a := &t.after
+	a.mu.Lock()
+	a.serving++
+	a.mu.Unlock()
+	j.do()
+	for {
+		a.mu.Lock()
+		if a.next == len(a.queue) {
+			a.serving--
+			a.queue, a.next = a.queue[:0], 0
+			a.mu.Unlock()
+			return
+		}
+		f := a.queue[a.next]
+		a.queue[a.next] = nil
+		a.next++
+		a.mu.Unlock()
+		f()
+	}
+}
+
+// runAfter queues f to run after the inline requests being served, and
+// reports whether it did: not when none is.
+func (t *Transport) runAfter(f func()) bool {
+	a := &t.after
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.serving == 0 {
+		return false
+	}
+	a.queue = append(a.queue, f)
+	return true
 }
 
 // Serve accepts connections on ln until Shutdown or Close, and returns
@@ -469,7 +520,7 @@ func (c *conn) onData(data []byte) {
 		// As on a worker: the job holds nothing of the loop's read
 		// buffer (the head, the body and the input after them were
 		// copied above), and it reads no input itself.
-		j.do()
+		c.t.doInline(j)
 		return
 	}
 	select {
@@ -580,6 +631,9 @@ func (c *conn) Run(f func()) {
 		go f()
 		return
 	default:
+	}
+	if c.t.runAfter(f) {
+		return
 	}
 	select {
 	case c.t.jobs <- job{fn: f}:

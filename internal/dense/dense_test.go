@@ -793,8 +793,9 @@ func TestMoreReadyThanOneFetch(t *testing.T) {
 }
 
 // With Config.Inline and one processor, the loop serves polls and
-// publishes itself: they are answered while the only worker is busy.
-// With more processors they go to the workers again.
+// publishes itself, and a publish's fan-out after its reply: all are
+// answered while the only worker is busy. With more processors they go
+// to the workers again.
 func TestInlineServesOnTheLoop(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
 	f := start(t, Config{Inline: true, Workers: 1})
@@ -804,6 +805,11 @@ func TestInlineServesOnTheLoop(t *testing.T) {
 	f.t.jobs <- job{fn: func() { close(started); <-release }}
 	<-started // the only worker is taken
 
+	held, heldBr := dial(t, f.addr)
+	held.SetDeadline(time.Now().Add(5 * time.Second))
+	io.WriteString(held, "GET /v1/poll?topic=a&timeout=30 HTTP/1.1\r\nHost: x\r\n\r\n")
+	waitFor(t, "the poll to be held", func() bool { return f.srv.Waiting("a") == 1 })
+
 	c, br := dial(t, f.addr)
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	body := `{"topic":"a","data":1}`
@@ -811,8 +817,12 @@ func TestInlineServesOnTheLoop(t *testing.T) {
 	if resp, _ := readReply(t, br); resp.StatusCode != http.StatusOK {
 		t.Fatalf("publish: %s", resp.Status)
 	}
+	resp, v := readReply(t, heldBr) // the fan-out, not left to the busy worker
+	if msgs, _ := v["messages"].([]any); resp.StatusCode != http.StatusOK || len(msgs) != 1 {
+		t.Fatalf("held poll: %s %v", resp.Status, v)
+	}
 	io.WriteString(c, "GET /v1/poll?topic=a&since=earliest&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
-	resp, v := readReply(t, br)
+	resp, v = readReply(t, br)
 	if msgs, _ := v["messages"].([]any); resp.StatusCode != http.StatusOK || len(msgs) != 1 {
 		t.Fatalf("poll: %s %v", resp.Status, v)
 	}
@@ -826,5 +836,32 @@ func TestInlineServesOnTheLoop(t *testing.T) {
 	f.t.checkProcs()
 	if !f.t.inline.Load() {
 		t.Error("not serving on the loop with one processor")
+	}
+}
+
+// What an inline request sets off runs after it, on its goroutine, and
+// so does what that sets off in turn; with no request being served,
+// nothing is queued.
+func TestRunAfterInlineRequests(t *testing.T) {
+	tr := &Transport{}
+	if tr.runAfter(func() {}) {
+		t.Fatal("queued with no request being served")
+	}
+	var order []string
+	tr.doInline(job{fn: func() {
+		queued := tr.runAfter(func() {
+			order = append(order, "fan-out")
+			tr.runAfter(func() { order = append(order, "its fan-out") })
+		})
+		if !queued {
+			t.Error("not queued while a request is served")
+		}
+		order = append(order, "request")
+	}})
+	if want := []string{"request", "fan-out", "its fan-out"}; !reflect.DeepEqual(order, want) {
+		t.Errorf("ran %q, want %q", order, want)
+	}
+	if tr.runAfter(func() {}) {
+		t.Error("queued after the request ended")
 	}
 }
