@@ -21,8 +21,6 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/goleak"
-
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
 	"github.com/longpoll/longpoll/internal/park"
@@ -33,20 +31,8 @@ import (
 // more in a child process with one processor and every fixture serving
 // inline (Config.Inline), so that each holds for both ways of serving.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
-			code = 1
-		}
-	}
-	if code == 0 && os.Getenv(envInline) == "" && !testrun.Special() {
-		if err := testrun.Again("with one processor, serving on the loop", envInline+"=1", "GOMAXPROCS=1"); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	testrun.Main(m, os.Getenv(envInline) == "",
+		testrun.Pass{What: "with one processor, serving on the loop", Env: []string{envInline + "=1", "GOMAXPROCS=1"}})
 }
 
 // envInline set makes start serve inline.

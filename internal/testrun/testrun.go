@@ -1,5 +1,5 @@
-// Package testrun helps a TestMain run its package's tests once more in
-// a child process under other settings (another transport, one
+// Package testrun is a TestMain that runs its package's tests once more
+// in a child process under other settings (another transport, one
 // processor), so that every test holds under each.
 package testrun
 
@@ -8,11 +8,45 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"testing"
+
+	"go.uber.org/goleak"
 )
 
-// Special reports a run that fuzzes, benchmarks or lists rather than
+// Pass is one more run of the tests: what it is, and what it adds to the
+// environment.
+type Pass struct {
+	What string
+	Env  []string
+}
+
+// Main runs m's tests and checks for leaked goroutines. Then, unless
+// again is false or the run fuzzes, benchmarks or lists, it runs the test
+// binary again for each pass, stopping at the first that fails, and
+// exits.
+func Main(m *testing.M, again bool, passes ...Pass) {
+	code := m.Run()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
+	}
+	if code == 0 && again && !special() {
+		for _, p := range passes {
+			if err := run(p); err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				code = 1
+				break
+			}
+		}
+	}
+	os.Exit(code)
+}
+
+// special reports a run that fuzzes, benchmarks or lists rather than
 // tests: one not to repeat.
-func Special() bool {
+func special() bool {
 	for _, name := range []string{"test.fuzz", "test.bench", "test.list"} {
 		if f := flag.Lookup(name); f != nil && f.Value.String() != "" {
 			return true
@@ -21,16 +55,16 @@ func Special() bool {
 	return false
 }
 
-// Again runs this test binary again, with its arguments and with env
-// added to its environment, its output going to this process's, after a
-// line that says what the run is.
-func Again(what string, env ...string) error {
-	fmt.Println("--- the same tests " + what)
+// run runs this test binary again, with its arguments and p's
+// environment, its output going to this process's, after a line that
+// says what the pass is.
+func run(p Pass) error {
+	fmt.Println("--- the same tests " + p.What)
 	cmd := exec.Command(os.Args[0], os.Args[1:]...)
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s: %w", what, err)
+		return fmt.Errorf("%s: %w", p.What, err)
 	}
 	return nil
 }
