@@ -289,7 +289,9 @@ func (s *subscriber) run(ctx context.Context) {
 	target := ws.targets[s.serverIdx]
 	var (
 		conn    net.Conn
+		str     stream
 		br      *bufio.Reader
+		renew   time.Time // when the connection's deadline is to be pushed on
 		req     []byte
 		backoff time.Duration
 		rep     reply
@@ -344,12 +346,24 @@ func (s *subscriber) run(ctx context.Context) {
 			if ctx.Err() != nil { // cancelled while connecting
 				return
 			}
-			br = bufio.NewReaderSize(c, 4096)
+			if str, err = newStream(c); err != nil {
+				closeConn()
+				ws.fail(err)
+				backoff = nextBackoff(backoff)
+				continue
+			}
+			br = bufio.NewReaderSize(str, 4096)
+			renew = time.Time{}
 		}
 		req = target.pollRequest(req[:0], topic, &s.st)
-		conn.SetDeadline(time.Now().Add(target.hold + 30*time.Second))
+		// A poll that takes hold+30s or more fails. The deadline is pushed
+		// on at most every 10 s, as each push costs timer work.
+		if now := time.Now(); !now.Before(renew) {
+			conn.SetDeadline(now.Add(target.hold + 40*time.Second))
+			renew = now.Add(10 * time.Second)
+		}
 		ws.polls.Add(1)
-		err := roundTrip(conn, br, req, &rep)
+		err := roundTrip(str, br, req, &rep)
 		if err != nil {
 			closeConn()
 			if ctx.Err() == nil {
@@ -394,14 +408,6 @@ func (s *subscriber) run(ctx context.Context) {
 			s.seq.Observe(p.N)
 		}
 	}
-}
-
-// roundTrip writes one request and reads its reply in full.
-func roundTrip(conn net.Conn, br *bufio.Reader, req []byte, rep *reply) error {
-	if _, err := conn.Write(req); err != nil {
-		return err
-	}
-	return readReply(br, rep)
 }
 
 func nextBackoff(d time.Duration) time.Duration {
