@@ -16,7 +16,7 @@ import (
 // write is the wait's first step, so any reply that comes after it wakes
 // the wait. The descriptor is nonblocking, so neither call can block, and
 // the scheduler need not be told of them: told, it wakes its monitor
-// thread, which was a tenth of a worker's CPU in a fan-out.
+// thread, which took 8% of a worker's CPU in a fan-out.
 type rawStream struct {
 	conn    net.Conn
 	raw     syscall.RawConn

@@ -356,7 +356,7 @@ func (s *subscriber) run(ctx context.Context) {
 			renew = time.Time{}
 		}
 		req = target.pollRequest(req[:0], topic, &s.st)
-		// A poll that takes hold+30s or more fails. The deadline is pushed
+		// A poll fails after hold+30s to hold+40s: the deadline is pushed
 		// on at most every 10 s, as each push costs timer work.
 		if now := time.Now(); !now.Before(renew) {
 			conn.SetDeadline(now.Add(target.hold + 40*time.Second))
