@@ -1,26 +1,39 @@
 #!/usr/bin/env bash
-# Measures two servers' CPU per delivery in the many-topics scenario at
-# the same time: both run on CPU 0 and their two loads on CPU 1, and both
-# loads publish from 35 s after they start (--start-after), so that
-# whatever else the machine does in a run weighs on both alike. Run after
-# run on this 2-core machine, one server's figure moves by 20% and more;
-# side by side, the ratio of the two moves by about 1% (the same binary
-# against itself gave 0.990 and 0.993). Each server takes about a seventh
-# of its core at this rate, so the two seldom wait for each other.
+# Measures two servers at the same time, so that whatever else the machine
+# does in a run weighs on both alike: both run on CPU 0 and their two
+# loads on CPU 1. Run after run on this 2-core machine, one server's
+# figure moves by 20% and more; side by side, the ratio of the two moves
+# by about 1% (the same binary against itself gave 0.990 and 0.993 in the
+# many-topics scenario).
 #
 #   bench/sidebyside.sh A B [RUNS [DURATION]]
+#   SCENARIO=fanout-10000 bench/sidebyside.sh A B [RUNS]
 #
 # A and B are each "nchan" or the path of a longpoll binary (the same one
-# may be given twice); A's load runs first. RUNS defaults to 3 and
-# DURATION, the publishing time of each run, to 20s. Prints each run's
-# server CPU per delivery of A and B and their ratio B/A, and the median
-# ratio. The bench is the first longpoll binary given, or longpoll on
-# PATH. Needs jq, and for nchan nginx with libnginx-mod-nchan.
+# may be given twice); A's load runs first. RUNS defaults to 3.
+#
+# SCENARIO=throughput (the default): the many-topics scenario; both loads
+# publish from 35 s after they start (--start-after) for DURATION (20s).
+# Each server takes about a seventh of its core at this rate, so the two
+# seldom wait for each other. Prints each run's server CPU per delivery of
+# A and B and their ratio B/A, and the median ratio.
+#
+# SCENARIO=fanout-10000 or fanout-19000: ROUNDS (10) rounds of one message
+# to 10,000 or 19,000 subscribers of each server, taking turns: A's rounds
+# begin every 1 s (2 s at 19,000) from 35 s after the start, B's half a
+# period later (--round-every, --round-offset), so that a round has both
+# cores to itself, as in a run of its own. Prints each run's median time
+# until all received and p99 of A and B, and the median ratio B/A of the
+# median rounds.
+#
+# The bench is the first longpoll binary given, or longpoll on PATH. Needs
+# jq, and for nchan nginx with libnginx-mod-nchan.
 set -euo pipefail
 a=${1:?A: nchan or a longpoll binary}
 b=${2:?B: nchan or a longpoll binary}
 runs=${3:-3}
 dur=${4:-20s}
+scenario=${SCENARIO:-throughput}
 conf=$(cd "$(dirname "$0")" && pwd)/nchan/nginx.conf
 if [ "$a" = nchan ] && [ "$b" = nchan ]; then
 	echo "at most one of A and B can be nchan" >&2
@@ -65,15 +78,39 @@ for run in $(seq "$runs"); do
 	bpid=$pid burl=$url bproto=$proto
 	sleep 1
 	# Both publish from 35 s after they start, whichever connects sooner.
-	args=(--quiet --scenario throughput --subscribers 10000 --topics 1000 --rate 500 --duration "$dur" --source-addrs 4
-		--start-after 35s)
-	taskset -c 1 "$bin" bench "${args[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json "$out/a.json" >/dev/null &
+	aturn=() bturn=()
+	case $scenario in
+	throughput)
+		args=(--scenario throughput --subscribers 10000 --topics 1000 --rate 500 --duration "$dur") ;;
+	fanout-10000 | fanout-19000)
+		n=${scenario#fanout-} period=1
+		[ "$n" = 19000 ] && period=2
+		args=(--scenario fanout --subscribers "$n" --messages "${ROUNDS:-10}" --round-every "${period}s" --timeout 3m)
+		bturn=(--round-offset "$((period * 500))ms") ;;
+	*)
+		echo "unknown SCENARIO $scenario" >&2
+		exit 2 ;;
+	esac
+	args+=(--quiet --source-addrs 4 --start-after 35s)
+	taskset -c 1 "$bin" bench "${args[@]}" "${aturn[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json "$out/a.json" >/dev/null &
 	la=$!
-	taskset -c 1 "$bin" bench "${args[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json "$out/b.json" >/dev/null &
+	taskset -c 1 "$bin" bench "${args[@]}" "${bturn[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json "$out/b.json" >/dev/null &
 	lb=$!
 	wait "$la" "$lb"
 	kill "$apid" "$bpid"
 	wait "$apid" "$bpid" 2>/dev/null || true
+	if [ "$scenario" != throughput ]; then
+		med='[.rounds[].all_received_ms] | sort | if length % 2 == 1 then .[length/2|floor] else (.[length/2-1] + .[length/2]) / 2 end'
+		fa=$(jq "$med" "$out/a.json") fb=$(jq "$med" "$out/b.json")
+		r=$(awk -v a="$fa" -v b="$fb" 'BEGIN {printf "%.3f", b / a}')
+		ratios+=("$r")
+		printf 'run %d: A %.1f ms (p99 %s), B %.1f ms (p99 %s) until all received, median rounds; B/A %s; server CPU per delivery A %s, B %s us; lost %s and %s\n' \
+			"$run" "$fa" "$(jq .latency.p99_ms "$out/a.json")" "$fb" "$(jq .latency.p99_ms "$out/b.json")" "$r" \
+			"$(jq .server_cpu_per_delivery_us "$out/a.json")" "$(jq .server_cpu_per_delivery_us "$out/b.json")" \
+			"$(jq .lost "$out/a.json")" "$(jq .lost "$out/b.json")"
+		sleep 3
+		continue
+	fi
 	fa=$(jq .server_cpu_per_delivery_us "$out/a.json")
 	fb=$(jq .server_cpu_per_delivery_us "$out/b.json")
 	r=$(awk -v a="$fa" -v b="$fb" 'BEGIN {printf "%.3f", b / a}')

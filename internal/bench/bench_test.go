@@ -107,7 +107,8 @@ func TestScenariosAgainstLongpoll(t *testing.T) {
 	t.Run("fanout", func(t *testing.T) {
 		t.Parallel()
 		code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", url, "--subscribers", "30",
-			"--messages", "3", "--warmup", "2", "--server-pid", pid, "--svg", svg, "--quiet")
+			"--messages", "3", "--warmup", "2", "--server-pid", pid, "--svg", svg, "--quiet",
+			"--round-every", "250ms", "--round-offset", "100ms")
 		if code != cli.ExitOK || res == nil {
 			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 		}
@@ -118,6 +119,10 @@ func TestScenariosAgainstLongpoll(t *testing.T) {
 		for i, r := range res.Rounds {
 			if r.Number != 3+i || r.Received != 30 || r.AllReceived <= 0 || r.AllReceived > res.Latency.Max {
 				t.Errorf("round %+v, latency max %g", r, res.Latency.Max)
+			}
+			// Round n waits for its turn: 100 ms + (n-1) x 250 ms.
+			if turn := float64(100 + (r.Number-1)*250); r.Published < turn {
+				t.Errorf("round %d published at %g ms, before its turn at %g ms", r.Number, r.Published, turn)
 			}
 		}
 		if res.ServerCPUMS < 0 || !strings.Contains(out, "all received") || !strings.Contains(out, "2 round(s) before these") {

@@ -233,11 +233,16 @@ func TestConfigCheck(t *testing.T) {
 		{"a negative warm-up", bench.Config{Server: two, Warmup: -1}, "--warmup must be 0 to 100"},
 		{"a negative start", bench.Config{Server: two, StartAfter: -time.Second}, "--start-after must be 0 or more"},
 		{"a start past the timeout", bench.Config{Server: two, StartAfter: time.Minute, Timeout: time.Minute}, "shorter than --timeout"},
+		{"a negative period", bench.Config{Server: two, Scenario: bench.Fanout, RoundEvery: -time.Second}, "--round-every and --round-offset must be 0 or more"},
+		{"an offset alone", bench.Config{Server: two, Scenario: bench.Fanout, RoundOffset: time.Second}, "--round-offset needs --round-every"},
+		{"turns outside a fanout", bench.Config{Server: two, Scenario: bench.Burst, RoundEvery: time.Second}, "--round-every is for the fanout scenario"},
 		{"source addresses, one URL not loopback", bench.Config{Server: "http://127.0.0.1:1,http://example.com", SourceAddrs: 2}, "needs every --server on loopback"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := tc.cfg
-			c.Scenario = bench.Fanout
+			if c.Scenario == "" {
+				c.Scenario = bench.Fanout
+			}
 			if c.Protocol == "" {
 				c.Protocol = bench.ProtocolLongpoll
 			}

@@ -75,7 +75,14 @@ type Config struct {
 	// StartAfter delays the scenario until this long after the run began
 	// (and every subscriber is held), so that benches started together
 	// publish together.
-	StartAfter  time.Duration
+	StartAfter time.Duration
+	// RoundEvery, in a fanout, publishes round n (warm-ups counted, from
+	// 1) no sooner than StartAfter+RoundOffset+(n-1)*RoundEvery after
+	// the run began: two benches started together, with offsets half a
+	// period apart, then take turns, so that two servers run side by side
+	// without their rounds overlapping.
+	RoundEvery  time.Duration
+	RoundOffset time.Duration
 	PollTimeout time.Duration // hold each subscriber asks for
 	Workers     int           // worker processes
 	SourceAddrs int           // loopback source addresses 127.0.0.1, .2, ...
@@ -201,6 +208,15 @@ func (c *Config) Check() error {
 	}
 	if c.StartAfter < 0 || c.StartAfter >= c.Timeout {
 		bad("--start-after must be 0 or more and shorter than --timeout (%v)", c.Timeout)
+	}
+	if c.RoundEvery < 0 || c.RoundOffset < 0 {
+		bad("--round-every and --round-offset must be 0 or more")
+	}
+	if c.RoundOffset > 0 && c.RoundEvery == 0 {
+		bad("--round-offset needs --round-every")
+	}
+	if c.RoundEvery > 0 && c.Scenario != Fanout {
+		bad("--round-every is for the fanout scenario")
 	}
 	if c.PollTimeout == 0 {
 		c.PollTimeout = 50 * time.Second

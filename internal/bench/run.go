@@ -102,6 +102,7 @@ type Result struct {
 // subscriber had it.
 type Round struct {
 	Number      int     `json:"number"`
+	Published   float64 `json:"published_ms"` // from the run's start
 	Received    uint64  `json:"received"`
 	AllReceived float64 `json:"all_received_ms"`
 }
@@ -572,6 +573,17 @@ func (r *runner) fanout(ctx context.Context) error {
 				return 0, err
 			}
 		}
+		if r.cfg.RoundEvery > 0 {
+			at := r.res.Started.Add(r.cfg.StartAfter + r.cfg.RoundOffset + time.Duration(n-1)*r.cfg.RoundEvery)
+			if d := time.Until(at); d > 0 {
+				r.prog.set(phase+": waiting for its turn", nil)
+				select {
+				case <-ctx.Done():
+					return 0, ctx.Err()
+				case <-time.After(d):
+				}
+			}
+		}
 		r.prog.set(phase, nil)
 		t0 := time.Now()
 		for i := range r.topics {
@@ -581,7 +593,7 @@ func (r *runner) fanout(ctx context.Context) error {
 		}
 		d := time.Since(t0)
 		if n > r.cfg.Warmup {
-			r.res.Rounds = append(r.res.Rounds, Round{Number: n})
+			r.res.Rounds = append(r.res.Rounds, Round{Number: n, Published: ms(t0.Sub(r.res.Started))})
 		}
 		r.drain(ctx, 10*time.Second)
 		return d, ctx.Err()
