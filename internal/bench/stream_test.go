@@ -72,7 +72,8 @@ func dialStream(t *testing.T, addr string) (stream, *bufio.Reader) {
 
 // A stream's round trips get their replies, each only once its request
 // is written; a request larger than the socket takes at once (8 MiB) is
-// written in full before its reply is read; the server's close is EOF.
+// written in full before its reply is read; the server's close reads as
+// EOF.
 func TestStreamRoundTrips(t *testing.T) {
 	s, br := dialStream(t, echoServer(t, 3))
 	big := "GET / HTTP/1.1\r\nX-Pad: " + strings.Repeat("p", 8<<20) + "\r\n\r\n"
@@ -85,9 +86,9 @@ func TestStreamRoundTrips(t *testing.T) {
 			t.Fatalf("request %d: %d %q, want 200 %q", i, rep.status, rep.body, want)
 		}
 	}
-	var rep reply
-	err := roundTrip(s, br, []byte("GET /c HTTP/1.1\r\n\r\n"), &rep)
-	if !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+	// Read without a request, so that nothing is written to the closed
+	// socket (which would make the end a reset rather than EOF).
+	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("after the server closed: %v, want EOF", err)
 	}
 }
