@@ -20,7 +20,7 @@
 #
 # SCENARIO=fanout-10000 or fanout-19000: ROUNDS (10) rounds of one message
 # to 10,000 or 19,000 subscribers of each server, taking turns: A's rounds
-# begin every 1 s (2 s at 19,000) from 35 s after the start, B's half a
+# begin every 1 s (3 s at 19,000) from 35 s after the start, B's half a
 # period later (--round-every, --round-offset), so that a round has both
 # cores to itself, as in a run of its own. Prints each run's median time
 # until all received and p99 of A and B, and the median ratio B/A of the
@@ -84,7 +84,7 @@ for run in $(seq "$runs"); do
 		args=(--scenario throughput --subscribers 10000 --topics 1000 --rate 500 --duration "$dur") ;;
 	fanout-10000 | fanout-19000)
 		n=${scenario#fanout-} period=1
-		[ "$n" = 19000 ] && period=2
+		[ "$n" = 19000 ] && period=3
 		args=(--scenario fanout --subscribers "$n" --messages "${ROUNDS:-10}" --round-every "${period}s" --timeout 3m)
 		bturn=(--round-offset "$((period * 500))ms") ;;
 	*)
