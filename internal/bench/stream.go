@@ -29,11 +29,9 @@ func roundTrip(s stream, br *bufio.Reader, req []byte, rep *reply) error {
 }
 
 // netStream writes a request at once and reads through the connection.
-type netStream struct{ conn net.Conn }
-
-func (s netStream) Read(p []byte) (int, error) { return s.conn.Read(p) }
+type netStream struct{ net.Conn }
 
 func (s netStream) send(req []byte) error {
-	_, err := s.conn.Write(req)
+	_, err := s.Write(req)
 	return err
 }
