@@ -125,6 +125,10 @@ func TestScenariosAgainstLongpoll(t *testing.T) {
 				t.Errorf("round %d published at %g ms, before its turn at %g ms", r.Number, r.Published, turn)
 			}
 		}
+		// The subscribers stay until the turn after the last: 100 ms + 5 x 250 ms.
+		if res.ElapsedMS < 1350 {
+			t.Errorf("the run ended %g ms after it began, before its next turn at 1350 ms", res.ElapsedMS)
+		}
 		if res.ServerCPUMS < 0 || !strings.Contains(out, "all received") || !strings.Contains(out, "2 round(s) before these") {
 			t.Errorf("table:\n%s", out)
 		}

@@ -80,7 +80,8 @@ type Config struct {
 	// 1) no sooner than StartAfter+RoundOffset+(n-1)*RoundEvery after
 	// the run began: two benches started together, with offsets half a
 	// period apart, then take turns, so that two servers run side by side
-	// without their rounds overlapping.
+	// without their rounds overlapping. After the last round, the
+	// subscribers stay until the turn of the round after it.
 	RoundEvery  time.Duration
 	RoundOffset time.Duration
 	PollTimeout time.Duration // hold each subscriber asks for

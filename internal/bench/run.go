@@ -573,16 +573,8 @@ func (r *runner) fanout(ctx context.Context) error {
 				return 0, err
 			}
 		}
-		if r.cfg.RoundEvery > 0 {
-			at := r.res.Started.Add(r.cfg.StartAfter + r.cfg.RoundOffset + time.Duration(n-1)*r.cfg.RoundEvery)
-			if d := time.Until(at); d > 0 {
-				r.prog.set(phase+": waiting for its turn", nil)
-				select {
-				case <-ctx.Done():
-					return 0, ctx.Err()
-				case <-time.After(d):
-				}
-			}
+		if err := r.awaitTurn(ctx, n, phase); err != nil {
+			return 0, err
 		}
 		r.prog.set(phase, nil)
 		t0 := time.Now()
@@ -617,7 +609,34 @@ func (r *runner) fanout(ctx context.Context) error {
 	}
 	w.end()
 	r.res.PublishSeconds = publishTime.Seconds()
+	// Taking turns, the subscribers stay until this bench's next turn, so
+	// that closing them does not fall in the other bench's last round.
+	if r.cfg.RoundEvery > 0 {
+		return r.awaitTurn(ctx, r.cfg.Warmup+r.cfg.Messages+1, "done")
+	}
 	return nil
+}
+
+// awaitTurn waits, with --round-every, until round n's turn:
+// StartAfter + RoundOffset + (n-1) x RoundEvery after the run began.
+func (r *runner) awaitTurn(ctx context.Context, n int, phase string) error {
+	if r.cfg.RoundEvery == 0 {
+		return nil
+	}
+	at := r.res.Started.Add(r.cfg.StartAfter + r.cfg.RoundOffset + time.Duration(n-1)*r.cfg.RoundEvery)
+	d := time.Until(at)
+	if d <= 0 {
+		return nil
+	}
+	r.prog.set(phase+": waiting for its turn", nil)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
 }
 
 func (r *runner) burst(ctx context.Context) error {

@@ -61,7 +61,7 @@ func runBench(ctx context.Context, args []string, io IO) int {
 	fs.DurationVar(&c.Duration, "duration", 0, "throughput: publishing time (0: 10s); capacity: holding time (0: 5s)")
 	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (0: 2m)")
 	fs.DurationVar(&c.StartAfter, "start-after", 0, "begin the scenario this long after the run began, once every subscriber is held (0: at once), so that benches started together publish together")
-	fs.DurationVar(&c.RoundEvery, "round-every", 0, "fanout: publish round n no sooner than --start-after + --round-offset + (n-1) x this after the run began (0: as soon as every subscriber is held again), so that two benches take turns")
+	fs.DurationVar(&c.RoundEvery, "round-every", 0, "fanout: publish round n no sooner than --start-after + --round-offset + (n-1) x this after the run began (0: as soon as every subscriber is held again), so that two benches take turns; the subscribers stay until the turn after the last round")
 	fs.DurationVar(&c.RoundOffset, "round-offset", 0, "fanout: where in each --round-every period this bench's rounds begin")
 	fs.DurationVar(&c.PollTimeout, "poll-timeout", 0, "hold each poll asks for (0: 50s; Nchan's is set in its config)")
 	fs.IntVar(&c.Workers, "workers", 0, fmt.Sprintf("worker processes (0: one per %d subscribers)", bench.ConnsPerWorker))
