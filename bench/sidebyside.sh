@@ -69,7 +69,7 @@ start() {
 	pids+=("$pid")
 }
 
-ratios=()
+ratios=() sratios=()
 for run in $(seq "$runs"); do
 	pids=()
 	start "$a" 8080
@@ -100,14 +100,23 @@ for run in $(seq "$runs"); do
 	kill "$apid" "$bpid"
 	wait "$apid" "$bpid" 2>/dev/null || true
 	if [ "$scenario" != throughput ]; then
-		med='[.rounds[].all_received_ms] | sort | if length % 2 == 1 then .[length/2|floor] else (.[length/2-1] + .[length/2]) / 2 end'
-		fa=$(jq "$med" "$out/a.json") fb=$(jq "$med" "$out/b.json")
+		med() { jq "[.rounds[].$1 // 0] | sort | if length % 2 == 1 then .[length/2|floor] else (.[length/2-1] + .[length/2]) / 2 end" "$2"; }
+		fa=$(med all_received_ms "$out/a.json") fb=$(med all_received_ms "$out/b.json")
 		r=$(awk -v a="$fa" -v b="$fb" 'BEGIN {printf "%.3f", b / a}')
 		ratios+=("$r")
 		printf 'run %d: A %.1f ms (p99 %s), B %.1f ms (p99 %s) until all received, median rounds; B/A %s; server CPU per delivery A %s, B %s us; lost %s and %s\n' \
 			"$run" "$fa" "$(jq .latency.p99_ms "$out/a.json")" "$fb" "$(jq .latency.p99_ms "$out/b.json")" "$r" \
 			"$(jq .server_cpu_per_delivery_us "$out/a.json")" "$(jq .server_cpu_per_delivery_us "$out/b.json")" \
 			"$(jq .lost "$out/a.json")" "$(jq .lost "$out/b.json")"
+		# Where the load has kernel receive times: until all reached the
+		# subscribers' sockets, before the load's own queue.
+		sa=$(med all_arrived_ms "$out/a.json") sb=$(med all_arrived_ms "$out/b.json")
+		if [ "$sa" != 0 ] && [ "$sb" != 0 ]; then
+			s=$(awk -v a="$sa" -v b="$sb" 'BEGIN {printf "%.3f", b / a}')
+			sratios+=("$s")
+			printf '       A %.1f ms (p99 %s), B %.1f ms (p99 %s) until all arrived at the sockets; B/A %s\n' \
+				"$sa" "$(jq .arrival.p99_ms "$out/a.json")" "$sb" "$(jq .arrival.p99_ms "$out/b.json")" "$s"
+		fi
 		sleep 3
 		continue
 	fi
@@ -120,5 +129,8 @@ for run in $(seq "$runs"); do
 		"$(jq '.window_start_ms / 1000 | floor' "$out/a.json")" "$(jq '.window_start_ms / 1000 | floor' "$out/b.json")"
 	sleep 3 # let the sockets of the run close
 done
-printf '%s\n' "${ratios[@]}" | sort -n |
-	awk '{r[NR] = $1} END {printf "median B/A over %d runs: %.3f\n", NR, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2)}'
+median='{r[NR] = $1} END {printf "median B/A over %d runs%s: %.3f\n", NR, what, (NR % 2 ? r[(NR + 1) / 2] : (r[NR / 2] + r[NR / 2 + 1]) / 2)}'
+printf '%s\n' "${ratios[@]}" | sort -n | awk -v what="" "$median"
+if [ ${#sratios[@]} -gt 0 ]; then
+	printf '%s\n' "${sratios[@]}" | sort -n | awk -v what=", at the sockets" "$median"
+fi

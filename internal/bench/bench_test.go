@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -120,6 +121,9 @@ func TestScenariosAgainstLongpoll(t *testing.T) {
 			if r.Number != 3+i || r.Received != 30 || r.AllReceived <= 0 || r.AllReceived > res.Latency.Max {
 				t.Errorf("round %+v, latency max %g", r, res.Latency.Max)
 			}
+			if runtime.GOOS == "linux" && (r.AllArrived <= 0 || r.AllArrived > r.AllReceived) {
+				t.Errorf("round %d: the last reply reached its socket %g ms after the publish, and was read at %g ms", r.Number, r.AllArrived, r.AllReceived)
+			}
 			// Round n waits for its turn: 100 ms + (n-1) x 250 ms.
 			if turn := float64(100 + (r.Number-1)*250); r.Published < turn {
 				t.Errorf("round %d published at %g ms, before its turn at %g ms", r.Number, r.Published, turn)
@@ -128,6 +132,9 @@ func TestScenariosAgainstLongpoll(t *testing.T) {
 		// The subscribers stay until the turn after the last: 100 ms + 5 x 250 ms.
 		if res.ElapsedMS < 1350 {
 			t.Errorf("the run ended %g ms after it began, before its next turn at 1350 ms", res.ElapsedMS)
+		}
+		if a := res.Arrival; runtime.GOOS == "linux" && (a == nil || a.Count == 0 || a.Max > res.Latency.Max || !strings.Contains(out, "all arrived")) {
+			t.Errorf("socket arrival %+v, latency max %g; table:\n%s", a, res.Latency.Max, out)
 		}
 		if res.ServerCPUMS < 0 || !strings.Contains(out, "all received") || !strings.Contains(out, "2 round(s) before these") {
 			t.Errorf("table:\n%s", out)

@@ -62,14 +62,24 @@ func WriteTable(w io.Writer, res *Result) error {
 		l := res.Latency
 		row("latency", "p50 %s  p90 %s  p99 %s  max %s  (mean %s, %d deliveries)",
 			msStr(l.P50), msStr(l.P90), msStr(l.P99), msStr(l.Max), msStr(l.Mean), l.Count)
+		if a := res.Arrival; a != nil {
+			row("arrived", "p50 %s  p90 %s  p99 %s  max %s  (at the socket: kernel receive times of %d deliveries)",
+				msStr(a.P50), msStr(a.P90), msStr(a.P99), msStr(a.Max), a.Count)
+		}
 		if len(res.Rounds) > 0 {
-			var all []float64
-			parts := make([]string, len(res.Rounds))
-			for i, rd := range res.Rounds {
-				all = append(all, rd.AllReceived)
-				parts[i] = msStr(rd.AllReceived)
+			rounds := func(name string, f func(Round) float64) {
+				all := make([]float64, len(res.Rounds))
+				parts := make([]string, len(res.Rounds))
+				for i, rd := range res.Rounds {
+					all[i] = f(rd)
+					parts[i] = msStr(all[i])
+				}
+				row(name, "%s to %s per round (%s)", msStr(slices.Min(all)), msStr(slices.Max(all)), strings.Join(parts, ", "))
 			}
-			row("all received", "%s to %s per round (%s)", msStr(slices.Min(all)), msStr(slices.Max(all)), strings.Join(parts, ", "))
+			rounds("all received", func(rd Round) float64 { return rd.AllReceived })
+			if res.Arrival != nil {
+				rounds("all arrived", func(rd Round) float64 { return rd.AllArrived })
+			}
 			if res.Warmup > 0 {
 				row("warm-up", "%d round(s) before these, not measured", res.Warmup)
 			}

@@ -87,7 +87,15 @@ type Result struct {
 	LoadCPUMS          float64 `json:"load_cpu_ms,omitempty"`
 	LoadCPUPerDelivery float64 `json:"load_cpu_per_delivery_us,omitempty"`
 
-	Latency    Summary    `json:"latency"`
+	Latency Summary `json:"latency"`
+	// Arrival is the latency to the subscriber's socket: the kernel's
+	// receive time of the reply's last segment (SO_TIMESTAMPNS), where
+	// Latency takes the time the load generator read it. One load process
+	// plays thousands of clients on one core, so a fan-out's replies
+	// queue in it, and Latency includes that queue; a client on its own
+	// machine reads its reply as it arrives. Absent where the system
+	// gives no such time.
+	Arrival    *Summary   `json:"arrival,omitempty"`
 	Rounds     []Round    `json:"rounds,omitempty"`
 	Lost       uint64     `json:"lost"`
 	Duplicates uint64     `json:"duplicates"`
@@ -105,6 +113,9 @@ type Round struct {
 	Published   float64 `json:"published_ms"` // from the run's start
 	Received    uint64  `json:"received"`
 	AllReceived float64 `json:"all_received_ms"`
+	// AllArrived is when the last reply reached its subscriber's socket
+	// (see Result.Arrival).
+	AllArrived float64 `json:"all_arrived_ms,omitempty"`
 }
 
 // Run runs one scenario against cfg's server, or the nodes of one
@@ -280,6 +291,10 @@ func (r *runner) finish(ctx context.Context, err error) error {
 	}
 	res.Latency = wr.Latency.Summarize()
 	res.Histogram = &wr.Latency
+	if wr.Arrival.Count() > 0 {
+		a := wr.Arrival.Summarize()
+		res.Arrival = &a
+	}
 	res.Lost, res.Duplicates, res.Reordered, res.Gaps = wr.Lost, wr.Duplicates, wr.Reordered, wr.Gaps
 	res.PollErrors = wr.Errors
 	res.FirstError = wr.FirstError
@@ -304,6 +319,9 @@ func (r *runner) finish(ctx context.Context, err error) error {
 		st := wr.PerNumber[uint64(res.Rounds[i].Number)]
 		res.Rounds[i].Received = st.Count
 		res.Rounds[i].AllReceived = ms(st.Max)
+		if res.Arrival != nil {
+			res.Rounds[i].AllArrived = ms(st.MaxArrival)
+		}
 	}
 	if len(r.pids) > 0 {
 		if rss, _, e := r.readRSS(); e == nil {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"net"
+	"time"
 )
 
 // A stream carries one subscriber's polls over one connection. send
@@ -15,6 +16,9 @@ import (
 type stream interface {
 	Read(p []byte) (int, error)
 	send(req []byte) error
+	// arrived returns the kernel's receive time of the last data read,
+	// where the system gives it.
+	arrived() (time.Time, bool)
 }
 
 // roundTrip sends one request and reads its reply in full.
@@ -35,3 +39,5 @@ func (s netStream) send(req []byte) error {
 	_, err := s.Write(req)
 	return err
 }
+
+func (netStream) arrived() (time.Time, bool) { return time.Time{}, false }

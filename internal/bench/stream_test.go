@@ -108,3 +108,53 @@ func TestStreamUnaskedReply(t *testing.T) {
 		t.Fatalf("got %v, want errMalformed", err)
 	}
 }
+
+// Where the system gives receive times, a stream's arrived is the time
+// the data reached the socket, not the time it was read. The kernel turns
+// receive times on for all sockets a moment after the first asks (a
+// deferred static key), so the first segments may come without one.
+func TestStreamArrival(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	s, _ := dialStream(t, ln.Addr().String())
+	if _, ok := s.arrived(); ok {
+		t.Fatal("a receive time before anything was read")
+	}
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	_, raw := s.(*rawStream)
+	stamped := 0
+	buf := make([]byte, 64)
+	end := time.Now().Add(10 * time.Second)
+	reads := 0
+	for ; reads < 100_000 && stamped < 3 && time.Now().Before(end); reads++ {
+		before := time.Now()
+		if _, err := io.WriteString(peer, "HTTP/1.1 204 No Content\r\n\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		written := time.Now()
+		if _, err := s.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		at, ok := s.arrived()
+		if !ok {
+			continue
+		}
+		if !raw {
+			t.Fatalf("a receive time %v from a stream that cannot have one", at)
+		}
+		if at.Before(before.Round(0)) || at.After(written.Round(0)) {
+			t.Fatalf("arrived %v, want between %v and %v", at, before, written)
+		}
+		stamped++
+	}
+	if raw && stamped < 3 {
+		t.Errorf("%d of %d reads came with a receive time", stamped, reads)
+	}
+}

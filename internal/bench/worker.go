@@ -64,7 +64,10 @@ type event struct {
 
 // workerResult is what a worker's subscribers saw.
 type workerResult struct {
-	Latency    Histogram             `json:"latency"`
+	Latency Histogram `json:"latency"`
+	// Arrival is the latency to the client's socket, where known: see
+	// Result.Arrival.
+	Arrival    Histogram             `json:"arrival"`
 	Received   uint64                `json:"received"`
 	Duplicates uint64                `json:"duplicates"`
 	Reordered  uint64                `json:"reordered"`
@@ -81,12 +84,14 @@ type workerResult struct {
 // numberStat is how many subscribers received one message number, and the
 // longest publish-to-receive latency among them.
 type numberStat struct {
-	Count uint64        `json:"count"`
-	Max   time.Duration `json:"max"`
+	Count      uint64        `json:"count"`
+	Max        time.Duration `json:"max"`
+	MaxArrival time.Duration `json:"max_arrival,omitempty"`
 }
 
 func (r *workerResult) merge(o *workerResult) {
 	r.Latency.Merge(&o.Latency)
+	r.Arrival.Merge(&o.Arrival)
 	r.Received += o.Received
 	r.Duplicates += o.Duplicates
 	r.Reordered += o.Reordered
@@ -109,6 +114,7 @@ func (r *workerResult) merge(o *workerResult) {
 		c := r.PerNumber[n]
 		c.Count += s.Count
 		c.Max = max(c.Max, s.Max)
+		c.MaxArrival = max(c.MaxArrival, s.MaxArrival)
 		r.PerNumber[n] = c
 	}
 }
@@ -197,6 +203,7 @@ type workerSet struct {
 
 	mu        sync.Mutex
 	latency   Histogram
+	arrival   Histogram
 	perNumber map[uint64]numberStat
 	gaps      uint64
 	firstErr  string
@@ -257,7 +264,7 @@ func (ws *workerSet) fail(err error) {
 func (ws *workerSet) result(published []uint64) *workerResult {
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
-	r := &workerResult{Latency: ws.latency, Received: ws.received.Load(), Gaps: ws.gaps, Errors: ws.errors.Load(), FirstError: ws.firstErr, PerNumber: ws.perNumber}
+	r := &workerResult{Latency: ws.latency, Arrival: ws.arrival, Received: ws.received.Load(), Gaps: ws.gaps, Errors: ws.errors.Load(), FirstError: ws.firstErr, PerNumber: ws.perNumber}
 	r.PerServer = make([]uint64, len(ws.receivedBy))
 	for i := range ws.receivedBy {
 		r.PerServer[i] = ws.receivedBy[i].Load()
@@ -373,6 +380,7 @@ func (s *subscriber) run(ctx context.Context) {
 			continue
 		}
 		now := time.Now()
+		arrived, atSocket := str.arrived()
 		if rep.close {
 			closeConn()
 		}
@@ -393,13 +401,21 @@ func (s *subscriber) run(ctx context.Context) {
 		ws.gaps += uint64(gaps)
 		for _, p := range ps {
 			lat := now.Sub(time.Unix(0, p.T))
+			var arr time.Duration
+			if atSocket {
+				arr = max(arrived.Sub(time.Unix(0, p.T)), 0)
+			}
 			if p.N > ws.job.Unmeasured {
 				ws.latency.Record(lat)
+				if atSocket {
+					ws.arrival.Record(arr)
+				}
 			}
 			if ws.perNumber != nil {
 				c := ws.perNumber[p.N]
 				c.Count++
 				c.Max = max(c.Max, lat)
+				c.MaxArrival = max(c.MaxArrival, arr)
 				ws.perNumber[p.N] = c
 			}
 		}
