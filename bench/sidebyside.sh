@@ -26,6 +26,8 @@
 # until all received and p99 of A and B, and the median ratio B/A of the
 # median rounds.
 #
+# BENCH_ARGS adds flags to both benches (for example BENCH_ARGS='--workers 1').
+#
 # The bench is the first longpoll binary given, or longpoll on PATH. Needs
 # jq, and for nchan nginx with libnginx-mod-nchan.
 set -euo pipefail
@@ -69,6 +71,7 @@ start() {
 	pids+=("$pid")
 }
 
+read -r -a extra <<<"${BENCH_ARGS:-}"
 ratios=() sratios=()
 for run in $(seq "$runs"); do
 	pids=()
@@ -92,6 +95,7 @@ for run in $(seq "$runs"); do
 		exit 2 ;;
 	esac
 	args+=(--quiet --source-addrs 4 --start-after 35s)
+	args+=("${extra[@]}")
 	taskset -c 1 "$bin" bench "${args[@]}" "${aturn[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json "$out/a.json" >/dev/null &
 	la=$!
 	taskset -c 1 "$bin" bench "${args[@]}" "${bturn[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json "$out/b.json" >/dev/null &
