@@ -24,7 +24,8 @@
 # period later (--round-every, --round-offset), so that a round has both
 # cores to itself, as in a run of its own. Prints each run's median time
 # until all received and p99 of A and B, and the median ratio B/A of the
-# median rounds.
+# median rounds; then the same until all arrived at the subscribers'
+# sockets (the kernel's receive times), where the load has them.
 #
 # BENCH_ARGS adds flags to both benches (for example BENCH_ARGS='--workers 1').
 #
