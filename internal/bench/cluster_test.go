@@ -236,6 +236,7 @@ func TestConfigCheck(t *testing.T) {
 		{"a negative period", bench.Config{Server: two, Scenario: bench.Fanout, RoundEvery: -time.Second}, "--round-every and --round-offset must be 0 or more"},
 		{"an offset alone", bench.Config{Server: two, Scenario: bench.Fanout, RoundOffset: time.Second}, "--round-offset needs --round-every"},
 		{"turns outside a fanout", bench.Config{Server: two, Scenario: bench.Burst, RoundEvery: time.Second}, "--round-every is for the fanout scenario"},
+		{"reading first outside a fanout", bench.Config{Server: two, Scenario: bench.Throughput, ReadFirst: true}, "--read-first is for the fanout scenario"},
 		{"source addresses, one URL not loopback", bench.Config{Server: "http://127.0.0.1:1,http://example.com", SourceAddrs: 2}, "needs every --server on loopback"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

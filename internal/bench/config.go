@@ -84,6 +84,13 @@ type Config struct {
 	// subscribers stay until the turn of the round after it.
 	RoundEvery  time.Duration
 	RoundOffset time.Duration
+	// ReadFirst, in a fanout, has each subscriber that read a round's
+	// message re-poll only once every subscriber of its worker process
+	// has read it (or a second after): one core that plays thousands of
+	// subscribers then reads each reply as it arrives, rather than
+	// after the re-polls of those read before it, so that the time until
+	// all received measures the server rather than the load.
+	ReadFirst   bool
 	PollTimeout time.Duration // hold each subscriber asks for
 	Workers     int           // worker processes
 	SourceAddrs int           // loopback source addresses 127.0.0.1, .2, ...
@@ -218,6 +225,9 @@ func (c *Config) Check() error {
 	}
 	if c.RoundEvery > 0 && c.Scenario != Fanout {
 		bad("--round-every is for the fanout scenario")
+	}
+	if c.ReadFirst && c.Scenario != Fanout {
+		bad("--read-first is for the fanout scenario")
 	}
 	if c.PollTimeout == 0 {
 		c.PollTimeout = 50 * time.Second

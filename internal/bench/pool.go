@@ -49,7 +49,7 @@ func startPool(cfg *Config, topics []string) (*pool, error) {
 		j := job{
 			Protocol: cfg.Protocol, Servers: cfg.servers, Topics: topics, First: first, Count: count,
 			SourceAddrs: addrs, Hold: cfg.PollTimeout, PerNumber: cfg.Scenario == Fanout,
-			Unmeasured: uint64(cfg.Warmup),
+			Unmeasured: uint64(cfg.Warmup), ReadFirst: cfg.ReadFirst,
 		}
 		first += count
 		w, err := startWorker(exe, &j)

@@ -83,6 +83,9 @@ func WriteTable(w io.Writer, res *Result) error {
 			if res.Warmup > 0 {
 				row("warm-up", "%d round(s) before these, not measured", res.Warmup)
 			}
+			if res.ReadFirst {
+				row("re-polls", "once every subscriber of a worker had read the round (--read-first)")
+			}
 		}
 		if len(pids) > 0 {
 			note := pidNote(len(pids), len(servers))

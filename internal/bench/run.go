@@ -36,6 +36,9 @@ type Result struct {
 	Size        int       `json:"size"`
 	Workers     int       `json:"workers"`
 	SourceAddrs int       `json:"source_addrs"`
+	// ReadFirst: the subscribers re-polled once all had read each round
+	// (Config.ReadFirst).
+	ReadFirst bool `json:"read_first,omitempty"`
 	// ServerPID is the measured server's pid when there is one;
 	// ServerPIDs lists them when there are several, in the order of
 	// Servers, and the server figures below are their sums.
@@ -583,6 +586,7 @@ func (r *runner) drain(ctx context.Context, quiet time.Duration) {
 func (r *runner) fanout(ctx context.Context) error {
 	pad := strings.Repeat("x", r.cfg.Size)
 	r.res.Warmup = r.cfg.Warmup
+	r.res.ReadFirst = r.cfg.ReadFirst
 	// round publishes message n to every topic once every subscriber is
 	// held again, and waits until it is received.
 	round := func(n int, phase string) (time.Duration, error) {

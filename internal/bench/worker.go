@@ -44,6 +44,9 @@ type job struct {
 	// Unmeasured messages, numbers 1 to Unmeasured (fanout's warm-up
 	// rounds), are counted but their latency is not recorded.
 	Unmeasured uint64 `json:"unmeasured,omitempty"`
+	// ReadFirst: a subscriber re-polls once every subscriber of the
+	// worker has read the message it read, or readFirstWait after.
+	ReadFirst bool `json:"read_first,omitempty"`
 }
 
 // stopMsg ends a worker's job, the second line on its stdin; it tells how
@@ -205,6 +208,8 @@ type workerSet struct {
 	latency   Histogram
 	arrival   Histogram
 	perNumber map[uint64]numberStat
+	rounds    map[uint64]*roundWait // ReadFirst: message numbers not all read yet
+	released  uint64                // ReadFirst: the last number released
 	gaps      uint64
 	firstErr  string
 }
@@ -397,6 +402,7 @@ func (s *subscriber) run(ctx context.Context) {
 		}
 		ws.received.Add(uint64(len(ps)))
 		ws.receivedBy[s.serverIdx].Add(uint64(len(ps)))
+		var round <-chan struct{}
 		ws.mu.Lock()
 		ws.gaps += uint64(gaps)
 		for _, p := range ps {
@@ -419,11 +425,73 @@ func (s *subscriber) run(ctx context.Context) {
 				ws.perNumber[p.N] = c
 			}
 		}
+		if ws.job.ReadFirst && ws.perNumber != nil && len(ps) > 0 {
+			last := ps[len(ps)-1].N
+			round = ws.roundLocked(last, ws.perNumber[last].Count)
+		}
 		ws.mu.Unlock()
 		for _, p := range ps {
 			s.seq.Observe(p.N)
 		}
+		if round != nil {
+			select {
+			case <-round:
+			case <-ctx.Done():
+			}
+		}
 	}
+}
+
+// readFirstWait bounds how long a subscriber waits for the others to read
+// a message (ReadFirst): a subscriber whose message was lost must not
+// hold the rest for longer.
+const readFirstWait = time.Second
+
+// roundWait is the subscribers waiting for the rest to read one message.
+type roundWait struct {
+	done  chan struct{}
+	timer *time.Timer
+}
+
+// roundLocked returns what to wait on before re-polling after reading
+// message n, of which the worker's subscribers have read count: a channel
+// closed once all of them have read it, or readFirstWait after the first
+// did; nil when that happened already. ws.mu is held.
+func (ws *workerSet) roundLocked(n, count uint64) <-chan struct{} {
+	if n <= ws.released {
+		return nil
+	}
+	if count >= uint64(len(ws.subs)) {
+		ws.releaseLocked(n)
+		return nil
+	}
+	if ws.rounds == nil {
+		ws.rounds = make(map[uint64]*roundWait)
+	}
+	w := ws.rounds[n]
+	if w == nil {
+		w = &roundWait{done: make(chan struct{})}
+		w.timer = time.AfterFunc(readFirstWait, func() {
+			ws.mu.Lock()
+			ws.releaseLocked(n)
+			ws.mu.Unlock()
+		})
+		ws.rounds[n] = w
+	}
+	return w.done
+}
+
+// releaseLocked lets the subscribers waiting after messages up to n
+// re-poll. ws.mu is held.
+func (ws *workerSet) releaseLocked(n uint64) {
+	for m, w := range ws.rounds {
+		if m <= n {
+			w.timer.Stop()
+			close(w.done)
+			delete(ws.rounds, m)
+		}
+	}
+	ws.released = max(ws.released, n)
 }
 
 func nextBackoff(d time.Duration) time.Duration {

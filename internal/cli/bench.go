@@ -63,6 +63,7 @@ func runBench(ctx context.Context, args []string, io IO) int {
 	fs.DurationVar(&c.StartAfter, "start-after", 0, "begin the scenario this long after the run began, once every subscriber is held (0: at once), so that benches started together publish together")
 	fs.DurationVar(&c.RoundEvery, "round-every", 0, "fanout: publish round n no sooner than --start-after + --round-offset + (n-1) x this after the run began (0: as soon as every subscriber is held again), so that two benches take turns; the subscribers stay until the turn after the last round")
 	fs.DurationVar(&c.RoundOffset, "round-offset", 0, "fanout: where in each --round-every period this bench's rounds begin")
+	fs.BoolVar(&c.ReadFirst, "read-first", false, "fanout: each worker's subscribers re-poll once all of them have read the round's message (or 1 s after their own), so that re-polls do not delay the reading of other subscribers' replies")
 	fs.DurationVar(&c.PollTimeout, "poll-timeout", 0, "hold each poll asks for (0: 50s; Nchan's is set in its config)")
 	fs.IntVar(&c.Workers, "workers", 0, fmt.Sprintf("worker processes (0: one per %d subscribers)", bench.ConnsPerWorker))
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 0, fmt.Sprintf("loopback source addresses 127.0.0.1 to .N (0: one per %d subscribers on a loopback server, else none)", bench.ConnsPerSourceAddr))

@@ -1,0 +1,142 @@
+package bench_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/broker/memory"
+	"github.com/longpoll/longpoll/internal/cli"
+)
+
+// holdBack passes requests to a longpoll server, but holds back each
+// reply to the first subscriber to poll ("late") until the other
+// ("early") has polled again after as many messages, or until bound.
+// It records, for each held reply, whether the early subscriber's
+// re-poll released it.
+type holdBack struct {
+	h     http.Handler
+	bound time.Duration
+
+	mu       sync.Mutex
+	late     string                // the late subscriber's remote address
+	repolled map[int]chan struct{} // closed at the early one's n-th re-poll
+	repolls  int                   // the early one's re-polls so far
+	held     int                   // the late one's replies so far
+	released []bool                // per held reply: by the early re-poll
+}
+
+func (hb *holdBack) repoll(n int) chan struct{} {
+	ch := hb.repolled[n]
+	if ch == nil {
+		ch = make(chan struct{})
+		hb.repolled[n] = ch
+	}
+	return ch
+}
+
+func (hb *holdBack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v1/poll" {
+		hb.h.ServeHTTP(w, r)
+		return
+	}
+	hb.mu.Lock()
+	if hb.late == "" {
+		hb.late = r.RemoteAddr
+	}
+	late := r.RemoteAddr == hb.late
+	if !late && r.URL.Query().Get("cursor") != "" {
+		hb.repolls++
+		close(hb.repoll(hb.repolls))
+	}
+	hb.mu.Unlock()
+	if !late {
+		hb.h.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	hb.h.ServeHTTP(rec, r)
+	if rec.Code == http.StatusOK && strings.Contains(rec.Body.String(), `"data"`) {
+		hb.mu.Lock()
+		hb.held++
+		ch := hb.repoll(hb.held)
+		hb.mu.Unlock()
+		byRepoll := false
+		select {
+		case <-ch:
+			byRepoll = true
+		case <-time.After(hb.bound):
+		case <-r.Context().Done():
+		}
+		hb.mu.Lock()
+		hb.released = append(hb.released, byRepoll)
+		hb.mu.Unlock()
+	}
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.WriteHeader(rec.Code)
+	w.Write(rec.Body.Bytes())
+}
+
+// TestReadFirst checks that with --read-first a subscriber re-polls only
+// once the other subscribers of its worker have read the round's message,
+// and that without it, it re-polls at once.
+func TestReadFirst(t *testing.T) {
+	for _, readFirst := range []bool{true, false} {
+		t.Run(fmt.Sprint("read-first=", readFirst), func(t *testing.T) {
+			b := memory.New()
+			srv, err := longpoll.New(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			hb := &holdBack{h: srv, bound: 500 * time.Millisecond, repolled: make(map[int]chan struct{})}
+			ts := httptest.NewServer(hb)
+			t.Cleanup(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				srv.Shutdown(ctx)
+				ts.Close()
+				b.Close()
+			})
+			args := []string{"--scenario", "fanout", "--server", ts.URL, "--subscribers", "2", "--workers", "1",
+				"--messages", "2", "--warmup", "0", "--quiet"}
+			if readFirst {
+				args = append(args, "--read-first")
+			}
+			code, out, errOut, res := runBench(t, args...)
+			if code != cli.ExitOK || res == nil {
+				t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+			}
+			checkDelivery(t, res)
+			if res.ReadFirst != readFirst {
+				t.Errorf("read_first %v in the result", res.ReadFirst)
+			}
+			hb.mu.Lock()
+			released := hb.released
+			hb.mu.Unlock()
+			if len(released) != 2 {
+				t.Fatalf("%d replies held back, want 2", len(released))
+			}
+			for i, byRepoll := range released {
+				// With --read-first, the early subscriber waits for the
+				// late one to read; without, it re-polls at once.
+				switch {
+				case readFirst && byRepoll:
+					t.Errorf("round %d: the early subscriber re-polled before the late one had read", i+1)
+				case !readFirst && !byRepoll:
+					t.Errorf("round %d: the early subscriber waited for the late one to read", i+1)
+				}
+			}
+			if readFirst && !strings.Contains(out, "--read-first") {
+				t.Errorf("the table does not say the subscribers read first:\n%s", out)
+			}
+		})
+	}
+}
