@@ -1,7 +1,9 @@
 package bench_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -138,5 +140,69 @@ func TestReadFirst(t *testing.T) {
 				t.Errorf("the table does not say the subscribers read first:\n%s", out)
 			}
 		})
+	}
+}
+
+// dropOne passes requests to a longpoll server, but answers the first
+// reply that carries messages with none, keeping its cursor: that
+// subscriber has lost the message.
+type dropOne struct {
+	h       http.Handler
+	mu      sync.Mutex
+	dropped bool
+}
+
+func (d *dropOne) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/v1/poll" {
+		d.h.ServeHTTP(w, r)
+		return
+	}
+	rec := httptest.NewRecorder()
+	d.h.ServeHTTP(rec, r)
+	body := rec.Body.Bytes()
+	d.mu.Lock()
+	if !d.dropped && rec.Code == http.StatusOK && bytes.Contains(body, []byte(`"data"`)) {
+		var reply map[string]any
+		if err := json.Unmarshal(body, &reply); err == nil {
+			reply["messages"] = []any{}
+			body, _ = json.Marshal(reply)
+			d.dropped = true
+		}
+	}
+	d.mu.Unlock()
+	for k, v := range rec.Header() {
+		w.Header()[k] = v
+	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(rec.Code)
+	w.Write(body)
+}
+
+// TestFanoutGoesOnAfterALoss checks that a message the server never
+// delivers to one subscriber counts as lost, and that the rounds after it
+// still run, rather than the run waiting for it until --timeout.
+func TestFanoutGoesOnAfterALoss(t *testing.T) {
+	b := memory.New()
+	srv, err := longpoll.New(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &dropOne{h: srv}
+	ts := httptest.NewServer(d)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		ts.Close()
+		b.Close()
+	})
+	code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", ts.URL, "--subscribers", "3",
+		"--messages", "2", "--warmup", "0", "--quiet", "--timeout", "30s")
+	if code != cli.ExitOK || res == nil {
+		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+	}
+	if res.Published != 2 || res.Lost != 1 || res.Delivered != 5 || res.Duplicates != 0 || res.Reordered != 0 {
+		t.Errorf("published %d, delivered %d, lost %d, duplicates %d, reordered %d; want 2, 5, 1, 0, 0",
+			res.Published, res.Delivered, res.Lost, res.Duplicates, res.Reordered)
 	}
 }

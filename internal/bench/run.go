@@ -193,9 +193,12 @@ type runner struct {
 	pool      *pool
 	prog      *progress
 	held      atomic.Int64 // last count the server reported
-	pubErrs   atomic.Uint64
-	firstErr  atomic.Pointer[string]
-	pubMu     sync.Mutex // guards published
+	// unreceived is how many deliveries drain gave up waiting for: lost,
+	// or still to come. The waits after it no longer count on them.
+	unreceived uint64
+	pubErrs    atomic.Uint64
+	firstErr   atomic.Pointer[string]
+	pubMu      sync.Mutex // guards published
 }
 
 func (r *runner) run(ctx context.Context) error {
@@ -336,8 +339,10 @@ func (r *runner) finish(ctx context.Context, err error) error {
 }
 
 // waitHeld waits until the server holds every subscriber's poll, having
-// first waited for the workers' receipts to reach received.
+// first waited for the workers' receipts to reach received, less those
+// drain gave up on.
 func (r *runner) waitHeld(ctx context.Context, phase string, received uint64) error {
+	received -= min(received, r.unreceived)
 	n := int64(r.cfg.Subscribers)
 	r.prog.set(phase, func() float64 {
 		if t := r.pool.totals(); t.Open < n {
@@ -561,6 +566,7 @@ func (r *runner) drain(ctx context.Context, quiet time.Duration) {
 	for i, n := range r.publishedSnapshot() {
 		want += n * r.subsOf[i]
 	}
+	want -= min(want, r.unreceived)
 	r.prog.set("receiving", func() float64 { return float64(r.pool.totals().Received) / float64(max(want, 1)) })
 	last, lastAt := r.pool.totals().Received, time.Now()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -573,6 +579,7 @@ func (r *runner) drain(ctx context.Context, quiet time.Duration) {
 		if got != last {
 			last, lastAt = got, time.Now()
 		} else if time.Since(lastAt) > quiet {
+			r.unreceived += want - got
 			return
 		}
 		select {
@@ -609,7 +616,9 @@ func (r *runner) fanout(ctx context.Context) error {
 		if n > r.cfg.Warmup {
 			r.res.Rounds = append(r.res.Rounds, Round{Number: n, Published: ms(t0.Sub(r.res.Started))})
 		}
-		r.drain(ctx, 10*time.Second)
+		// A round's receipts stop for 3 s only when some were lost; the
+		// rounds after it then wait for the rest only.
+		r.drain(ctx, 3*time.Second)
 		return d, ctx.Err()
 	}
 	for n := 1; n <= r.cfg.Warmup; n++ {
