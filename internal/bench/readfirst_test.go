@@ -80,11 +80,17 @@ func (hb *holdBack) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hb.released = append(hb.released, byRepoll)
 		hb.mu.Unlock()
 	}
+	writeRecorded(w, rec, rec.Body.Bytes())
+}
+
+// writeRecorded writes a reply recorded by rec, with body for its own.
+func writeRecorded(w http.ResponseWriter, rec *httptest.ResponseRecorder, body []byte) {
 	for k, v := range rec.Header() {
 		w.Header()[k] = v
 	}
+	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
 	w.WriteHeader(rec.Code)
-	w.Write(rec.Body.Bytes())
+	w.Write(body)
 }
 
 // TestReadFirst checks that with --read-first a subscriber re-polls only
@@ -170,12 +176,7 @@ func (d *dropOne) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	d.mu.Unlock()
-	for k, v := range rec.Header() {
-		w.Header()[k] = v
-	}
-	w.Header().Set("Content-Length", fmt.Sprint(len(body)))
-	w.WriteHeader(rec.Code)
-	w.Write(body)
+	writeRecorded(w, rec, body)
 }
 
 // TestFanoutGoesOnAfterALoss checks that a message the server never
