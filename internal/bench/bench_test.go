@@ -7,6 +7,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -26,12 +27,19 @@ import (
 // port.
 func newServer(t *testing.T) string {
 	t.Helper()
+	return newWrappedServer(t, func(h http.Handler) http.Handler { return h })
+}
+
+// newWrappedServer is newServer with the server's handler passed through
+// wrap.
+func newWrappedServer(t *testing.T, wrap func(http.Handler) http.Handler) string {
+	t.Helper()
 	b := memory.New()
 	srv, err := longpoll.New(b)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewServer(wrap(srv))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

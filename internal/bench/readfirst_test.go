@@ -2,7 +2,6 @@ package bench_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/longpoll/longpoll"
-	"github.com/longpoll/longpoll/broker/memory"
 	"github.com/longpoll/longpoll/internal/cli"
 )
 
@@ -99,21 +96,9 @@ func writeRecorded(w http.ResponseWriter, rec *httptest.ResponseRecorder, body [
 func TestReadFirst(t *testing.T) {
 	for _, readFirst := range []bool{true, false} {
 		t.Run(fmt.Sprint("read-first=", readFirst), func(t *testing.T) {
-			b := memory.New()
-			srv, err := longpoll.New(b)
-			if err != nil {
-				t.Fatal(err)
-			}
-			hb := &holdBack{h: srv, bound: 500 * time.Millisecond, repolled: make(map[int]chan struct{})}
-			ts := httptest.NewServer(hb)
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				defer cancel()
-				srv.Shutdown(ctx)
-				ts.Close()
-				b.Close()
-			})
-			args := []string{"--scenario", "fanout", "--server", ts.URL, "--subscribers", "2", "--workers", "1",
+			hb := &holdBack{bound: 500 * time.Millisecond, repolled: make(map[int]chan struct{})}
+			url := newWrappedServer(t, func(h http.Handler) http.Handler { hb.h = h; return hb })
+			args := []string{"--scenario", "fanout", "--server", url, "--subscribers", "2", "--workers", "1",
 				"--messages", "2", "--warmup", "0", "--quiet"}
 			if readFirst {
 				args = append(args, "--read-first")
@@ -183,21 +168,8 @@ func (d *dropOne) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // delivers to one subscriber counts as lost, and that the rounds after it
 // still run, rather than the run waiting for it until --timeout.
 func TestFanoutGoesOnAfterALoss(t *testing.T) {
-	b := memory.New()
-	srv, err := longpoll.New(b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := &dropOne{h: srv}
-	ts := httptest.NewServer(d)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		ts.Close()
-		b.Close()
-	})
-	code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", ts.URL, "--subscribers", "3",
+	url := newWrappedServer(t, func(h http.Handler) http.Handler { return &dropOne{h: h} })
+	code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", url, "--subscribers", "3",
 		"--messages", "2", "--warmup", "0", "--quiet", "--timeout", "30s")
 	if code != cli.ExitOK || res == nil {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
