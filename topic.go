@@ -1,12 +1,10 @@
 package longpoll
 
-import "strings"
-
 // MaxTopicLen is the longest topic name, in bytes.
 const MaxTopicLen = 256
 
-// ReservedPrefix starts the names of the server's own topics. Clients may
-// not publish to them.
+// ReservedPrefix starts the names of the server's own topics, in any
+// case: clients may not publish to them, and only an admin may read them.
 const ReservedPrefix = "_longpoll."
 
 // ValidateTopic reports whether name is a valid topic name: 1 to 256 bytes
@@ -23,8 +21,25 @@ func ValidateTopic(name string) error {
 	return nil
 }
 
-// Reserved reports whether name is one of the server's own topics.
-func Reserved(name string) bool { return strings.HasPrefix(name, ReservedPrefix) }
+// Reserved reports whether name is one of the server's own topics: it
+// starts with ReservedPrefix in any mix of case, so that "_LongPoll.x"
+// cannot pass for another topic beside "_longpoll.x" in a store, a log
+// or a grant that folds case.
+func Reserved(name string) bool {
+	if len(name) < len(ReservedPrefix) {
+		return false
+	}
+	for i := 0; i < len(ReservedPrefix); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != ReservedPrefix[i] {
+			return false
+		}
+	}
+	return true
+}
 
 var topicByte = func() (t [256]bool) {
 	for c := 'a'; c <= 'z'; c++ {
