@@ -159,8 +159,12 @@ func appendHead(buf []byte, status int, hdr http.Header, fields string, extra []
 	buf = append(buf, http.StatusText(status)...)
 	buf = append(buf, "\r\n"...)
 	for k, vs := range hdr {
+		if !validFieldName(k) {
+			continue // as net/http drops it
+		}
 		for _, v := range vs {
-			buf = append(append(append(append(buf, k...), ": "...), v...), "\r\n"...)
+			buf = appendFieldValue(append(append(buf, k...), ": "...), v)
+			buf = append(buf, "\r\n"...)
 		}
 	}
 	buf = append(buf, fields...)
@@ -177,3 +181,65 @@ func appendHead(buf []byte, status int, hdr http.Header, fields string, extra []
 	buf = httpdate.Append(buf, now)
 	return append(buf, "\r\n\r\n"...)
 }
+
+// validFieldName reports whether k may name a header field: one or more
+// token characters (RFC 9110), httpguts.ValidHeaderFieldName's rule.
+func validFieldName(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if !tokenByte[k[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+var tokenByte = func() (t [256]bool) {
+	for c := '0'; c <= '9'; c++ {
+		t[c] = true
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = true
+		t[c-'a'+'A'] = true
+	}
+	for _, c := range "!#$%&'*+-.^_`|~" {
+		t[c] = true
+	}
+	return t
+}()
+
+// appendFieldValue appends v as net/http writes a response header value:
+// CR and LF become spaces, then leading and trailing spaces, tabs, CRs
+// and LFs are trimmed (http.Header.Write), so that no value can end the
+// field or the head early. A value with no control byte and no space at
+// either end, the usual one, is appended as it is.
+func appendFieldValue(buf []byte, v string) []byte {
+	plain := v == "" || v[0] != ' ' && v[len(v)-1] != ' '
+	for i := 0; plain && i < len(v); i++ {
+		plain = v[i] >= 0x20
+	}
+	if plain {
+		return append(buf, v...)
+	}
+	i, j := 0, len(v)
+	for i < j && fieldSpace(v[i]) {
+		i++
+	}
+	for j > i && fieldSpace(v[j-1]) {
+		j--
+	}
+	for ; i < j; i++ {
+		c := v[i]
+		if c == '\r' || c == '\n' {
+			c = ' '
+		}
+		buf = append(buf, c)
+	}
+	return buf
+}
+
+// fieldSpace reports whether c is white space that textproto.TrimString
+// trims from a value.
+func fieldSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }

@@ -4,7 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -70,5 +74,121 @@ func TestSetJSON(t *testing.T) {
 	}
 	if w.Fields() != nil {
 		t.Errorf("SetJSON made a header map: %v", w.Fields())
+	}
+}
+
+// headerLines returns the header lines of a head that appendHead wrote
+// from hdr alone (no fields, no extra, no Connection): it drops the status
+// line and the Content-Length and Date lines appendHead adds itself. The
+// lines are put in net/http's order, by name, each name's values in
+// order (a stable sort: appendHead follows the map's order).
+func headerLines(t *testing.T, head []byte, hdr http.Header) []string {
+	t.Helper()
+	s, ok := strings.CutSuffix(string(head), "\r\n\r\n")
+	if !ok {
+		t.Fatalf("%q: no blank line at the end", head)
+	}
+	lines := strings.Split(s, "\r\n")
+	lines = lines[1 : len(lines)-1] // the status line, Date
+	if _, ok := hdr["Content-Length"]; !ok {
+		lines = lines[:len(lines)-1]
+	}
+	slices.SortStableFunc(lines, func(a, b string) int {
+		ka, _, _ := strings.Cut(a, ":")
+		kb, _, _ := strings.Cut(b, ":")
+		return strings.Compare(ka, kb)
+	})
+	return lines
+}
+
+// stdLines renders hdr as net/http writes a response header.
+func stdLines(hdr http.Header) []string {
+	var b strings.Builder
+	hdr.Write(&b)
+	s := strings.TrimSuffix(b.String(), "\r\n")
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(s, "\r\n")
+}
+
+// FuzzAppendHeadFields: appendHead writes a header map as net/http does,
+// whatever its names and values: a name that is not a token is dropped,
+// CR and LF in a value become spaces and the value is trimmed, so that
+// nothing a handler puts in a header can end the head or start another
+// field. The head net/http reads back has exactly the fields written.
+func FuzzAppendHeadFields(f *testing.F) {
+	f.Add("X-A", "plain", "two", "Vary", "Origin")
+	f.Add("X-A", "a\r\nSet-Cookie: x=1", " b\t", "X B", "v")
+	f.Add("Location", "/x\r\n\r\nHTTP/1.1 200 OK", "\n", "", "\r")
+	f.Add("x-a", " \t lead and trail \t ", "mid\rdle", "K:", "\x00\x7f\xff")
+	f.Add("Content-Length", "5", "", "\xc3\xa9", "é")
+	f.Fuzz(func(t *testing.T, k1, v1, v2, k2, v3 string) {
+		hdr := http.Header{}
+		hdr[k1] = []string{v1, v2}
+		hdr[k2] = append(hdr[k2], v3)
+		now := time.Date(2026, 11, 28, 18, 0, 0, 0, time.UTC)
+		head := appendHead(nil, http.StatusOK, hdr, "", nil, 0, false, now)
+		got, want := headerLines(t, head, hdr), stdLines(hdr)
+		if !slices.Equal(got, want) {
+			t.Fatalf("appendHead wrote\n%q\nnet/http writes\n%q", got, want)
+		}
+		// Nothing in a value ends a line early: the head has one line per
+		// field written, and its own.
+		lines := len(want) + 3 // the status line, Date, the blank line
+		if _, ok := hdr["Content-Length"]; !ok {
+			lines++
+		}
+		if n := strings.Count(string(head), "\r\n"); n != lines {
+			t.Fatalf("%q: %d lines, want %d", head, n, lines)
+		}
+	})
+}
+
+// TestAppendHeadFieldsAsServed: on hostile header values, appendHead
+// writes the lines a real net/http server writes on the wire.
+func TestAppendHeadFieldsAsServed(t *testing.T) {
+	hdr := http.Header{
+		"X-Inject":   {"a\r\nSet-Cookie: x=1"},
+		"X-Split":    {"b\r\n\r\nHTTP/1.1 200 OK"},
+		"X-Trim":     {" \t v \t "},
+		"X-Multi":    {"1", "\n2\r"},
+		"X-Empty":    {""},
+		"Bad Name":   {"v"},
+		"X-Colon:":   {"v"},
+		"X-Nonascii": {"é"},
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		for k, vs := range hdr {
+			w.Header()[k] = vs
+		}
+		w.Header().Set("Content-Type", "text/plain") // no sniffing
+		w.WriteHeader(http.StatusOK)
+	}))
+	defer srv.Close()
+	conn, err := net.Dial("tcp", strings.TrimPrefix(srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	io.WriteString(conn, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+	raw, err := io.ReadAll(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wire, _, _ := strings.Cut(string(raw), "\r\n\r\n")
+	var served []string
+	for _, l := range strings.Split(wire, "\r\n")[1:] {
+		if name, _, _ := strings.Cut(l, ":"); !slices.Contains([]string{"Date", "Content-Length", "Content-Type", "Connection"}, name) {
+			served = append(served, l)
+		}
+	}
+	slices.Sort(served) // net/http sorts by name; the values here sort within theirs
+	got := headerLines(t, appendHead(nil, http.StatusOK, hdr, "", nil, 0, false, time.Now()), hdr)
+	if !slices.Equal(got, served) {
+		t.Fatalf("appendHead wrote\n%q\nnet/http served\n%q", got, served)
+	}
+	if len(got) != 7 {
+		t.Fatalf("%q: want the 7 fields with valid names", got)
 	}
 }
