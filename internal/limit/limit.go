@@ -127,6 +127,18 @@ func (l *Limiter) StartPoll(id string) (ok bool, retry time.Duration) {
 	return true, 0
 }
 
+// PollStart takes one poll token and no held-poll slot, for a request
+// counted as a poll start that holds nothing (one refused for its
+// credential); when none is left it returns how long until one will be.
+func (l *Limiter) PollStart(id string) (ok bool, retry time.Duration) {
+	if l.cfg.PollRate <= 0 {
+		return true, 0
+	}
+	s, c := l.get(id)
+	defer s.mu.Unlock()
+	return take(c.poll, l.now())
+}
+
 // EndPoll releases the slot StartPoll took.
 func (l *Limiter) EndPoll(id string) {
 	if l.cfg.PollRate <= 0 && l.cfg.MaxHeld <= 0 {
