@@ -187,6 +187,22 @@ func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 	return p, nil
 }
 
+// unauthenticated returns the answer to a request that authenticate
+// refused with err: err itself, or 429 rate_limited once the request's
+// address has spent its poll-start bucket. Every refusal takes a token,
+// so a client without a valid credential, which no subject's limits
+// reach, cannot make the server check tokens and write 401s as fast as
+// it can send requests.
+func (s *Server) unauthenticated(r *http.Request, err error) error {
+	if s.cfg.limits.PollsPerSecond <= 0 {
+		return err
+	}
+	if ok, retry := s.limit.PollStart("ip:" + s.clientIP(r)); !ok {
+		return &Error{Code: CodeRateLimited, Message: "too many requests without a valid token from this address; retry later", RetryAfter: retry}
+	}
+	return err
+}
+
 // clientID names the client for limits: its subject, else its address.
 func (s *Server) clientID(r *http.Request, p *Principal) string {
 	if p != nil && p.Subject != "" {
@@ -204,7 +220,7 @@ func (s *Server) RequireAdmin(h http.Handler) http.Handler {
 		w.Header().Set("X-Request-Id", rid)
 		p, err := s.authenticate(r)
 		if err != nil {
-			s.writeError(w, rid, err)
+			s.writeError(w, rid, s.unauthenticated(r, err))
 			return
 		}
 		if p != nil && !p.Admin {
@@ -213,6 +229,56 @@ func (s *Server) RequireAdmin(h http.Handler) http.Handler {
 		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// sameOrigin reports whether the request's Origin is the server's own, as
+// the client reached it (a page the server itself served): the same
+// scheme and host, ports included, with 80 implied for http and 443 for
+// https. Host is compared without regard to case, as browsers lower it.
+func (s *Server) sameOrigin(r *http.Request) bool {
+	scheme, host, ok := strings.Cut(r.Header.Get("Origin"), "://")
+	if !ok || host == "" || r.Host == "" {
+		return false
+	}
+	want := s.scheme(r)
+	return strings.EqualFold(scheme, want) &&
+		strings.EqualFold(trimDefaultPort(host, want), trimDefaultPort(r.Host, want))
+}
+
+// scheme returns the scheme the client used: https on a TLS connection,
+// else http, unless the connection comes from a trusted proxy that names
+// the scheme in X-Forwarded-Proto. Of several values the last counts: the
+// one the nearest proxy set.
+func (s *Server) scheme(r *http.Request) string {
+	sc := "http"
+	if r.TLS != nil {
+		sc = "https"
+	}
+	vs := r.Header.Values("X-Forwarded-Proto")
+	if len(vs) == 0 {
+		return sc
+	}
+	if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !s.trusted(ap.Addr().Unmap()) {
+		return sc
+	}
+	v := vs[len(vs)-1]
+	if i := strings.LastIndexByte(v, ','); i >= 0 {
+		v = v[i+1:]
+	}
+	switch v = strings.ToLower(strings.TrimSpace(v)); v {
+	case "http", "https":
+		return v
+	}
+	return sc
+}
+
+// trimDefaultPort drops scheme's default port from host.
+func trimDefaultPort(host, scheme string) string {
+	port := ":80"
+	if scheme == "https" {
+		port = ":443"
+	}
+	return strings.TrimSuffix(host, port)
 }
 
 // originAllowed reports whether origin is among the CORS origins.

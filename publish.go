@@ -4,14 +4,13 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 )
 
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, rid string, pr *Principal) {
 	// A browser attaches cookies to cross-site requests: a cookie alone
 	// must not let another site publish.
-	if pr != nil && pr.FromCookie && !s.cfg.corsOrigins[r.Header.Get("Origin")] && !sameOrigin(r) {
+	if pr != nil && pr.FromCookie && !s.cfg.corsOrigins[r.Header.Get("Origin")] && !s.sameOrigin(r) {
 		s.writeError(w, rid, &Error{Code: CodeForbidden, Message: "a publish authorized by a cookie must come from an allowed origin; send the token in the Authorization header"})
 		return
 	}
@@ -97,14 +96,6 @@ func (s *Server) Publish(ctx context.Context, pubs ...Publication) ([]Receipt, e
 		checked[i] = p
 	}
 	return s.append(ctx, checked)
-}
-
-// sameOrigin reports whether the request's Origin is the server's own
-// (a page the server itself served).
-func sameOrigin(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	_, host, ok := strings.Cut(o, "://")
-	return ok && host != "" && host == r.Host
 }
 
 // limitPublish takes a publish token from the client's bucket, when
