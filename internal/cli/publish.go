@@ -17,17 +17,41 @@ import (
 	"github.com/longpoll/longpoll/client"
 )
 
-const publishDoc = `Publish DATA to TOPIC, or, without DATA, each line of stdin as one message,
-in order. DATA and each line must be one JSON value ({"text":"hi"}, 42,
-"a string", null); with --raw they are sent as JSON strings instead. In JSON
-mode blank lines are skipped; with --raw every line is a message. A line
-ending in CR LF loses the CR.
+const publishDoc = `Publish DATA to TOPIC; without DATA, each line of stdin as one message, in
+order; with --follow FILE, each line of FILE, following it as it grows and
+is rotated until interrupted. DATA and each line must be one JSON value
+({"text":"hi"}, 42, "a string", null); with --raw they are sent as JSON
+strings instead. In JSON mode blank lines are skipped; with --raw every
+line is a message. A line ending in CR LF loses the CR. Lines go out in
+batches of up to --batch as they come.
 
-Each message gets an idempotency id: --id for DATA, or for stdin the
---id-prefix followed by the line's number (1, 2, ...), so that re-running a
-failed pipe with the same input and prefix appends nothing twice. Without
-them the id is random: a retry by the command itself never duplicates, a
-re-run does. Stdin lines go out in batches of up to --batch as they arrive.
+Each message gets an idempotency id, so that publishing it again appends
+nothing while the server retains the first:
+  DATA      --id
+  stdin     --id-prefix and the line's number: run7-1, run7-2, ...
+  --follow  --id-prefix (optional; the same on every run), the file's
+            identity (device:inode and a hash of its first line) and the
+            line's byte offset: web1-2049:1835:9f86d081884c7d65:120
+Without them the id is random: a retry by the command itself never
+duplicates, a re-run does.
+
+WARNING: ids numbered by stdin line are right only for input that is
+replayed whole, such as a file sent again after a failed run. Never give
+--id-prefix to a stream that starts elsewhere on each run: "tail -f" starts
+at the file's last lines, so a re-run gives new lines old ids and the server
+drops them as duplicates. Use --follow for a file that grows.
+
+--follow reads FILE from its start, so a re-run sends every line again under
+the same ids and the server drops those it has (a line older than the
+server's retention is appended again). It follows FILE like tail -F: when
+FILE is renamed or removed and created again, it reads the old file to its
+end, then the new one from its start; a file truncated in place is read
+again from its start as a new file (one that starts again with the very
+same first line is taken for the old one). A last line waits for its
+newline: at an interrupt it is left unpublished (the next run sends it
+once complete); at a rotation it is sent as it is. Lines written while the
+command is not running are sent by the next run only if FILE was not
+rotated meanwhile.
 
 For each message one JSON line goes to stdout:
   {"topic":"chat","seq":7,"id":"run1-3"}            ("duplicate":true if it was there already)
@@ -35,7 +59,9 @@ For each message one JSON line goes to stdout:
 Failed attempts are retried with backoff for --retry-for, then the command
 fails (exit status 1, naming the lines that may not be published). An
 interrupt (Ctrl-C, SIGTERM) while waiting for stdin ends it with status 0;
-during a publish, with status 1.`
+during a publish, with status 1. With --follow an interrupt always ends it
+with status 0: the next run sends any line not yet acknowledged again, under
+the same id.`
 
 // maxBatchBytes keeps a batch well under the server's 8 MiB body limit.
 const maxBatchBytes = 4 << 20
@@ -44,16 +70,17 @@ func runPublish(ctx context.Context, args []string, sio IO) int {
 	fs := newFlagSet("publish", "TOPIC [DATA]", sio)
 	server := fs.String("server", defaultServer, "URL of the longpoll server")
 	id := fs.String("id", "", "idempotency id of DATA (at most 256 bytes)")
-	idPrefix := fs.String("id-prefix", "", "with stdin: each line's id is this prefix and the line's number")
+	idPrefix := fs.String("id-prefix", "", "with stdin: each line's id is this prefix and the line's number, right only for input replayed whole (see WARNING); with --follow: the start of each id")
+	follow := fs.String("follow", "", "publish each line of FILE, following it as it grows and is rotated (see above)")
 	raw := fs.Bool("raw", false, "send DATA or each line as a JSON string rather than parse it as JSON")
-	batch := fs.Int("batch", 100, "most stdin lines per publish (1 to 1000)")
+	batch := fs.Int("batch", 100, "most lines per publish (1 to 1000)")
 	retryFor := fs.Duration("retry-for", time.Minute, "how long to retry a failed publish before giving up")
 	h2c := fs.Bool("h2c", false, "speak cleartext HTTP/2 to an http:// server (prior knowledge)")
 	// An id in the environment would make every publish the same message.
-	noEnv := map[string]bool{"id": true, "id-prefix": true}
+	noEnv := map[string]bool{"id": true, "id-prefix": true, "follow": true}
 	setUsage(fs, "publish", "TOPIC [DATA]", publishDoc, sio, noEnv)
 	getenv := func(k string) (string, bool) {
-		if k == envName("id") || k == envName("id-prefix") {
+		if k == envName("id") || k == envName("id-prefix") || k == envName("follow") {
 			return "", false
 		}
 		return os.LookupEnv(k)
@@ -71,12 +98,16 @@ func runPublish(ctx context.Context, args []string, sio IO) int {
 		return usageError(sio, "publish", "--batch must be 1 to %d", longpoll.DefaultMaxBatch)
 	case *retryFor <= 0:
 		return usageError(sio, "publish", "--retry-for must be positive")
+	case len(pos) == 2 && *follow != "":
+		return usageError(sio, "publish", "--follow publishes the lines of FILE; give no DATA")
 	case len(pos) == 2 && *idPrefix != "":
 		return usageError(sio, "publish", "--id-prefix is for stdin lines; use --id with DATA")
 	case len(pos) == 1 && *id != "":
 		return usageError(sio, "publish", "--id is for DATA; use --id-prefix with stdin lines")
 	case len(*id) > longpoll.MaxIDLen:
 		return usageError(sio, "publish", "--id is longer than %d bytes", longpoll.MaxIDLen)
+	case *follow != "" && len(*idPrefix) > longpoll.MaxIDLen-maxFollowIDSuffix:
+		return usageError(sio, "publish", "--id-prefix with --follow is longer than %d bytes", longpoll.MaxIDLen-maxFollowIDSuffix)
 	}
 	topic := pos[0]
 	if err := longpoll.ValidateTopic(topic); err != nil {
@@ -105,8 +136,12 @@ func runPublish(ctx context.Context, args []string, sio IO) int {
 		return ExitOK
 	}
 
-	p := &linePublisher{c: c, topic: topic, idPrefix: *idPrefix, raw: *raw, batch: *batch, retryFor: *retryFor, out: out, io: sio}
-	return p.run(ctx, sio.Stdin)
+	p := &linePublisher{c: c, topic: topic, raw: *raw, batch: *batch, retryFor: *retryFor, out: out, io: sio}
+	if *follow != "" {
+		p.follow = *follow
+		return p.run(ctx, newFollower(*follow, *idPrefix).run)
+	}
+	return p.run(ctx, stdinLines(sio.Stdin, *idPrefix))
 }
 
 // encodeData returns text as the JSON value to publish: as given when it
@@ -148,17 +183,48 @@ func publishFailed(ctx context.Context, sio IO, err error, what string) int {
 	return ExitError
 }
 
-// line is one line of stdin, numbered from 1.
+// line is one line to publish.
 type line struct {
-	n    int
 	text []byte
+	id   string // "" for a random one
+	n    int    // stdin: the line's number, from 1
+	off  int64  // --follow: the line's byte offset in its file
 }
 
-// linePublisher publishes stdin's lines in order, in batches.
+// stdinLines returns a reader of r's lines, numbered from 1, each with the
+// id prefix and its number when prefix is set.
+func stdinLines(r io.Reader, prefix string) func(context.Context, chan<- line) error {
+	return func(ctx context.Context, lines chan<- line) error {
+		br := bufio.NewReaderSize(r, 64<<10)
+		for n := 1; ; n++ {
+			text, err := br.ReadBytes('\n')
+			if len(text) > 0 || err == nil {
+				l := line{text: trimEOL(text), n: n}
+				if prefix != "" {
+					l.id = prefix + strconv.Itoa(n)
+				}
+				select {
+				case lines <- l:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+			if err == io.EOF {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// linePublisher publishes lines in order, in batches, from stdin or from
+// the file it follows.
 type linePublisher struct {
 	c        *client.Client
 	topic    string
-	idPrefix string
+	follow   string // the file followed; "" for stdin
 	raw      bool
 	batch    int
 	retryFor time.Duration
@@ -166,34 +232,46 @@ type linePublisher struct {
 	io       IO
 }
 
-func (p *linePublisher) run(ctx context.Context, stdin io.Reader) int {
+// name says which lines of the input these are, in an error message.
+func (p *linePublisher) name(first, last line) string {
+	switch {
+	case p.follow != "" && first.id == last.id:
+		return "the line with id " + first.id
+	case p.follow != "":
+		return "the lines with ids " + first.id + " to " + last.id
+	case first.n == last.n:
+		return "line " + strconv.Itoa(first.n)
+	}
+	return fmt.Sprintf("lines %d to %d", first.n, last.n)
+}
+
+// run publishes the lines that read sends until read returns nil (at the
+// input's end) or ctx ends.
+func (p *linePublisher) run(ctx context.Context, read func(context.Context, chan<- line) error) int {
 	lines := make(chan line, 2*p.batch)
 	readErr := make(chan error, 1)
-	// The reader stops when run returns; one blocked reading stdin then
-	// exits with the process (or at the input's end).
 	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
+	readDone := make(chan struct{})
 	go func() {
-		defer close(lines)
-		r := bufio.NewReaderSize(stdin, 64<<10)
-		for n := 1; ; n++ {
-			text, err := r.ReadBytes('\n')
-			if len(text) > 0 || err == nil {
-				text = trimEOL(text)
-				select {
-				case lines <- line{n, text}:
-				case <-readCtx.Done():
-					return
-				}
-			}
-			if err != nil {
-				if err != io.EOF {
-					readErr <- err
-				}
-				return
-			}
+		defer close(readDone)
+		err := read(readCtx, lines)
+		if err != nil && readCtx.Err() == nil {
+			readErr <- err
+		}
+		close(lines)
+	}()
+	defer func() {
+		stopReading()
+		// A follower stops at once; a reader blocked on stdin would only
+		// stop at its end, and exits with the process.
+		if p.follow != "" {
+			<-readDone
 		}
 	}()
+	source := "stdin"
+	if p.follow != "" {
+		source = p.follow
+	}
 
 	published := 0
 	for {
@@ -207,14 +285,14 @@ func (p *linePublisher) run(ctx context.Context, stdin io.Reader) int {
 		if !ok {
 			select {
 			case err := <-readErr:
-				fmt.Fprintf(p.io.Stderr, "longpoll publish: reading stdin after %d messages: %v\n", published, err)
+				fmt.Fprintf(p.io.Stderr, "longpoll publish: reading %s after %d messages: %v\n", source, published, err)
 				return ExitError
 			default:
 				return ExitOK
 			}
 		}
 		// Take what else has arrived, without waiting for more.
-		pubs, nums := make([]client.Publication, 0, p.batch), make([]int, 0, p.batch)
+		pubs, ls := make([]client.Publication, 0, p.batch), make([]line, 0, p.batch)
 		size := 0
 		var bad error
 		add := func(l line) {
@@ -226,16 +304,12 @@ func (p *linePublisher) run(ctx context.Context, stdin io.Reader) int {
 			}
 			data, err := encodeData(l.text, p.raw)
 			if err != nil {
-				bad = fmt.Errorf("line %d %v", l.n, err)
+				bad = fmt.Errorf("%s %v", p.name(l, l), err)
 				return
 			}
-			id := ""
-			if p.idPrefix != "" {
-				id = p.idPrefix + strconv.Itoa(l.n)
-			}
-			pubs = append(pubs, client.Publication{Topic: p.topic, Data: data, ID: id})
-			nums = append(nums, l.n)
-			size += len(data) + len(id) + 64
+			pubs = append(pubs, client.Publication{Topic: p.topic, Data: data, ID: l.id})
+			ls = append(ls, l)
+			size += len(data) + len(l.id) + 64
 		}
 		add(first)
 	fill:
@@ -256,7 +330,10 @@ func (p *linePublisher) run(ctx context.Context, stdin io.Reader) int {
 			cancel()
 			if err != nil {
 				p.out.Flush()
-				return publishFailed(ctx, p.io, err, fmt.Sprintf("lines %d to %d", nums[0], nums[len(nums)-1]))
+				if p.follow != "" && ctx.Err() != nil {
+					return ExitOK // the next run sends them again, under the same ids
+				}
+				return publishFailed(ctx, p.io, err, p.name(ls[0], ls[len(ls)-1]))
 			}
 			for _, r := range rs {
 				writeReceipt(p.out, r)
