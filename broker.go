@@ -64,13 +64,17 @@ const (
 	// GapReset: the topic's log the reader's position refers to is gone (a new
 	// epoch), or the position is past the log's head.
 	GapReset GapReason = "reset"
+	// GapCorrupt: stored messages the reader had not read yet cannot be
+	// read back (the store's data is damaged); they are skipped.
+	GapCorrupt GapReason = "corrupt"
 )
 
 // Gap reports messages a reader can no longer get.
 type Gap struct {
 	Topic  string
 	Reason GapReason
-	// Missed is the exact number of messages dropped, for GapExpired.
+	// Missed is the exact number of messages dropped, for GapExpired, or
+	// skipped because they cannot be read, for GapCorrupt.
 	Missed uint64
 }
 
@@ -124,6 +128,17 @@ type Broker interface {
 	//
 	// A reader never gets a message that retention has dropped, even if its
 	// space is not reclaimed yet.
+	//
+	// A broker that finds stored messages it cannot read back (damaged data)
+	// never returns them and never fails the Read for them: when the first
+	// messages to read, seqs s..s+n-1, are unreadable, the Page's Gap is a
+	// GapCorrupt with Missed n, Messages continue from s+n, and Next is
+	// (epoch, s+n-1) when no message follows: the reader's position moves
+	// past them exactly as past an expired gap. Unreadable messages that
+	// follow readable ones end the Page before them, and the next Read
+	// reports them. A GapExpired and a GapCorrupt never share a Page: the
+	// expired one comes first. Damage a broker cannot bound to a topic's
+	// messages (its own records) is an error.
 	Read(ctx context.Context, topic string, from Position, limit int) (Page, error)
 
 	// Stat describes the topic's log. A topic that never had a message has

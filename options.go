@@ -18,6 +18,12 @@ const (
 	DefaultMaxBatch         = 1000
 	DefaultMaxBodySize      = 8 << 20
 	DefaultRetryAfter       = 2 * time.Second
+	// DefaultMaxReplyBytes bounds a poll reply's body; see
+	// WithMaxReplyBytes.
+	DefaultMaxReplyBytes = 1 << 20
+	// DefaultMaxReplyMemory bounds the reply bytes the server holds that
+	// clients have not taken yet; see WithMaxReplyMemory.
+	DefaultMaxReplyMemory = 256 << 20
 	// DefaultWriteMargin is added to a poll's hold to give its write
 	// deadline, so a legitimate hold is never cut.
 	DefaultWriteMargin = 10 * time.Second
@@ -33,6 +39,8 @@ type config struct {
 	maxMessageSize   int
 	maxBatch         int
 	maxBodySize      int64
+	maxReplyBytes    int
+	maxReplyMemory   int64
 	retryAfter       time.Duration
 	writeMargin      time.Duration
 	auth             Authenticator
@@ -111,6 +119,28 @@ func WithMaxTopicsPerPoll(n int) Option {
 func WithMaxMessageSize(n int) Option {
 	return func(c *config) error {
 		return positive("max message size", n, func(v int) { c.maxMessageSize = v })(c)
+	}
+}
+
+// WithMaxReplyBytes bounds a poll reply's body, in bytes: a reply stops
+// before the message that would take it past n, but always holds at
+// least one message, and a poll from its cursor returns the rest at once.
+func WithMaxReplyBytes(n int) Option {
+	return func(c *config) error {
+		return positive("max reply bytes", n, func(v int) { c.maxReplyBytes = v })(c)
+	}
+}
+
+// WithMaxReplyMemory bounds the bytes of poll replies the server holds
+// that clients have not taken yet, across all its connections: replies
+// being built and written, and output waiting on the event-loop
+// transport's connections. A poll whose reply would take it past n gets
+// 503 overloaded with Retry-After; on the event-loop transport, a client
+// that reads slower than a floor rate while it holds more than its share
+// is cut, and its next poll from the same cursor gets what it missed.
+func WithMaxReplyMemory(n int64) Option {
+	return func(c *config) error {
+		return positive("max reply memory", n, func(v int64) { c.maxReplyMemory = v })(c)
 	}
 }
 

@@ -51,6 +51,12 @@ func init() {
 		}
 		return nil // not a nil *parked in a non-nil interface
 	}
+	park.ReplyBudget = func(h http.Handler) *park.Budget {
+		if s, ok := h.(*Server); ok {
+			return s.budget
+		}
+		return nil
+	}
 	park.Pause = func(h http.Handler) {
 		if s, ok := h.(*Server); ok {
 			s.fanout.wait()
@@ -142,6 +148,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	}
 	c := new(collector)
 	c.init(req, p.pos1[:])
+	c.maxBytes = s.cfg.maxReplyBytes
 	if err := s.startPositions(ctx, c, req.earliest); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return nil, OutcomeError
@@ -151,7 +158,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 			s.brokerError(w, r, rid, "read", err)
 			return nil, OutcomeError
 		}
-		return nil, s.answer(w, c, true)
+		return nil, s.answer(w, rid, c, true)
 	}
 	// Everything the poll's answerer reads is set before the poll can be
 	// claimed, that is before it turns held.
@@ -201,7 +208,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 				s.brokerError(w, r, rid, "read", err)
 				return nil, OutcomeError
 			}
-			return nil, s.answer(w, c, false)
+			return nil, s.answer(w, rid, c, false)
 		}
 		c.out = nil
 		p.topics, p.pos, p.limit = c.topics, c.pos, int32(c.limit)
@@ -231,17 +238,30 @@ func replyFields(w http.ResponseWriter) (http.Header, bool) {
 	return w.Header(), false
 }
 
+// parkResponse returns the transport's own response writer under w, or
+// nil when w is net/http's.
+func parkResponse(w http.ResponseWriter) *park.Response {
+	if rec, ok := w.(*recorder); ok {
+		w = rec.ResponseWriter
+	}
+	pw, _ := w.(*park.Response)
+	return pw
+}
+
 // answer writes a reply from c to w and returns the outcome.
-func (s *Server) answer(w http.ResponseWriter, c *collector, timedOut bool) PollOutcome {
+func (s *Server) answer(w http.ResponseWriter, rid string, c *collector, timedOut bool) PollOutcome {
 	if c.empty() {
-		s.reply(w, c, timedOut, 0)
+		s.reply(w, rid, c, timedOut, 0)
 		return OutcomeTimeout
 	}
-	s.m.Delivered(time.Now(), c.out)
+	now := time.Now()
+	if !s.reply(w, rid, c, false, 0) {
+		return OutcomeError
+	}
+	s.m.Delivered(now, c.out)
 	for _, g := range c.gaps {
 		s.m.GapReported(g.Reason)
 	}
-	s.reply(w, c, false, 0)
 	return OutcomeMessages
 }
 
@@ -389,13 +409,18 @@ func (p *parked) rearm() {
 			return
 		}
 		if !c.empty() {
-			s.m.Delivered(time.Now(), c.out)
-			for _, g := range c.gaps {
-				s.m.GapReported(g.Reason)
-			}
 			bp := bufPool.Get().(*[]byte)
 			body := appendReply((*bp)[:0], &c, false, 0)
-			p.end(OutcomeMessages, http.StatusOK, nil, body)
+			if s.budget.Reserve(len(body)) {
+				s.m.Delivered(time.Now(), c.out)
+				for _, g := range c.gaps {
+					s.m.GapReported(g.Reason)
+				}
+				p.end(OutcomeMessages, http.StatusOK, nil, body)
+				s.budget.Add(-len(body))
+			} else {
+				p.fail(errRepliesFull)
+			}
 			*bp = body
 			bufPool.Put(bp)
 			return
@@ -406,7 +431,7 @@ func (p *parked) rearm() {
 // collector returns a collector over the poll's topics and positions; its
 // reads advance the poll's positions.
 func (p *parked) collector() collector {
-	return collector{topics: p.topics, pos: p.pos, limit: int(p.limit)}
+	return collector{topics: p.topics, pos: p.pos, limit: int(p.limit), maxBytes: p.s.cfg.maxReplyBytes}
 }
 
 // brokerFailed answers a claimed poll whose read failed.
@@ -533,7 +558,7 @@ func (c *collector) appendKey(b []byte) []byte {
 
 func (s *Server) deliverGroup(g []*parked) {
 	lead := g[0]
-	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit)}
+	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit), maxBytes: s.cfg.maxReplyBytes}
 	if err := c.collect(context.Background(), s.broker); err != nil {
 		for _, p := range g {
 			p.brokerFailed(err)
@@ -548,6 +573,14 @@ func (s *Server) deliverGroup(g []*parked) {
 	}
 	bp := bufPool.Get().(*[]byte)
 	body := appendReply((*bp)[:0], &c, false, 0)
+	if !s.budget.Reserve(len(body)) {
+		for _, p := range g {
+			p.fail(errRepliesFull)
+		}
+		*bp = body
+		bufPool.Put(bp)
+		return
+	}
 	now := time.Now()
 	// Every reply is written first, and the bookkeeping (hub, wheel,
 	// metrics) done after: the last subscriber of a large group gets its
@@ -562,6 +595,7 @@ func (s *Server) deliverGroup(g []*parked) {
 	if gated {
 		s.fanout.leave()
 	}
+	s.budget.Add(-len(body))
 	for _, p := range g {
 		s.m.Delivered(now, c.out)
 		for _, gp := range c.gaps {

@@ -116,14 +116,19 @@ func holdFor(req *pollRequest, pr *Principal) (d time.Duration, expires bool) {
 // hold until news, the hold's end, the client leaving or shutdown.
 func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal) PollOutcome {
 	ctx := r.Context()
+	// The broker's calls run to their end even if the request is
+	// cancelled: under net/http, a client that ends its input (a
+	// half-close) cancels it, and still reads the reply.
+	bctx := context.WithoutCancel(ctx)
 	d, expires := holdFor(req, pr)
 	var c collector
 	c.init(req, nil)
+	c.maxBytes = s.cfg.maxReplyBytes
 	// The start positions are taken before the registration, and every
 	// topic is read after it: a message appended after the Stat is either
 	// read or signals the waiter, so none is missed, and a message
 	// appended once the poll counts as waiting is always delivered.
-	if err := s.startPositions(ctx, &c, req.earliest); err != nil {
+	if err := s.startPositions(bctx, &c, req.earliest); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return OutcomeError
 	}
@@ -138,13 +143,13 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 		_ = rc.SetWriteDeadline(deadline)
 		_ = rc.SetReadDeadline(deadline)
 	}
-	if err := c.collect(ctx, s.broker); err != nil {
+	if err := c.collect(bctx, s.broker); err != nil {
 		s.brokerError(w, r, rid, "read", err)
 		return OutcomeError
 	}
 	if c.empty() {
 		if d == 0 {
-			s.reply(w, &c, true, 0)
+			s.reply(w, rid, &c, true, 0)
 			return OutcomeTimeout
 		}
 		timer := time.NewTimer(d)
@@ -153,7 +158,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 		for {
 			select {
 			case <-wake:
-				if err := c.collect(ctx, s.broker); err != nil {
+				if err := c.collect(bctx, s.broker); err != nil {
 					s.brokerError(w, r, rid, "read", err)
 					return OutcomeError
 				}
@@ -165,22 +170,23 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 					s.writeError(w, rid, errTokenExpired)
 					return OutcomeError
 				}
-				s.reply(w, &c, true, 0)
+				s.reply(w, rid, &c, true, 0)
 				return OutcomeTimeout
 			case <-ctx.Done():
+				// The client left, or ended its input (a half-close,
+				// which cancels the request under net/http) and may
+				// still read: it gets a valid reply with its cursor
+				// unchanged, as a released poll does. Its poll no
+				// longer counts as waiting.
+				s.reply(w, rid, &c, true, 0)
 				return OutcomeCancelled
 			case <-s.done:
-				s.reply(w, &c, false, spread(s.cfg.retryAfter))
+				s.reply(w, rid, &c, false, spread(s.cfg.retryAfter))
 				return OutcomeShutdown
 			}
 		}
 	}
-	s.m.Delivered(time.Now(), c.out)
-	for _, g := range c.gaps {
-		s.m.GapReported(g.Reason)
-	}
-	s.reply(w, &c, false, 0)
-	return OutcomeMessages
+	return s.answer(w, rid, &c, false)
 }
 
 // startPositions sets the position of every topic the cursor does not
@@ -213,8 +219,12 @@ type collector struct {
 	known     uint64
 	knownMore []bool
 	limit     int
-	out       []Message
-	gaps      []Gap
+	// maxBytes, when positive, bounds the reply's body: the messages
+	// taken stop before the one that would take it past maxBytes, but
+	// one is always taken.
+	maxBytes int
+	out      []Message
+	gaps     []Gap
 }
 
 // isKnown reports whether topic i's position is set.
@@ -299,6 +309,7 @@ func (c *collector) collect(ctx context.Context, b Broker) error {
 	if total > 0 {
 		c.out = make([]Message, 0, min(total, c.limit))
 	}
+	size := c.fixedSize()
 	for len(c.out) < c.limit {
 		best := -1
 		for i := range pages {
@@ -312,6 +323,13 @@ func (c *collector) collect(ctx context.Context, b Broker) error {
 		}
 		if best < 0 {
 			break
+		}
+		if c.maxBytes > 0 {
+			n := messageSize(&pages[best].Messages[taken[best]])
+			if size+n > c.maxBytes && len(c.out) > 0 {
+				break // the rest is for the next poll, which returns at once
+			}
+			size += n
 		}
 		c.out = append(c.out, pages[best].Messages[taken[best]])
 		taken[best]++
@@ -335,17 +353,67 @@ func (c *collector) collect(ctx context.Context, b Broker) error {
 	return nil
 }
 
+// fixedSize returns at least the bytes of a reply's body besides its
+// messages: the frame, the cursor (internal/cursor's layout: a version,
+// a count, each topic with its epoch and seq, a checksum, in base64), the
+// gaps its pages may bring (one a topic) and a retry delay.
+func (c *collector) fixedSize() int {
+	const (
+		frame = len(`{"messages":[],"cursor":"","timeout":false,"gaps":[],"retry_after_ms":99999999999}`)
+		gap   = len(`{"topic":"","reason":"expired","missed":18446744073709551615},`)
+	)
+	raw := 1 + 3 + 4
+	n := frame
+	for _, t := range c.topics {
+		raw += 2 + len(t) + 8 + 10
+		n += gap + len(t)
+	}
+	return n + (raw*4+2)/3
+}
+
+// messageSize returns at least the bytes m takes in a reply (appendMessage),
+// with the comma before it.
+func messageSize(m *Message) int {
+	const fixed = len(`,{"topic":"","seq":18446744073709551615,"time":"2006-01-02T15:04:05.000000000Z","id":,"data":}`)
+	n := fixed + len(m.Topic) + len(m.Data)
+	if m.ID != "" {
+		n += 6*len(m.ID) + 2 // every byte escaped, at worst
+	}
+	return n
+}
+
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
-// reply writes the poll's 200 answer.
-func (s *Server) reply(w http.ResponseWriter, c *collector, timedOut bool, retry time.Duration) {
+// errRepliesFull answers a poll whose reply the reply budget cannot take.
+var errRepliesFull = &Error{Code: CodeOverloaded, Message: "too many reply bytes wait for slow clients; retry later"}
+
+// reply writes the poll's 200 answer and reports true; or, when it carries
+// messages and the reply budget cannot take it, 503 overloaded, and false:
+// the client's cursor is unchanged, so its next poll gets the same.
+func (s *Server) reply(w http.ResponseWriter, rid string, c *collector, timedOut bool, retry time.Duration) bool {
 	bp := bufPool.Get().(*[]byte)
 	buf := appendReply((*bp)[:0], c, timedOut, retry)
-	writeJSON(w, http.StatusOK, buf)
+	ok := true
+	if len(c.out) > 0 {
+		ok = s.budget.Reserve(len(buf))
+	} else {
+		s.budget.Add(len(buf)) // a few bytes: never refused
+	}
+	if ok {
+		writeJSON(w, http.StatusOK, buf)
+		if pw := parkResponse(w); pw != nil {
+			pw.Reserved += len(buf) // the transport lets it go once written
+		} else {
+			s.budget.Add(-len(buf))
+		}
+	} else {
+		s.writeError(w, rid, errRepliesFull)
+	}
 	if cap(buf) <= 1<<20 {
 		*bp = buf
 		bufPool.Put(bp)
 	}
+	return ok
 }
 
 // appendReply appends a poll reply's JSON body.
@@ -375,7 +443,7 @@ func appendReply(buf []byte, c *collector, timedOut bool, retry time.Duration) [
 		buf = append(buf, `","reason":"`...)
 		buf = append(buf, g.Reason...)
 		buf = append(buf, '"')
-		if g.Reason == GapExpired {
+		if g.Reason == GapExpired || g.Reason == GapCorrupt {
 			buf = append(buf, `,"missed":`...)
 			buf = strconv.AppendUint(buf, g.Missed, 10)
 		}

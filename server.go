@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,6 +29,7 @@ type Server struct {
 	wheel  wheel // deadlines of parked polls
 	fanout gate  // held while a large fan-out is written
 	limit  *limit.Limiter
+	budget *park.Budget // reply bytes not yet taken by clients
 	cfg    config
 	log    *slog.Logger
 	m      Metrics
@@ -56,6 +58,8 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		maxMessageSize:   DefaultMaxMessageSize,
 		maxBatch:         DefaultMaxBatch,
 		maxBodySize:      DefaultMaxBodySize,
+		maxReplyBytes:    DefaultMaxReplyBytes,
+		maxReplyMemory:   DefaultMaxReplyMemory,
 		retryAfter:       DefaultRetryAfter,
 		writeMargin:      DefaultWriteMargin,
 	}
@@ -74,6 +78,7 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		m:      cfg.metrics,
 		done:   make(chan struct{}),
 		idle:   make(chan struct{}),
+		budget: park.NewBudget(cfg.maxReplyMemory),
 	}
 	s.hub = hub.New(func(topic string) func() { return b.Watch(topic, s.hub.Wake) })
 	s.hub.SetDeliver(s.deliver)
@@ -88,6 +93,10 @@ func New(b Broker, opts ...Option) (*Server, error) {
 	}, nil)
 	return s, nil
 }
+
+// ReplyBytesPending returns the bytes of poll replies the server holds
+// that clients have not taken yet (WithMaxReplyMemory).
+func (s *Server) ReplyBytesPending() int64 { return s.budget.Used() }
 
 // DefaultMaxHeldPolls derives the cap on polls in flight from the
 // process's open-file limit, keeping a reserve for the store, listeners
@@ -142,6 +151,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink 
 		if s.cors(w, r) {
 			return nil
 		}
+		if to, ok := cleanTarget(r); ok {
+			redirectClean(w, to)
+			return nil
+		}
 	}
 	var allow string
 	switch {
@@ -159,7 +172,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink 
 		}
 		pr, err := s.authenticate(r)
 		if err != nil {
-			s.writeError(w, rid, err)
+			s.writeError(w, rid, s.unauthenticated(r, err))
 			return nil
 		}
 		switch allow {
@@ -181,6 +194,45 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink 
 		s.writeError(w, rid, &Error{Code: CodeNotFound, Message: "no such path: " + p})
 	}
 	return nil
+}
+
+// cleanTarget returns where net/http's ServeMux would send r: its escaped
+// path cleaned as the mux cleans it (no "." or ".." segments, no repeated
+// slashes, a trailing slash kept), with the query. It reports false when
+// the path is clean, and for CONNECT, whose path the mux leaves alone.
+// The server answers this itself, in JSON, so that a path under /v1/ gets
+// the same answer on every transport (docs/protocol.md, "Paths").
+func cleanTarget(r *http.Request) (string, bool) {
+	if r.Method == http.MethodConnect {
+		return "", false
+	}
+	ep := r.URL.EscapedPath()
+	cp := path.Clean(ep) // returns ep itself, with no copy, when it is clean
+	if ep[len(ep)-1] == '/' && cp != "/" {
+		if len(ep) == len(cp)+1 && strings.HasPrefix(ep, cp) {
+			cp = ep
+		} else {
+			cp += "/"
+		}
+	}
+	if cp == ep {
+		return "", false
+	}
+	if r.URL.RawQuery != "" {
+		cp += "?" + r.URL.RawQuery
+	}
+	return cp, true
+}
+
+// redirectClean answers a request for an unclean path as the mux does,
+// 307 with the clean path in Location, so that a client that follows it
+// repeats its method and body; the body says where, in JSON.
+func redirectClean(w http.ResponseWriter, to string) {
+	w.Header().Set("Location", to)
+	body, _ := json.Marshal(struct {
+		Location string `json:"location"`
+	}{to})
+	writeJSON(w, http.StatusTemporaryRedirect, body)
 }
 
 // methodIn reports whether m is one of the comma-separated methods.
@@ -231,7 +283,7 @@ func (s *Server) serveTopic(w http.ResponseWriter, r *http.Request, rid string, 
 		s.writeError(w, rid, forbidden(topic))
 		return
 	}
-	st, err := s.broker.Stat(r.Context(), topic)
+	st, err := s.broker.Stat(context.WithoutCancel(r.Context()), topic) // a half-closed client still reads
 	if err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return
@@ -368,7 +420,7 @@ func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
 // brokerError answers a failed broker call: the broker's own coded error
 // when it has one, else 503 broker_unavailable.
 func (s *Server) brokerError(w http.ResponseWriter, r *http.Request, rid, op string, err error) {
-	if r.Context().Err() != nil {
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		return // the client is gone; nobody reads the answer
 	}
 	s.m.BrokerError(op)

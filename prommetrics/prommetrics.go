@@ -101,3 +101,12 @@ func (m *Metrics) GapReported(r longpoll.GapReason) {
 }
 
 func (m *Metrics) BrokerError(op string) { m.brokerErr.WithLabelValues(op).Inc() }
+
+// RegisterReplyBytes registers the gauge longpoll_reply_bytes_pending,
+// read from pending (a Server's ReplyBytesPending) at each scrape.
+func RegisterReplyBytes(reg prometheus.Registerer, pending func() int64) {
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "longpoll_reply_bytes_pending",
+		Help: "Bytes of poll replies held for clients that have not read them yet (bounded by --max-reply-memory).",
+	}, func() float64 { return float64(pending()) }))
+}

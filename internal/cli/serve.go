@@ -41,6 +41,8 @@ type serveConfig struct {
 	maxMessageSize   int
 	maxBatch         int
 	maxBodySize      int64
+	maxReplyBytes    int
+	maxReplyMemory   int64
 	retryAfter       time.Duration
 	shutdownGrace    time.Duration
 	readHeaderTime   time.Duration
@@ -65,6 +67,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.IntVar(&c.maxMessageSize, "max-message-size", longpoll.DefaultMaxMessageSize, "largest message data, in bytes of JSON")
 	fs.IntVar(&c.maxBatch, "max-batch", longpoll.DefaultMaxBatch, "most messages in one publish")
 	fs.Int64Var(&c.maxBodySize, "max-body-size", longpoll.DefaultMaxBodySize, "largest request body, in bytes")
+	fs.IntVar(&c.maxReplyBytes, "max-reply-bytes", longpoll.DefaultMaxReplyBytes, "largest poll reply body, in bytes; a reply stops before the message that would pass it (one message always goes)")
+	fs.Int64Var(&c.maxReplyMemory, "max-reply-memory", longpoll.DefaultMaxReplyMemory, "bytes of poll replies held for clients that have not read them yet; beyond: 503 overloaded")
 	fs.DurationVar(&c.retryAfter, "retry-after", longpoll.DefaultRetryAfter, "base delay advised to refused clients (spread 0.5x-1.5x)")
 	fs.DurationVar(&c.shutdownGrace, "shutdown-grace", 10*time.Second, "longest wait for requests in flight at shutdown")
 	fs.DurationVar(&c.readHeaderTime, "read-header-timeout", 10*time.Second, "time a client has to send its request headers (slow senders are cut)")
@@ -93,6 +97,8 @@ func (c *serveConfig) check() error {
 	pos("max-message-size", c.maxMessageSize > 0)
 	pos("max-batch", c.maxBatch > 0)
 	pos("max-body-size", c.maxBodySize > 0)
+	pos("max-reply-bytes", c.maxReplyBytes > 0)
+	pos("max-reply-memory", c.maxReplyMemory > 0)
 	pos("retry-after", c.retryAfter > 0)
 	pos("shutdown-grace", c.shutdownGrace > 0)
 	pos("read-header-timeout", c.readHeaderTime > 0)
@@ -209,6 +215,8 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		longpoll.WithMaxMessageSize(c.maxMessageSize),
 		longpoll.WithMaxBatch(c.maxBatch),
 		longpoll.WithMaxBodySize(c.maxBodySize),
+		longpoll.WithMaxReplyBytes(c.maxReplyBytes),
+		longpoll.WithMaxReplyMemory(c.maxReplyMemory),
 		longpoll.WithRetryAfter(c.retryAfter),
 	}
 	authOpts, jwtAuth, err := c.auth.options()
@@ -228,6 +236,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	if err != nil {
 		return err
 	}
+	prommetrics.RegisterReplyBytes(reg, srv.ReplyBytesPending)
 
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()
@@ -239,7 +248,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 			mountPprof(amux, nil)
 		}
 		amux.Handle("/", srv)
-		admin = &http.Server{Handler: amux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+		admin = &http.Server{Handler: apiFirst(srv, amux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	} else {
 		mux.Handle("GET /metrics", srv.RequireAdmin(metrics))
 		if c.pprof {
@@ -258,7 +267,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
 	hs := &http.Server{
-		Handler:           mux,
+		Handler:           apiFirst(srv, mux),
 		ReadHeaderTimeout: c.readHeaderTime,
 		// Polls extend both deadlines to their hold plus a margin; these
 		// bound everything else, slow senders included.
@@ -268,6 +277,10 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		MaxHeaderBytes: 64 << 10,
 		ErrorLog:       slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		Protocols:      protocols,
+		// An HTTP/2 client holds at most this many replies at once on one
+		// connection (each bounded by --max-reply-bytes), where HTTP/1.1
+		// holds one; net/http's default is 250.
+		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: h2Streams},
 	}
 	scheme := "http"
 	var cert atomic.Pointer[tls.Certificate]
@@ -405,6 +418,23 @@ wait:
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// h2Streams bounds the concurrent streams of an HTTP/2 connection.
+const h2Streams = 16
+
+// apiFirst sends every request under /v1/ to api before mux sees it, as
+// the dense transport does, so that the mux's path cleaning (a redirect
+// with an HTML body) never answers for the protocol: the server answers
+// every /v1/ path itself, in JSON, on every transport.
+func apiFirst(api, mux http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasPrefix(r.URL.Path, "/v1/") {
+			api.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // defaultTransport is dense where the event loop exists.

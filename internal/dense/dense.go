@@ -53,7 +53,6 @@ const (
 	maxHead    = 8 << 10
 	maxBody    = 1 << 20 // a publish body served on the loop
 	maxPending = 64 << 10
-	maxStdBuf  = 4 << 20 // input buffered for net/http before it reads
 )
 
 // Transport serves one listener.
@@ -68,6 +67,11 @@ type Transport struct {
 	std    *chanListener
 	jobs   chan job
 	quit   chan struct{}  // closed when the loop stops
+	// budget counts output waiting on connections among the server's
+	// reply bytes (park.ReplyBudget); holding is how many connections
+	// hold some.
+	budget  *park.Budget
+	holding atomic.Int64
 	wg     sync.WaitGroup // workers
 
 	mu       sync.Mutex
@@ -91,8 +95,13 @@ func New(cfg Config) *Transport {
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
+	var budget *park.Budget
+	if park.ReplyBudget != nil && cfg.Poll != nil {
+		budget = park.ReplyBudget(cfg.Poll)
+	}
 	return &Transport{
 		cfg:     cfg,
+		budget:  budget,
 		bare:    park.Bare != nil && park.Bare(cfg.Poll),
 		jobs:    make(chan job, 4096),
 		quit:    make(chan struct{}),
@@ -238,7 +247,8 @@ func (t *Transport) Serve(ln net.Listener) error {
 		}
 		t.conns++
 		t.mu.Unlock()
-		dc.setIdleDeadline(time.Now().Add(t.cfg.IdleTimeout).UnixNano())
+		// The first head's time runs from the accept, as under net/http.
+		dc.startHead(time.Now().UnixNano())
 		if err := l.add(dc); err != nil {
 			t.forget(dc)
 			dc.setIdleDeadline(0)
@@ -390,14 +400,27 @@ type conn struct {
 	// Under io.
 	fdClosed  bool
 	lingering bool // closing once out is sent
+	holding   bool // out is counted in t.holding
 	// Under mu.
 	state      uint8
-	started    bool   // input has arrived
 	closeAfter bool   // the request being served asked to close after its reply
 	finished   bool   // its reply is being written
+	flushing   bool   // idle, but the last reply is not all in the socket: the next request waits
+	eof        bool   // the client's input has ended: serve what came, then close
 	reqs       uint32 // requests begun: a job's number tells if it is still current
+	headAt     int64  // when the head being read began (unix nanoseconds); 0: none
 
-	out           []byte       // under io: output the socket has not taken yet
+	// Under io: output the socket has not taken yet, out[outOff:], and
+	// its watch (watchOut).
+	out       []byte
+	outOff    int
+	counted   int   // bytes of out counted in the reply budget
+	outSince  int64 // when output began to wait, in unix nanoseconds
+	outSent   int64 // bytes of it sent since
+	progress  int64 // when the client last took some
+	watch     *time.Timer
+	drainWait chan struct{} // closed when output falls to stdWatermark, or c closes
+
 	writeDeadline int64        // under io: for net/http's writes, in unix nanoseconds; 0: none
 	deadline      atomic.Int64 // unix nanoseconds; 0: none
 	slot          atomic.Int64 // the idle wheel's second c is queued at; 0: none
@@ -423,7 +446,7 @@ type job struct {
 
 func (c *conn) onData(data []byte) {
 	c.mu.Lock()
-	if len(data) == 0 && (len(c.buf) == 0 || c.state != idle) {
+	if len(data) == 0 && c.state != idle {
 		c.mu.Unlock() // served already (reply's call with nil)
 		return
 	}
@@ -438,12 +461,8 @@ func (c *conn) onData(data []byte) {
 		return
 	case busy, waiting:
 		// A request pipelined behind a poll: keep it, and ask the parked
-		// poll to answer now so that the next one can be served. Past
-		// maxPending, the loop reads no more until the buffer is served.
-		c.buf = append(c.buf, data...)
-		if len(c.buf) > maxPending {
-			c.held.Store(true)
-		}
+		// poll to answer now so that the next one can be served.
+		c.keep(data)
 		var p park.Poll
 		if c.state == waiting {
 			p = c.poll
@@ -454,37 +473,29 @@ func (c *conn) onData(data []byte) {
 		}
 		return
 	}
-	c.started = true
+	if c.flushing {
+		// The last reply is not all in the socket: the next request
+		// waits for it (outDrained), as under net/http, whose write
+		// blocks, so a client that does not read holds one reply.
+		c.keep(data)
+		c.mu.Unlock()
+		return
+	}
 	first := len(c.buf) == 0
 	in := data
 	if !first {
 		c.buf = append(c.buf, data...)
 		in = c.buf
 	}
-	h, err := parseHead(in, maxHead, c.t.bare && isPollLine(in))
-	var (
-		u    *url.URL
-		body []byte
-	)
-	if h != nil {
-		switch {
-		case h.header == nil: // a bare poll: its URL is made with its request
-		case h.length == 0 && servedHere(h.method, pathOf(h.target)):
-			if u, err = url.ParseRequestURI(h.target); err != nil {
-				err = errNotSimple
-			}
-		case h.method == http.MethodPost && h.target == "/v1/publish" && h.length > 0 && h.length <= maxBody && len(in)-h.n >= h.length:
-			// A publish whose body has arrived with its head; a slower
-			// one goes to net/http, which reads bodies under its own
-			// timeouts.
-			h.rq.url = url.URL{Path: "/v1/publish"}
-			u = &h.rq.url
-			body = append([]byte(nil), in[h.n:h.n+h.length]...)
-			h.n += h.length
-		default:
-			err = errNotSimple
+	if len(in) == 0 { // nothing buffered: only the end of input to act on
+		end := c.eof
+		c.mu.Unlock()
+		if end {
+			c.closeConn()
 		}
+		return
 	}
+	h, u, body, err := c.parse(in)
 	switch {
 	case err != nil:
 		c.handOver(first, in)
@@ -492,8 +503,13 @@ func (c *conn) onData(data []byte) {
 	case h == nil:
 		if first {
 			c.buf = append(c.buf, data...)
-			c.setIdleDeadline(time.Now().Add(c.t.cfg.ReadHeaderTimeout).UnixNano())
 		}
+		if c.eof { // a head cut short by the end of input: as net/http, close
+			c.mu.Unlock()
+			c.closeConn()
+			return
+		}
+		c.startHead(time.Now().UnixNano())
 		c.mu.Unlock()
 		return
 	}
@@ -503,12 +519,17 @@ func (c *conn) onData(data []byte) {
 	} else {
 		c.buf = nil
 	}
-	resume := c.held.Load() && len(c.buf) <= maxPending
-	if resume {
-		c.held.Store(false)
+	// Past maxPending of input behind this request, the loop reads no
+	// more until the buffer is served; below it, it reads again.
+	resume := false
+	if len(c.buf) > maxPending {
+		c.held.Store(true)
+	} else {
+		resume = c.held.Swap(false)
 	}
 	c.state, c.poll, c.closeAfter, c.finished = busy, nil, h.close, false
 	c.reqs++
+	c.headAt = 0 // a head that follows starts its time once this request is served
 	n := c.reqs
 	c.setIdleDeadline(0) // the hold has its own deadline
 	c.mu.Unlock()
@@ -534,6 +555,101 @@ func (c *conn) onData(data []byte) {
 	}
 }
 
+// keep buffers input that arrives while a request is served; past
+// maxPending, the loop reads no more until the buffer is served. The
+// caller holds c.mu.
+func (c *conn) keep(data []byte) {
+	c.buf = append(c.buf, data...)
+	if len(c.buf) > maxPending {
+		c.held.Store(true)
+	}
+}
+
+// startHead starts the time the head being read has to end, unless it
+// has started already: from the accept, or from the moment the
+// connection, idle, has the first bytes of a new head (also bytes that
+// came pipelined behind the last request). The caller holds c.mu.
+func (c *conn) startHead(now int64) {
+	if c.headAt == 0 {
+		c.headAt = now
+		c.setIdleDeadline(now + int64(c.t.cfg.ReadHeaderTimeout))
+	}
+}
+
+// parse reads the request head at the start of in, and for a request
+// served on the loop its URL and perhaps its body. A nil head and no
+// error mean the head is not all there yet; errNotSimple a request for
+// net/http.
+func (c *conn) parse(in []byte) (h *head, u *url.URL, body []byte, err error) {
+	h, err = parseHead(in, maxHead, c.t.bare && isPollLine(in))
+	if h == nil || err != nil {
+		return h, nil, nil, err
+	}
+	switch {
+	case h.header == nil: // a bare poll: its URL is made with its request
+	case h.length == 0 && servedHere(h.method, pathOf(h.target)):
+		if u, err = url.ParseRequestURI(h.target); err != nil {
+			err = errNotSimple
+		}
+	case h.method == http.MethodPost && h.target == "/v1/publish" && h.length > 0 && h.length <= maxBody && len(in)-h.n >= h.length:
+		// A publish whose body has arrived with its head; a slower
+		// one goes to net/http, which reads bodies under its own
+		// timeouts.
+		h.rq.url = url.URL{Path: "/v1/publish"}
+		u = &h.rq.url
+		body = append([]byte(nil), in[h.n:h.n+h.length]...)
+		h.n += h.length
+	default:
+		err = errNotSimple
+	}
+	return h, u, body, err
+}
+
+// onEnd is called when the client's input ends. A client that half-closes
+// (shutdown for writing, as nc -N and some health checkers do) still
+// reads: what it sent is served and answered, a held poll is answered at
+// once with what it has, and the connection closes once the replies are
+// out. As under net/http.
+func (c *conn) onEnd() {
+	c.mu.Lock()
+	switch c.state {
+	case handed:
+		std := c.std
+		c.mu.Unlock()
+		std.closeRead()
+		return
+	case closed:
+		c.mu.Unlock()
+		return
+	}
+	c.eof = true
+	var p park.Poll
+	if c.state == waiting {
+		p = c.poll
+	}
+	ready := c.state == idle && !c.flushing
+	c.mu.Unlock()
+	switch {
+	case p != nil:
+		p.Release()
+	case ready:
+		c.onData(nil) // serves what is buffered, or closes
+	}
+}
+
+// outDrained is called on the loop once output that waited is all in the
+// socket: the requests buffered meanwhile are served.
+func (c *conn) outDrained() {
+	c.mu.Lock()
+	if !c.flushing {
+		c.mu.Unlock()
+		return
+	}
+	c.flushing = false
+	c.mu.Unlock()
+	c.onData(nil)
+}
+
 // handOver moves the connection to net/http with the input in; called
 // with c.mu held, it releases it.
 func (c *conn) handOver(first bool, in []byte) {
@@ -541,12 +657,25 @@ func (c *conn) handOver(first bool, in []byte) {
 	if first {
 		buf = append([]byte(nil), in...)
 	}
-	std := &stdConn{c: c, buf: buf, ready: make(chan struct{}, 1)}
+	c.startHead(time.Now().UnixNano())
+	// The head's time carries over: net/http's own header timeout
+	// starts again when it begins to read, and is cut to what is left.
+	std := &stdConn{c: c, buf: buf, ready: make(chan struct{}, 1),
+		headLimit: time.Unix(0, c.headAt+int64(c.t.cfg.ReadHeaderTimeout))}
 	c.state, c.std, c.buf = handed, std, nil
 	c.setIdleDeadline(0) // net/http sets its own
 	resume := c.held.Swap(false)
+	if len(buf) > stdWatermark { // read on once net/http takes some
+		std.full = true
+		c.held.Store(true)
+		resume = false
+	}
+	eof := c.eof
 	c.mu.Unlock()
 	c.t.forget(c)
+	if eof {
+		std.closeRead()
+	}
 	if !c.t.std.push(std) {
 		c.closeNow()
 		return
@@ -698,11 +827,13 @@ func (j job) serve() {
 			body = nil // its head keeps the Content-Length
 		}
 		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), body)
+		c.release(w)
 		return
 	}
 	p := park.Serve(c.t.cfg.Poll, w, req, c)
 	if p == nil {
 		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), w.Body)
+		c.release(w)
 		return
 	}
 	c.mu.Lock()
@@ -712,7 +843,7 @@ func (j job) serve() {
 	}
 	c.poll = p
 	gone := c.state == closed
-	pending := len(c.buf) > 0
+	pending := len(c.buf) > 0 || c.eof
 	if !gone {
 		c.state = waiting
 	}
@@ -722,6 +853,15 @@ func (j job) serve() {
 		p.Cancel()
 	case pending:
 		p.Release()
+	}
+}
+
+// release lets go of what a reply written held of the reply budget: what
+// waits on the connection is counted there now.
+func (c *conn) release(w *park.Response) {
+	if w.Reserved != 0 && c.t.budget != nil {
+		c.t.budget.Add(-w.Reserved)
+		w.Reserved = 0
 	}
 }
 
@@ -738,21 +878,31 @@ func (c *conn) Finish(head, body []byte, now time.Time) {
 func (c *conn) reply(head, body []byte) { c.replyAt(head, body, time.Now()) }
 
 // replyAt is reply with the time now, which the caller has read already.
+// A reply the socket does not take all at once holds the next request
+// back until it is out (outDrained).
 func (c *conn) replyAt(head, body []byte, now time.Time) {
-	_ = c.writev([][]byte{head, body})
+	waiting, _ := c.writev([][]byte{head, body})
 	c.mu.Lock()
 	if c.state == closed {
 		c.mu.Unlock()
 		return
 	}
-	if c.closeAfter || c.t.isClosing() {
+	if c.closeAfter || c.t.isClosing() || (c.eof && len(c.buf) == 0) {
 		c.state = closed
 		c.mu.Unlock()
 		c.closeConn()
 		return
 	}
 	c.state, c.poll = idle, nil
-	pending := len(c.buf) > 0
+	if waiting {
+		// Set under mu, then checked again: output that drained before
+		// this was set found nothing to resume (outDrained).
+		c.flushing = true
+		c.io.Lock()
+		c.flushing = c.pendingOut() > 0
+		c.io.Unlock()
+	}
+	pending := len(c.buf) > 0 && !c.flushing
 	c.setIdleDeadline(now.Add(c.t.cfg.IdleTimeout).UnixNano())
 	c.mu.Unlock()
 	if pending {
@@ -789,6 +939,6 @@ func (c *conn) closeIfIdle() {
 	st := c.state
 	c.mu.Unlock()
 	if st == idle {
-		c.closeNow()
+		c.closeConn() // after the output that waits, if any
 	}
 }

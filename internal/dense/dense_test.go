@@ -480,6 +480,10 @@ func TestShutdownRightAfterServe(t *testing.T) {
 // socket buffer (at most 4 MiB here) and the client's can hold, and more
 // than nbio's 1 MiB cap on waiting output, which cut such a reply. It
 // returns one message's data, as JSON, and the connection.
+// bigReply bounds the reply askForBigReply asks for, over what the
+// kernel's socket buffers take on loopback.
+const bigReply = 8 << 20
+
 func askForBigReply(t *testing.T, f *fixture) (string, net.Conn) {
 	t.Helper()
 	big := `"` + strings.Repeat("x", 60<<10) + `"`
@@ -502,7 +506,7 @@ func askForBigReply(t *testing.T, f *fixture) (string, net.Conn) {
 // receive buffer cannot take at once: what the socket does not take waits
 // on the connection and the loop sends it as the client reads, intact.
 func TestReplyLargerThanTheSocketTakes(t *testing.T) {
-	f := start(t, Config{})
+	f := start(t, Config{}, longpoll.WithMaxReplyBytes(bigReply))
 	big, c := askForBigReply(t, f)
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	br := bufio.NewReader(c)
@@ -528,7 +532,7 @@ func TestReplyLargerThanTheSocketTakes(t *testing.T) {
 func TestClientThatDoesNotReadIsCut(t *testing.T) {
 	defer func(d time.Duration) { stallTime = d }(stallTime)
 	stallTime = 300 * time.Millisecond
-	f := start(t, Config{})
+	f := start(t, Config{}, longpoll.WithMaxReplyBytes(bigReply))
 	askForBigReply(t, f)
 	conns := func() int {
 		f.t.mu.Lock()

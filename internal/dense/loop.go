@@ -47,17 +47,31 @@ type loop struct {
 	pause func() // if set, called before each fetch of events (park.Pause)
 }
 
-// Limits of a connection's output and of its closing. One reply can be
-// as large as a poll's limit of the largest messages (1,000 of 64 KiB),
-// so maxOut is above that and only stops output from piling up; a client
-// that does not read is cut by stallTime instead.
+// Output. A connection serves its requests one at a time, and the next
+// request waits until the reply ahead of it is all in the socket (as
+// under net/http, whose write blocks), so a connection holds at most one
+// reply that the socket has not taken: a poll's reply is bounded by the
+// server's --max-reply-bytes. Output waiting on a connection is counted
+// in the server's reply budget (park.Budget), and a client that takes
+// none of it for stallTime, or that reads slower than slowRate while it
+// holds more than its share of the budget, is cut.
 const (
-	maxOut     = 80 << 20
 	lingerTime = 5 * time.Second // how long a closing connection may take to send what is left
+	// stdWatermark bounds what a connection handed to net/http holds in
+	// the process: input read but not yet taken by net/http, and output
+	// its writes queued that the socket has not taken (stdConn).
+	stdWatermark = 64 << 10
 )
 
-// stallTime is how long output may wait for the client to read any of it.
-var stallTime = 30 * time.Second
+// stallTime is how long output may wait for the client to read any of
+// it; slowCheck how often a connection holding output is looked at, and
+// slowRate the least rate, in bytes per second, at which a client holding
+// more than its share of the reply budget must read.
+var (
+	stallTime = 30 * time.Second
+	slowCheck = 5 * time.Second
+	slowRate  = int64(16 << 10)
+)
 
 // Connections are registered edge-triggered, as nginx registers them: an
 // event comes when input arrives, not at every fetch while some is
@@ -205,7 +219,10 @@ func (l *loop) read(c *conn, end bool) {
 			}
 		case errors.Is(err, syscall.EAGAIN):
 			return
-		default: // end of input, or an error
+		case err == nil: // end of input: the client may still read
+			c.onEnd()
+			return
+		default:
 			c.closeNow()
 			return
 		}
@@ -277,39 +294,31 @@ func (l *loop) close() {
 }
 
 // writev writes bufs to c, keeping what the socket does not take for the
-// loop to send when it can. It never blocks.
-func (c *conn) writev(bufs [][]byte) error {
+// loop to send when it can, and reports whether some is waiting. It never
+// blocks.
+func (c *conn) writev(bufs [][]byte) (waiting bool, err error) {
 	c.io.Lock()
 	if c.fdClosed || c.lingering {
 		c.io.Unlock()
-		return net.ErrClosed
+		return false, net.ErrClosed
 	}
-	var err error
-	if len(c.out) == 0 {
+	if c.pendingOut() == 0 {
 		bufs, err = writeAll(c.fd, bufs)
 	}
 	if err == nil && len(bufs) > 0 {
-		size := len(c.out)
+		first := c.pendingOut() == 0
 		for _, b := range bufs {
-			size += len(b)
+			c.out = append(c.out, b...)
 		}
-		if size > maxOut {
-			err = errors.New("dense: the client is not reading its replies")
-		} else {
-			first := len(c.out) == 0
-			for _, b := range bufs {
-				c.out = append(c.out, b...)
-			}
-			if !first {
-				c.armStall() // the output changed: the earlier timer lets it be
-			}
-			if first {
-				err = c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead|evWrite)
-				if err == nil {
-					c.armStall()
-					if c.writeDeadline != 0 {
-						c.armWriteDeadline(c.writeDeadline)
-					}
+		c.account()
+		if first {
+			err = c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead|evWrite)
+			if err == nil {
+				now := time.Now().UnixNano()
+				c.outSince, c.outSent, c.progress = now, 0, now
+				c.watchOut()
+				if c.writeDeadline != 0 {
+					c.armWriteDeadline(c.writeDeadline)
 				}
 			}
 		}
@@ -318,10 +327,40 @@ func (c *conn) writev(bufs [][]byte) error {
 		c.closeLocked()
 		c.io.Unlock()
 		c.onClose()
-		return err
+		return false, err
 	}
+	waiting = c.pendingOut() > 0
 	c.io.Unlock()
-	return nil
+	return waiting, nil
+}
+
+// pendingOut returns how many bytes of output wait for the socket; the
+// caller holds c.io.
+func (c *conn) pendingOut() int { return len(c.out) - c.outOff }
+
+// account brings the reply budget and the transport's count of
+// connections holding output up to date with c.out; the caller holds
+// c.io. The budget counts the whole array in use, sent part included,
+// until it is let go or moved down.
+func (c *conn) account() {
+	n := len(c.out)
+	if c.pendingOut() == 0 {
+		n = 0
+	}
+	if d := n - c.counted; d != 0 {
+		c.counted = n
+		if b := c.t.budget; b != nil {
+			b.Add(d)
+		}
+	}
+	if has := n > 0; has != c.holding {
+		c.holding = has
+		if has {
+			c.t.holding.Add(1)
+		} else {
+			c.t.holding.Add(-1)
+		}
+	}
 }
 
 // writeAll writes bufs until the socket takes no more, and returns what
@@ -354,7 +393,8 @@ func writeAll(fd int, bufs [][]byte) ([][]byte, error) {
 }
 
 // flush sends what output is waiting, on the loop, when the socket can
-// take it.
+// take it. Once all is sent, the connection serves its next request
+// (outDrained).
 func (c *conn) flush() {
 	c.io.Lock()
 	if c.fdClosed {
@@ -362,23 +402,39 @@ func (c *conn) flush() {
 		return
 	}
 	var err error
-	if len(c.out) > 0 {
+	if pending := c.pendingOut(); pending > 0 {
 		var rest [][]byte
-		rest, err = writeAll(c.fd, [][]byte{c.out})
-		switch {
-		case err != nil:
-		case len(rest) == 0:
-			c.out = nil
-		case len(rest[0]) < len(c.out): // progress: the client reads
-			c.out = append(c.out[:0], rest[0]...)
-			c.armStall()
+		rest, err = writeAll(c.fd, [][]byte{c.out[c.outOff:]})
+		sent := pending
+		if len(rest) > 0 {
+			sent -= len(rest[0])
+		}
+		if err == nil && sent > 0 { // progress: the client reads
+			c.outSent += int64(sent)
+			c.progress = time.Now().UnixNano()
+			c.outOff += sent
+			switch {
+			case c.outOff == len(c.out):
+				c.out, c.outOff = nil, 0
+			case c.outOff > len(c.out)/2: // move down what is left, once it is the smaller part
+				n := copy(c.out, c.out[c.outOff:])
+				c.out, c.outOff = c.out[:n], 0
+			}
+			c.account()
 		}
 	}
-	if err == nil && len(c.out) == 0 {
+	pending := c.pendingOut()
+	if c.drainWait != nil && pending <= stdWatermark {
+		close(c.drainWait)
+		c.drainWait = nil
+	}
+	drained := false
+	if err == nil && pending == 0 {
 		if c.lingering {
 			err = net.ErrClosed // sent: now close
 		} else {
 			err = c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead)
+			drained = true
 		}
 	}
 	if err != nil {
@@ -388,6 +444,34 @@ func (c *conn) flush() {
 		return
 	}
 	c.io.Unlock()
+	if drained {
+		c.outDrained()
+	}
+}
+
+// waitOut waits until at most limit bytes of output wait on c, for a
+// writer that may block (net/http's, through stdConn). It returns an
+// error once c is closed or closing; a client that stops reading is cut
+// by the output's watch (watchOut) or the write deadline, so it never
+// waits for ever.
+func (c *conn) waitOut(limit int) error {
+	for {
+		c.io.Lock()
+		if c.fdClosed || c.lingering {
+			c.io.Unlock()
+			return net.ErrClosed
+		}
+		if c.pendingOut() <= limit {
+			c.io.Unlock()
+			return nil
+		}
+		if c.drainWait == nil {
+			c.drainWait = make(chan struct{})
+		}
+		ch := c.drainWait
+		c.io.Unlock()
+		<-ch
+	}
 }
 
 // resume has the loop read c again after it held its input back. An
@@ -400,7 +484,7 @@ func (c *conn) resume() {
 		return
 	}
 	ev := evRead
-	if len(c.out) > 0 {
+	if c.pendingOut() > 0 {
 		ev |= evWrite
 	}
 	if err := c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, ev); err != nil {
@@ -420,9 +504,13 @@ func (c *conn) closeConn() {
 		c.io.Unlock()
 		return
 	}
-	if len(c.out) > 0 {
+	if c.pendingOut() > 0 {
 		c.lingering = true
 		time.AfterFunc(lingerTime, c.closeNow)
+		if c.drainWait != nil {
+			close(c.drainWait)
+			c.drainWait = nil
+		}
 		c.io.Unlock()
 		return
 	}
@@ -447,34 +535,84 @@ func (c *conn) closeNow() {
 // c.onClose once it has released it.
 func (c *conn) closeLocked() {
 	c.fdClosed = true
-	c.out = nil
+	c.out, c.outOff = nil, 0
+	c.account()
+	if c.drainWait != nil {
+		close(c.drainWait)
+		c.drainWait = nil
+	}
+	if c.watch != nil {
+		c.watch.Stop()
+	}
 	c.t.l.remove(c)
 	rawClose(c.fd)
 	c.setIdleDeadline(0)
 }
 
-// armStall closes c if the output it holds now is still there, with none
-// of it sent since, after stallTime. The output's identity is its first
-// byte's address: flush moves what is left to the start of the same
-// array, and the timer keeps that array alive, so no later output can
-// have the same address.
-func (c *conn) armStall() {
-	p := &c.out[0]
-	n := len(c.out)
-	time.AfterFunc(stallTime, func() {
-		c.io.Lock()
-		stalled := !c.fdClosed && len(c.out) == n && &c.out[0] == p
+// watchOut has c's output looked at (checkOut) while some waits; the
+// caller holds c.io. One timer per connection, made the first time its
+// output waits, and holding nothing of the output.
+func (c *conn) watchOut() {
+	d := min(slowCheck, stallTime)
+	if c.watch == nil {
+		c.watch = time.AfterFunc(d, c.checkOut)
+	} else {
+		c.watch.Reset(d)
+	}
+}
+
+// checkOut cuts c if the output waiting on it is stalled (the client took
+// none of it for stallTime) or too slow (slow), and otherwise looks again
+// later.
+func (c *conn) checkOut() {
+	c.io.Lock()
+	if c.fdClosed || c.pendingOut() == 0 {
 		c.io.Unlock()
-		if stalled {
-			c.closeNow()
-		}
-	})
+		return
+	}
+	now := time.Now().UnixNano()
+	why := ""
+	switch {
+	case now-c.progress >= int64(stallTime):
+		why = "the client reads none of its reply"
+	case c.slow(now):
+		why = "the client reads its reply too slowly while replies wait for memory"
+	}
+	if why == "" {
+		c.watchOut()
+		c.io.Unlock()
+		return
+	}
+	pending := c.pendingOut()
+	// Reset rather than close: what the kernel holds for the client is
+	// dropped too, and the client learns at once that its reply is cut.
+	_ = syscall.SetsockoptLinger(c.fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
+	c.closeLocked()
+	c.io.Unlock()
+	c.onClose()
+	c.t.cfg.Logger.Debug("connection cut", "remote", c.remote, "reason", why, "unsent", pending)
+}
+
+// slow reports whether c, holding output since outSince, has read it
+// slower than slowRate over at least slowCheck while the reply budget is
+// under pressure (more than half of it in use) and c holds more than its
+// share: half the budget divided among the connections holding output.
+// The caller holds c.io. A client cut so misses nothing: its poll's reply
+// never ended, so it polls again from the same cursor.
+func (c *conn) slow(now int64) bool {
+	b := c.t.budget
+	elapsed := now - c.outSince
+	if b == nil || b.Limit() <= 0 || elapsed < int64(slowCheck) || c.outSent*int64(time.Second)/elapsed >= slowRate {
+		return false
+	}
+	half := b.Limit() / 2
+	return b.Used() > half && int64(c.pendingOut()) > half/max(1, c.t.holding.Load())
 }
 
 func (c *conn) armWriteDeadline(t int64) {
 	time.AfterFunc(time.Until(time.Unix(0, t)), func() {
 		c.io.Lock()
-		late := !c.fdClosed && len(c.out) > 0 && c.writeDeadline != 0 && time.Now().UnixNano() >= c.writeDeadline
+		late := !c.fdClosed && c.pendingOut() > 0 && c.writeDeadline != 0 && time.Now().UnixNano() >= c.writeDeadline
 		c.io.Unlock()
 		if late {
 			c.closeNow()
@@ -491,7 +629,7 @@ func (c *conn) setWriteDeadline(t time.Time) {
 	}
 	c.io.Lock()
 	c.writeDeadline = d
-	pending := len(c.out) > 0
+	pending := c.pendingOut() > 0
 	c.io.Unlock()
 	if pending && d != 0 {
 		c.armWriteDeadline(d)
@@ -573,7 +711,7 @@ func (w *idleWheel) addLocked(c *conn, sec int64) {
 	c.slot.Store(sec)
 	w.slots[sec] = append(w.slots[sec], c)
 	if w.timer == nil {
-		w.timer = time.AfterFunc(time.Second, w.fire)
+		w.timer = time.AfterFunc(toNextSecond(), w.fire)
 	}
 }
 
@@ -609,7 +747,7 @@ func (w *idleWheel) fire() {
 		}
 	}
 	if len(w.slots) > 0 && !w.stopped {
-		w.timer.Reset(time.Second)
+		w.timer.Reset(toNextSecond())
 	} else {
 		w.timer = nil
 	}
@@ -621,6 +759,13 @@ func (w *idleWheel) fire() {
 	if tick != nil {
 		tick()
 	}
+}
+
+// toNextSecond returns the time until just after the next whole second of
+// the clock: the wheel fires then, so a connection is cut within a second
+// of its deadline (slotOf rounds it up to the next second).
+func toNextSecond() time.Duration {
+	return time.Duration(int64(time.Second)-time.Now().UnixNano()%int64(time.Second)) + time.Millisecond
 }
 
 func (w *idleWheel) stop() {

@@ -11,9 +11,14 @@ import (
 )
 
 // stdConn is a loop connection handed to net/http: input arrives from the
-// loop through feed, output goes straight to the loop's non-blocking
-// writes. It implements net.Conn with read deadlines, which net/http uses
-// for its header, read and idle timeouts and to abort a background read.
+// loop through feed, output goes to the loop's non-blocking writes. It
+// implements net.Conn with read deadlines, which net/http uses for its
+// header, read and idle timeouts and to abort a background read.
+//
+// Both ways hold little in the process, as a socket would: past
+// stdWatermark of input net/http has not read, the loop stops reading
+// the connection until net/http takes it; and a Write waits while more
+// than stdWatermark of output waits for the client.
 type stdConn struct {
 	c     *conn
 	ready chan struct{} // signalled when input, EOF or a new deadline arrives
@@ -21,8 +26,13 @@ type stdConn struct {
 	mu       sync.Mutex
 	buf      []byte
 	eof      bool
+	full     bool // buf passed stdWatermark: the loop reads no more
 	deadline time.Time
 	timer    *time.Timer
+	// headLimit is when the head being read when the loop handed the
+	// connection over must be in: net/http's first read deadline, that of
+	// the head, is cut to it, so that a head's time is not counted twice.
+	headLimit time.Time
 }
 
 func (c *stdConn) signal() {
@@ -34,15 +44,12 @@ func (c *stdConn) signal() {
 
 func (c *stdConn) feed(data []byte) {
 	c.mu.Lock()
-	over := len(c.buf)+len(data) > maxStdBuf
-	if !over {
-		c.buf = append(c.buf, data...)
+	c.buf = append(c.buf, data...)
+	if len(c.buf) > stdWatermark && !c.full {
+		c.full = true
+		c.c.held.Store(true) // read on once net/http takes it (Read)
 	}
 	c.mu.Unlock()
-	if over {
-		c.c.closeNow() // net/http is not reading: cut it
-		return
-	}
 	c.signal()
 }
 
@@ -63,7 +70,15 @@ func (c *stdConn) Read(b []byte) (int, error) {
 			if len(c.buf) == 0 {
 				c.buf = nil
 			}
+			resume := c.full && len(c.buf) <= stdWatermark/2
+			if resume {
+				c.full = false
+				c.c.held.Store(false)
+			}
 			c.mu.Unlock()
+			if resume {
+				c.c.resume()
+			}
 			return n, nil
 		case c.eof:
 			c.mu.Unlock()
@@ -77,13 +92,24 @@ func (c *stdConn) Read(b []byte) (int, error) {
 	}
 }
 
-// Write queues b on the loop connection: it never blocks, and output the
-// client does not take is bounded (maxOut) and by the write deadline.
+// Write queues b on the loop connection, a part of at most stdWatermark
+// at a time, each once no more than stdWatermark waits for the client:
+// like a socket's, it blocks while the client does not read, until the
+// write deadline or the loop's cut of a stalled client.
 func (c *stdConn) Write(b []byte) (int, error) {
-	if err := c.c.writev([][]byte{b}); err != nil {
-		return 0, err
+	n := 0
+	for len(b) > 0 {
+		if err := c.c.waitOut(stdWatermark); err != nil {
+			return n, err
+		}
+		k := min(len(b), stdWatermark)
+		if _, err := c.c.writev([][]byte{b[:k]}); err != nil {
+			return n, err
+		}
+		n += k
+		b = b[k:]
 	}
-	return len(b), nil
+	return n, nil
 }
 
 func (c *stdConn) Close() error {
@@ -102,6 +128,12 @@ func (c *stdConn) SetDeadline(t time.Time) error {
 
 func (c *stdConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
+	if !c.headLimit.IsZero() {
+		if t.IsZero() || t.After(c.headLimit) {
+			t = c.headLimit
+		}
+		c.headLimit = time.Time{}
+	}
 	c.deadline = t
 	if c.timer != nil {
 		c.timer.Stop()

@@ -80,6 +80,10 @@ type Response struct {
 	// RequestID, when set, is the reply's X-Request-Id unless its header
 	// has one: the server sets it here rather than in a header map.
 	RequestID string
+	// Reserved is what the reply holds of the server's reply budget
+	// (Budget): the transport lets it go once the reply is written, or
+	// waits on the connection, where it is counted again.
+	Reserved int
 	hdr       http.Header
 	json      bool // JSON's header lines go with the head (SetJSON)
 }
