@@ -22,9 +22,10 @@ const (
 // dataDirFor is where --store disk keeps its data unless --data-dir says
 // otherwise: one directory per listening address, so servers on several
 // ports of one machine never share (or fight over) a store, and a server
-// restarted on its address finds its data again. The base is
-// $XDG_DATA_HOME/longpoll, else ~/.local/share/longpoll, else
-// ./longpoll-data.
+// restarted on its address finds its data again. addr is the address as
+// bound (127.0.0.1:8080 for localhost:8080; backup resolves its --addr
+// the same way, see boundAddr). The base is $XDG_DATA_HOME/longpoll, else
+// ~/.local/share/longpoll, else ./longpoll-data.
 func dataDirFor(addr string) string {
 	base := "longpoll-data"
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
@@ -50,7 +51,7 @@ type storeConfig struct {
 }
 
 func storeFlags(fs *flag.FlagSet, c *storeConfig) {
-	fs.StringVar(&c.dataDir, "data-dir", "", "directory of the disk store, created if missing (default: $XDG_DATA_HOME/longpoll/<addr>, else ~/.local/share/longpoll/<addr>, e.g. .../localhost-8080)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "directory of the disk store, created if missing (default: $XDG_DATA_HOME/longpoll/<addr>, else ~/.local/share/longpoll/<addr>, named after the address bound: --addr localhost:8080 gives .../127.0.0.1-8080)")
 	fs.IntVar(&c.retentionMessages, "retention-messages", memory.DefaultMaxMessages, "messages kept per topic")
 	fs.DurationVar(&c.retentionAge, "retention-age", memory.DefaultMaxAge, "how long a message is kept")
 	fs.Int64Var(&c.retentionBytes, "retention-bytes", memory.DefaultMaxBytes, "bytes kept per topic")
