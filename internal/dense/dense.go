@@ -66,13 +66,13 @@ type Transport struct {
 	lnFile *os.File // a duplicate of ln's descriptor that Serve accepts on
 	std    *chanListener
 	jobs   chan job
-	quit   chan struct{}  // closed when the loop stops
+	quit   chan struct{} // closed when the loop stops
 	// budget counts output waiting on connections among the server's
 	// reply bytes (park.ReplyBudget); holding is how many connections
 	// hold some.
 	budget  *park.Budget
 	holding atomic.Int64
-	wg     sync.WaitGroup // workers
+	wg      sync.WaitGroup // workers
 
 	mu       sync.Mutex
 	conns    int           // connections not handed to net/http

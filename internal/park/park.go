@@ -84,8 +84,8 @@ type Response struct {
 	// (Budget): the transport lets it go once the reply is written, or
 	// waits on the connection, where it is counted again.
 	Reserved int
-	hdr       http.Header
-	json      bool // JSON's header lines go with the head (SetJSON)
+	hdr      http.Header
+	json     bool // JSON's header lines go with the head (SetJSON)
 }
 
 // JSONFields are the header lines of every JSON reply of the server's.
