@@ -20,6 +20,7 @@ import (
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/internal/dense"
+	"github.com/longpoll/longpoll/internal/headtime"
 	"github.com/longpoll/longpoll/internal/stats"
 	"github.com/longpoll/longpoll/internal/sysx"
 	"github.com/longpoll/longpoll/prommetrics"
@@ -281,6 +282,9 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		// connection (each bounded by --max-reply-bytes), where HTTP/1.1
 		// holds one; net/http's default is 250.
 		HTTP2: &http.HTTP2Config{MaxConcurrentStreams: h2Streams},
+		// A kept-alive connection's next head gets --read-header-timeout
+		// from its first byte (internal/headtime).
+		ConnState: headtime.ConnState(nil),
 	}
 	scheme := "http"
 	var cert atomic.Pointer[tls.Certificate]
@@ -341,7 +345,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		case hs.TLSConfig != nil:
 			errc <- hs.ServeTLS(ln, "", "")
 		default:
-			errc <- hs.Serve(ln)
+			errc <- hs.Serve(headtime.Listen(ln, c.readHeaderTime))
 		}
 	}()
 	if admin != nil {

@@ -200,6 +200,7 @@ func (t *Transport) Serve(ln net.Listener) error {
 	}
 	t.ln, t.lnFile, t.l = ln, lnFile, l
 	t.std = newChanListener(ln.Addr())
+	t.std.headTime = t.cfg.ReadHeaderTimeout
 	t.wg.Add(t.cfg.Workers) // before stop can Wait
 	t.mu.Unlock()
 	go l.run()
@@ -504,9 +505,8 @@ func (c *conn) onData(data []byte) {
 		if first {
 			c.buf = append(c.buf, data...)
 		}
-		if c.eof { // a head cut short by the end of input: as net/http, close
-			c.mu.Unlock()
-			c.closeConn()
+		if c.eof { // a head cut short by the end of input
+			c.badHead()
 			return
 		}
 		c.startHead(time.Now().UnixNano())
@@ -553,6 +553,31 @@ func (c *conn) onData(data []byte) {
 			c.closeNow()
 		}
 	}
+}
+
+// badHeadReply is net/http's answer to a request head it could not read
+// whole: cut short by the end of input or by the header timeout.
+const badHeadReply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
+
+// badHead answers an unfinished head as net/http does, and closes the
+// connection; called with c.mu held, it releases it.
+func (c *conn) badHead() {
+	c.state = closed
+	c.mu.Unlock()
+	_, _ = c.writev([][]byte{[]byte(badHeadReply)})
+	c.closeConn()
+}
+
+// expire closes c, whose idle or head deadline has passed. A head begun
+// and not finished gets net/http's 400 first.
+func (c *conn) expire() {
+	c.mu.Lock()
+	if c.state == idle && !c.flushing && len(c.buf) > 0 {
+		c.badHead()
+		return
+	}
+	c.mu.Unlock()
+	c.closeNow()
 }
 
 // keep buffers input that arrives while a request is served; past

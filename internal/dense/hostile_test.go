@@ -117,6 +117,14 @@ func TestHalfCloseIsAnswered(t *testing.T) {
 		}
 		waitFor(t, "the poll to stop waiting", func() bool { return f.srv.Waiting("hp") == 0 })
 	})
+	t.Run("partial head", func(t *testing.T) {
+		c, br := dial(t, f.addr)
+		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHo")
+		c.(*net.TCPConn).CloseWrite()
+		if rest, err := io.ReadAll(br); err != nil || string(rest) != badHeadReply {
+			t.Fatalf("got %q, %v; want net/http's 400", rest, err)
+		}
+	})
 	t.Run("handed over", func(t *testing.T) {
 		c, br := dial(t, f.addr)
 		io.WriteString(c, "GET /no/such/page HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/poll?topic=ho&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -423,8 +431,9 @@ func TestHeadTimeFromAccept(t *testing.T) {
 			}
 		}()
 		c.SetReadDeadline(time.Now().Add(10 * time.Second))
-		if _, err := br.ReadByte(); err != io.EOF {
-			t.Fatalf("not cut: %v", err)
+		rest, err := io.ReadAll(br)
+		if err != nil || string(rest) != badHeadReply {
+			t.Fatalf("not cut with net/http's 400: %q, %v", rest, err)
 		}
 		if d := time.Since(from); d < rht-100*time.Millisecond || d > rht+time.Second+500*time.Millisecond {
 			t.Fatalf("cut after %v", d)

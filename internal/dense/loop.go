@@ -754,7 +754,7 @@ func (w *idleWheel) fire() {
 	tick := w.tick
 	w.mu.Unlock()
 	for _, c := range late {
-		c.closeNow()
+		c.expire()
 	}
 	if tick != nil {
 		tick()

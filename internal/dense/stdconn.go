@@ -8,6 +8,8 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/longpoll/longpoll/internal/headtime"
 )
 
 // stdConn is a loop connection handed to net/http: input arrives from the
@@ -155,10 +157,14 @@ func (c *stdConn) SetWriteDeadline(t time.Time) error {
 // chanListener is the net.Listener net/http serves: Accept returns the
 // connections the loop hands over.
 type chanListener struct {
-	addr net.Addr
-	ch   chan net.Conn
-	done chan struct{}
-	once sync.Once
+	// headTime, when set, is the header timeout of a handed connection's
+	// next heads (internal/headtime), for a net/http server whose
+	// ConnState hook is headtime.ConnState.
+	headTime time.Duration
+	addr     net.Addr
+	ch       chan net.Conn
+	done     chan struct{}
+	once     sync.Once
 }
 
 func newChanListener(addr net.Addr) *chanListener {
@@ -178,6 +184,9 @@ func (l *chanListener) push(c net.Conn) bool {
 func (l *chanListener) Accept() (net.Conn, error) {
 	select {
 	case c := <-l.ch:
+		if l.headTime > 0 {
+			return headtime.Wrap(c, l.headTime), nil
+		}
 		return c, nil
 	case <-l.done:
 		return nil, net.ErrClosed

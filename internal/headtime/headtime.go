@@ -1,0 +1,119 @@
+// Package headtime gives a keep-alive connection's next request head the
+// same time as the first, from the moment it starts.
+//
+// net/http starts a request's header timeout once it has four bytes of
+// the head (it peeks at them under the idle timeout first), so a client
+// that sends the next head a byte at a time gets the idle timeout and the
+// header timeout both. A Conn, told by the server's ConnState hook when
+// the connection turns idle, starts the header time at the first byte it
+// reads while idle, and cuts every read deadline net/http sets to it until
+// the head is in (StateActive).
+package headtime
+
+import (
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Conn is a net.Conn whose read deadlines are cut to its head's time.
+type Conn struct {
+	net.Conn
+	d time.Duration
+
+	mu    sync.Mutex
+	idle  bool      // between requests: a byte read starts the head's time
+	limit time.Time // when the head being read must be in; zero: none
+	want  time.Time // the read deadline the server asked for
+}
+
+// Wrap returns c with its next heads timed to d.
+func Wrap(c net.Conn, d time.Duration) *Conn { return &Conn{Conn: c, d: d} }
+
+// Read reads from the connection; the first byte read while idle starts
+// the head's time.
+func (c *Conn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.mu.Lock()
+		if c.idle && c.limit.IsZero() {
+			c.limit = time.Now().Add(c.d)
+			c.applyLocked()
+		}
+		c.mu.Unlock()
+	}
+	return n, err
+}
+
+// SetReadDeadline sets the read deadline, cut to the head's time while a
+// head is read.
+func (c *Conn) SetReadDeadline(t time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.want = t
+	return c.applyLocked()
+}
+
+// SetDeadline sets both deadlines, the read one as SetReadDeadline.
+func (c *Conn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.Conn.SetWriteDeadline(t)
+}
+
+func (c *Conn) applyLocked() error {
+	t := c.want
+	if !c.limit.IsZero() && (t.IsZero() || t.After(c.limit)) {
+		t = c.limit
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// Unwrap returns the wrapped connection.
+func (c *Conn) Unwrap() net.Conn { return c.Conn }
+
+// state follows the server's view of the connection.
+func (c *Conn) state(s http.ConnState) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch s {
+	case http.StateIdle:
+		c.idle, c.limit = true, time.Time{}
+	case http.StateActive:
+		c.idle, c.limit = false, time.Time{}
+		_ = c.applyLocked()
+	}
+}
+
+// ConnState is an http.Server's ConnState hook that tells each Conn when
+// it turns idle and active; next, if set, is called too.
+func ConnState(next func(net.Conn, http.ConnState)) func(net.Conn, http.ConnState) {
+	return func(nc net.Conn, s http.ConnState) {
+		if c, ok := nc.(*Conn); ok {
+			c.state(s)
+		}
+		if next != nil {
+			next(nc, s)
+		}
+	}
+}
+
+// Listener wraps every connection ln accepts.
+type Listener struct {
+	net.Listener
+	d time.Duration
+}
+
+// Listen returns ln with its connections' heads timed to d.
+func Listen(ln net.Listener, d time.Duration) *Listener { return &Listener{Listener: ln, d: d} }
+
+// Accept accepts the next connection and wraps it.
+func (l *Listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return Wrap(c, l.d), nil
+}
