@@ -513,11 +513,16 @@ func (c *conn) onData(data []byte) {
 		c.mu.Unlock()
 		return
 	}
-	rest := in[h.n:]
-	if len(rest) > 0 {
-		c.buf = append(c.buf[:0:0], rest...)
-	} else {
+	// What follows the request stays for the next: copied out of the
+	// loop's read buffer, or the rest of c.buf itself (its array is let
+	// go once an append outgrows it, or it is all served).
+	switch rest := in[h.n:]; {
+	case len(rest) == 0:
 		c.buf = nil
+	case first:
+		c.buf = append([]byte(nil), rest...)
+	default:
+		c.buf = rest
 	}
 	// Past maxPending of input behind this request, the loop reads no
 	// more until the buffer is served; below it, it reads again.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/broker/memory"
 )
 
 // dialSmall dials addr with a 4 KiB receive buffer, so that a client that
@@ -494,5 +495,66 @@ func TestReplyBound(t *testing.T) {
 	}
 	if want := []int{3, 3, 3, 1, 1}; len(sizes) != len(want) || sizes[0] != 3 || sizes[4] != 1 {
 		t.Fatalf("messages per reply %v, want %v", sizes, want)
+	}
+}
+
+// BenchmarkPipelined pipelines small requests over one connection, 100 a
+// write, reading the replies as they come, on the loop and on net/http
+// alone: what one request costs, client included (run with -cpu 1 to
+// keep the two apart). The server alone is measured by the same load
+// from another process against longpoll serve (docs/performance.md).
+func BenchmarkPipelined(b *testing.B) {
+	for _, tr := range []string{"dense", "std"} {
+		for _, path := range []string{"/healthz", "/v1/poll?topic=a&timeout=0"} {
+			b.Run(tr+path, func(b *testing.B) {
+				mb := memory.New()
+				defer mb.Close()
+				srv, err := longpoll.New(mb)
+				if err != nil {
+					b.Fatal(err)
+				}
+				ln, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					b.Fatal(err)
+				}
+				std := &http.Server{Handler: srv}
+				var tp *Transport
+				done := make(chan error, 1)
+				if tr == "dense" {
+					tp = New(Config{Poll: srv, Std: std})
+					go func() { done <- tp.Serve(ln) }()
+				} else {
+					go func() { done <- std.Serve(ln) }()
+				}
+				defer func() {
+					if tp != nil {
+						tp.Close()
+					} else {
+						std.Close()
+					}
+					<-done
+				}()
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.Close()
+				req := strings.Repeat("GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n", 100)
+				br := bufio.NewReaderSize(c, 64<<10)
+				b.ResetTimer()
+				for i := 0; i < b.N; i += 100 {
+					if _, err := io.WriteString(c, req); err != nil {
+						b.Fatal(err)
+					}
+					for range 100 {
+						resp, err := http.ReadResponse(br, nil)
+						if err != nil {
+							b.Fatal(err)
+						}
+						io.Copy(io.Discard, resp.Body)
+					}
+				}
+			})
+		}
 	}
 }
