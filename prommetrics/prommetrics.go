@@ -58,11 +58,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		}, []string{"op"}),
 	}
 	gaps := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "longpoll_gaps_total", Help: "Gaps reported to clients by reason: expired, reset.",
+		Name: "longpoll_gaps_total", Help: "Gaps reported to clients by reason: expired, reset, corrupt.",
 	}, []string{"reason"})
 	m.gaps = map[longpoll.GapReason]prometheus.Counter{
 		longpoll.GapExpired: gaps.WithLabelValues(string(longpoll.GapExpired)),
 		longpoll.GapReset:   gaps.WithLabelValues(string(longpoll.GapReset)),
+		longpoll.GapCorrupt: gaps.WithLabelValues(string(longpoll.GapCorrupt)),
 	}
 	m.outcomes = make(map[longpoll.PollOutcome]prometheus.Counter)
 	for _, o := range []longpoll.PollOutcome{longpoll.OutcomeMessages, longpoll.OutcomeTimeout,

@@ -3,11 +3,16 @@ package bolt
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/longpoll/longpoll"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // BenchmarkAppend measures durable appends of one small message each, by
@@ -60,4 +65,84 @@ func BenchmarkRead(b *testing.B) {
 			b.Fatal(p, err)
 		}
 	}
+}
+
+// TestOpenCost measures what Open costs on a store of
+// LONGPOLL_MEASURE_OPEN_MB MiB of 1 KiB messages over 1000 topics: the
+// walk of every page it always makes, bbolt's full check that it adds
+// after a stop that was not clean, and the whole Open either way. It is
+// skipped unless that variable is set; docs/operations.md quotes it.
+func TestOpenCost(t *testing.T) {
+	mb, _ := strconv.Atoi(os.Getenv("LONGPOLL_MEASURE_OPEN_MB"))
+	if mb <= 0 {
+		t.Skip("set LONGPOLL_MEASURE_OPEN_MB to measure")
+	}
+	dir := t.TempDir()
+	br, err := Open(dir, WithMaxMessages(1<<30), WithMaxBytes(1<<40), WithMaxAge(1000*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := json.RawMessage(`"` + strings.Repeat("x", 1022) + `"`)
+	pubs := make([]longpoll.Publication, 4096)
+	for i := 0; i < mb*1024; i += len(pubs) {
+		for j := range pubs {
+			pubs[j] = longpoll.Publication{Topic: fmt.Sprint("t", (i+j)%1000), Data: data}
+		}
+		if _, err := br.Append(t.Context(), pubs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := br.Path()
+	if err := br.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := fileLayout(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := float64(l.hwm*l.pageSize) / (1 << 20)
+	timed := func(what string, fn func() error) time.Duration {
+		start := time.Now()
+		if err := fn(); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		d := time.Since(start)
+		t.Logf("%-32s %8.3fs for %.0f MiB: %.2fs per GiB", what, d.Seconds(), size, d.Seconds()*1024/size)
+		return d
+	}
+	// The file is in the page cache from the writes: these are warm.
+	timed("walk of every page", func() error { return verifyFile(path, l) })
+	timed("bbolt's full check", func() error {
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		return fullCheck(db, path)
+	})
+	timed("Open after a clean stop", func() error {
+		b, err := Open(dir)
+		if err != nil {
+			return err
+		}
+		return b.Close()
+	})
+	timed("Open after an unclean stop", func() error {
+		db, err := bbolt.Open(path, 0o600, nil)
+		if err != nil {
+			return err
+		}
+		err = db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucketMeta).Delete(keyClean) })
+		if cerr := db.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+		b, err := Open(dir)
+		if err != nil {
+			return err
+		}
+		return b.Close()
+	})
 }

@@ -4,12 +4,23 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"time"
 )
 
 // formatVersion is the on-disk format this package writes and reads. Bump
 // it when the layout changes incompatibly; Open refuses newer files.
-const formatVersion = 1
+//
+// Format 2 adds a CRC-32C to every message value and topic record it
+// writes. A format-1 file is read as it is and marked format 2 when
+// opened: its records and values stay until rewritten or dropped, and a
+// topic record says from which seq its values carry a checksum.
+const formatVersion = 2
+
+// castagnoli is CRC-32C, which amd64 and arm64 compute in hardware.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+const sumLen = 4 // a CRC-32C, big-endian, after the bytes it covers
 
 // Root buckets; see doc.go for the layout.
 var (
@@ -21,6 +32,9 @@ var (
 
 	keyFormat     = []byte("format")
 	keyTopicCount = []byte("topics")
+	// keyClean is set by Close and deleted by Open: a store opened without
+	// it was not stopped cleanly.
+	keyClean = []byte("clean")
 )
 
 // topicState is a topic's record in the topics bucket.
@@ -38,9 +52,19 @@ type topicState struct {
 	// due is the time part of the topic's key in the due bucket: no later
 	// than when the oldest stored message expires.
 	due int64
+	// sumFrom is the first seq whose value carries a checksum: 1 for a
+	// topic created in format 2, the head+1 of the day it was first read
+	// for one created in format 1.
+	sumFrom uint64
 }
 
-const topicStateLen = 48
+const (
+	// topicStateLen1 is a format-1 record: the six fields, no checksum.
+	topicStateLen1 = 48
+	// topicStateLen is a format-2 record: the six fields, sumFrom, then a
+	// checksum of the 56 bytes before it.
+	topicStateLen = 60
+)
 
 func (s *topicState) stored() uint64 { return s.head + 1 - s.first }
 
@@ -52,13 +76,24 @@ func (s *topicState) encode() []byte {
 	binary.BigEndian.PutUint64(b[24:], s.bytes)
 	binary.BigEndian.PutUint64(b[32:], uint64(s.lastTime))
 	binary.BigEndian.PutUint64(b[40:], uint64(s.due))
+	binary.BigEndian.PutUint64(b[48:], s.sumFrom)
+	binary.BigEndian.PutUint32(b[56:], crc32.Checksum(b[:56], castagnoli))
 	return b
 }
 
-var errCorrupt = errors.New("corrupt record")
+var (
+	errCorrupt  = errors.New("corrupt record")
+	errChecksum = errors.New("checksum mismatch")
+)
 
 func decodeTopicState(b []byte) (topicState, error) {
-	if len(b) != topicStateLen {
+	switch len(b) {
+	case topicStateLen:
+		if binary.BigEndian.Uint32(b[56:]) != crc32.Checksum(b[:56], castagnoli) {
+			return topicState{}, errChecksum
+		}
+	case topicStateLen1:
+	default:
 		return topicState{}, errCorrupt
 	}
 	s := topicState{
@@ -69,7 +104,12 @@ func decodeTopicState(b []byte) (topicState, error) {
 		lastTime: int64(binary.BigEndian.Uint64(b[32:])),
 		due:      int64(binary.BigEndian.Uint64(b[40:])),
 	}
-	if s.epoch == 0 || s.first == 0 || s.first > s.head+1 {
+	if len(b) == topicStateLen1 {
+		s.sumFrom = s.head + 1 // no value of a format-1 topic has a checksum
+	} else {
+		s.sumFrom = binary.BigEndian.Uint64(b[48:])
+	}
+	if s.epoch == 0 || s.first == 0 || s.first > s.head+1 || s.sumFrom == 0 || s.sumFrom > s.head+1 {
 		return topicState{}, errCorrupt
 	}
 	return s, nil
@@ -81,17 +121,37 @@ func seqKey(seq uint64) []byte {
 }
 
 // A message's value: its time in Unix nanoseconds (8 bytes), the length of
-// its ID (uvarint), the ID, then the data.
+// its ID (uvarint), the ID, the data, then (format 2) a CRC-32C of all
+// that. A value of format 1 has no checksum: the topic's sumFrom tells.
 func encodeMessage(unixNano int64, id string, data []byte) []byte {
-	b := make([]byte, 8, 8+binary.MaxVarintLen64+len(id)+len(data))
+	b := make([]byte, 8, 8+binary.MaxVarintLen64+len(id)+len(data)+sumLen)
 	binary.BigEndian.PutUint64(b, uint64(unixNano))
 	b = binary.AppendUvarint(b, uint64(len(id)))
 	b = append(b, id...)
-	return append(b, data...)
+	b = append(b, data...)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
-// decodeMessage splits a stored message; id and data alias v.
-func decodeMessage(v []byte) (unixNano int64, id, data []byte, err error) {
+// checkSum verifies the checksum that ends v and returns what it covers.
+func checkSum(v []byte) ([]byte, error) {
+	if len(v) < sumLen {
+		return nil, errCorrupt
+	}
+	body := v[:len(v)-sumLen]
+	if binary.BigEndian.Uint32(v[len(body):]) != crc32.Checksum(body, castagnoli) {
+		return nil, errChecksum
+	}
+	return body, nil
+}
+
+// decodeMessage splits a stored message, after checking its checksum if
+// summed; id and data alias v.
+func decodeMessage(v []byte, summed bool) (unixNano int64, id, data []byte, err error) {
+	if summed {
+		if v, err = checkSum(v); err != nil {
+			return 0, nil, nil, err
+		}
+	}
 	if len(v) < 9 {
 		return 0, nil, nil, errCorrupt
 	}
@@ -104,8 +164,15 @@ func decodeMessage(v []byte) (unixNano int64, id, data []byte, err error) {
 	return unixNano, rest[:n], rest[n:], nil
 }
 
-// messageTime reads only the time of a stored message.
-func messageTime(v []byte) (int64, error) {
+// messageTime reads only the time of a stored message, after checking its
+// checksum if summed.
+func messageTime(v []byte, summed bool) (int64, error) {
+	if summed {
+		var err error
+		if v, err = checkSum(v); err != nil {
+			return 0, err
+		}
+	}
 	if len(v) < 9 {
 		return 0, errCorrupt
 	}

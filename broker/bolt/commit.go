@@ -61,6 +61,9 @@ func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]lon
 	if b.closed.Load() {
 		return nil, errClosed
 	}
+	if until := b.fullUntil.Load(); until != 0 && b.cfg.now().UnixNano() < until {
+		return nil, errDiskFull
+	}
 	for i := range pubs {
 		if err := longpoll.ValidateTopic(pubs[i].Topic); err != nil {
 			return nil, fmt.Errorf("bolt: publication %d: %w", i, err)
@@ -185,7 +188,7 @@ func (b *Broker) commit(batch []*appendReq) {
 			var fatal error
 			r.receipts, r.err, fatal = b.safeApply(tx, r.pubs, now)
 			if fatal != nil {
-				r.receipts, r.err = nil, unavailable("append", fatal)
+				r.receipts, r.err = nil, b.writeError("append", fatal)
 				failed = i
 				break
 			}
@@ -213,12 +216,34 @@ func (b *Broker) commit(batch []*appendReq) {
 }
 
 func (b *Broker) fail(reqs []*appendReq, err error) {
-	err = unavailable("commit", err)
+	err = b.writeError("commit", err)
 	b.log.Error("commit failed", "err", err)
 	for _, r := range reqs {
 		r.receipts, r.err = nil, err
 		close(r.done)
 	}
+}
+
+// fullRetry is how long Append refuses at once, with ErrStoreFull, after a
+// write failed for lack of disk space: a failed commit costs bbolt a walk
+// of every page (to rebuild its free list), so appends do not try again
+// more often than this.
+const fullRetry = time.Second
+
+var errDiskFull = fmt.Errorf("bolt: the disk is full: %w", longpoll.ErrStoreFull)
+
+// writeError is what an Append learns of a failed write: ErrStoreFull when
+// the disk is full, ErrDamaged when the store's records are, else
+// ErrUnavailable.
+func (b *Broker) writeError(op string, err error) error {
+	switch {
+	case isDiskFull(err):
+		b.fullUntil.Store(b.cfg.now().Add(fullRetry).UnixNano())
+		return fmt.Errorf("bolt: %s: the disk is full: %w: %w", op, longpoll.ErrStoreFull, err)
+	case isDamage(err):
+		return fmt.Errorf("bolt: %s: %w: %w", op, ErrDamaged, err)
+	}
+	return unavailable(op, err)
 }
 
 func unavailable(op string, err error) error {
@@ -231,7 +256,7 @@ func (b *Broker) safeApply(tx *bbolt.Tx, pubs []longpoll.Publication, now int64)
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if r := recover(); r != nil {
-			rs, reject, fatal = nil, nil, fmt.Errorf("panic: %v", r)
+			rs, reject, fatal = nil, nil, fmt.Errorf("%w: %v", errDamaged, r)
 		}
 	}()
 	return b.apply(tx, pubs, now)
@@ -357,6 +382,8 @@ type topicWork struct {
 	ids  *bbolt.Bucket // nil until the topic has an ID
 }
 
+func (w *topicWork) get(seq uint64) []byte { return w.msgs.Get(seqKey(seq)) }
+
 // load reads a topic's state; nil if the topic does not exist.
 func (s *store) load(name string) (*topicWork, error) {
 	key := []byte(name)
@@ -393,7 +420,7 @@ func (s *store) create(name string, now int64) (*topicWork, error) {
 	w := &topicWork{
 		name: name,
 		key:  key,
-		st:   topicState{epoch: newEpoch(), first: 1, due: expiresAt(now, s.cfg.maxAge)},
+		st:   topicState{epoch: newEpoch(), first: 1, sumFrom: 1, due: expiresAt(now, s.cfg.maxAge)},
 		msgs: msgs,
 	}
 	if err := s.due.Put(dueKey(w.st.due, name), []byte{}); err != nil {
@@ -466,18 +493,18 @@ func (s *store) append(w *topicWork, p *longpoll.Publication, now int64) (longpo
 	return r, nil
 }
 
-// dropFirst deletes w's oldest stored message and its ID mapping.
+// dropFirst deletes w's oldest stored message and its ID mapping. A
+// message that cannot be read is deleted all the same: its size is then
+// reckoned from its stored length, and its ID mapping, if it had one,
+// stays (harmless: a mapping to a seq below first is ignored).
 func (s *store) dropFirst(w *topicWork) error {
 	key := seqKey(w.st.first)
 	v := w.msgs.Get(key)
-	if v == nil {
-		return fmt.Errorf("topic %q seq %d: %w: message missing", w.name, w.st.first, errCorrupt)
-	}
-	_, id, data, err := decodeMessage(v)
-	if err != nil {
-		return fmt.Errorf("topic %q seq %d: %w", w.name, w.st.first, err)
-	}
+	_, id, data, err := decodeMessage(v, w.st.first >= w.st.sumFrom)
 	size := uint64(len(w.name) + len(id) + len(data) + MessageOverhead)
+	if err != nil {
+		size = uint64(len(w.name) + len(v) + MessageOverhead)
+	}
 	if len(id) > 0 && w.ids != nil {
 		idk := idKey(string(id))
 		if cur := w.ids.Get(idk); cur != nil {
@@ -502,11 +529,7 @@ func (s *store) dropFirst(w *topicWork) error {
 func (s *store) dropExpired(w *topicWork, now int64, budget int) (int, error) {
 	n := 0
 	for w.st.first <= w.st.head && (budget < 0 || n < budget) {
-		v := w.msgs.Get(seqKey(w.st.first))
-		t, err := messageTime(v)
-		if err != nil {
-			return n, fmt.Errorf("topic %q seq %d: %w", w.name, w.st.first, err)
-		}
+		t := timeBound(w.get, w.st, w.st.first)
 		if !expired(t, now, s.cfg.maxAge) {
 			break
 		}

@@ -38,20 +38,55 @@
 // B+tree with these root buckets (integers are big-endian, so keys sort as
 // numbers):
 //
-//	meta     "format" -> format version (1); "topics" -> number of topics
+//	meta     "format" -> format version (2); "topics" -> number of topics;
+//	         "clean" -> 1, only while the store is closed after a clean stop
 //	topics   name -> epoch, head seq, first stored seq, stored bytes,
-//	         newest message time, due time (6 x 8 bytes)
+//	         newest message time, due time, first checksummed seq
+//	         (7 x 8 bytes), CRC-32C of those 56 bytes
 //	msgs     name -> bucket: seq (8 bytes) -> time (8 bytes, Unix ns),
-//	         uvarint ID length, ID, data
+//	         uvarint ID length, ID, data, CRC-32C of all that
 //	ids      name -> bucket: 0x00 ID (or 0x01 SHA-256 of IDs over 1 KiB)
 //	         -> seq, for the stored messages that have an ID
 //	due      due time (8 bytes) + name -> "", one per topic
 //
-// Open refuses, with an error that names the file and says what to do, a
-// file written by a newer format version, a file that is not a longpoll
-// store (random bytes, a damaged page: Open reads every page to check), and
-// a directory locked by another process (bbolt's flock, waited for one
+// Format 1 had no checksums: its topic records are the first 48 bytes
+// alone, its values end with the data. Open reads such a file as it is and
+// marks it format 2 (so an older longpoll refuses it); a topic record
+// rewritten since says from which seq on its values carry a checksum, and
+// values without one are served only if they hold JSON.
+//
+// A new store is written whole under a temporary name and linked into
+// place, so a crash during the first start leaves no file or a complete
+// one. Open refuses, with an error that names the file and says what to
+// do: a file written by a newer format version; an empty or truncated file
+// (shorter than the pages its meta page counts); a file that is not a
+// longpoll store or whose pages are damaged (Open walks every page with
+// bounds-checked code of its own before bbolt, whose own walk runs on a
+// goroutine where damage kills the process, may see them); after a stop
+// that was not clean (no "clean" mark: a crash, a kill, a lost machine),
+// a file that fails bbolt's full consistency check (Tx.Check); and a
+// directory locked by another process (bbolt's flock, waited for one
 // second by default).
+//
+// # Damage
+//
+// A stored message whose checksum fails, that does not decode, whose key
+// is missing, or on whose page bbolt panics is never served: Read skips it
+// and reports a longpoll.GapCorrupt with the exact number skipped, and
+// delivery goes on after it. Its time, unknown, is taken as that of the
+// next readable message, so it expires no sooner than it would have;
+// retention drops it like any other. Reads recover bbolt's panics and
+// memory faults (debug.SetPanicOnFault). Damage to a topic's record fails
+// that topic's calls with ErrDamaged (500 internal); every damage found is
+// logged, at most a line a second.
+//
+// # A full disk
+//
+// An append whose write fails for lack of space (ENOSPC, EDQUOT, EFBIG)
+// fails with longpoll.ErrStoreFull, and for the next second appends are
+// refused at once (each failed commit costs bbolt a walk of every page to
+// rebuild its free list). Nothing acknowledged is lost; reads go on, and
+// Ping stays nil: readiness does not fail while the disk is full.
 //
 // # Retention
 //
@@ -83,8 +118,9 @@
 //   - NoFreelistSync with the hashmap freelist: deletes from the front of
 //     every topic leave many free pages, and a synced freelist would be
 //     rewritten, in full, on every commit. Instead bbolt rebuilds it when
-//     the file is opened, by walking every page, which is also the price of
-//     Open (seconds per GiB). The hashmap freelist allocates in constant
+//     the file is opened, by walking every page, which with Open's own walk
+//     before it is the price of Open (seconds per GiB; TestOpenCost
+//     measures it). The hashmap freelist allocates in constant
 //     time however fragmented the free space is.
 //   - A 1 GiB initial memory map (address space, not memory): growing the
 //     map waits for every open read transaction, a Backup included, so a

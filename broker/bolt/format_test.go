@@ -1,7 +1,9 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/json"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,10 +12,12 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
+	bbolt "go.etcd.io/bbolt"
 )
 
 // goldenTopic is what testdata/format1.json says a topic of
-// testdata/format1/longpoll.db holds.
+// testdata/format1/longpoll.db holds, as the code that wrote it read it
+// back.
 type goldenTopic struct {
 	Name     string          `json:"name"`
 	Stat     goldenStat      `json:"stat"`
@@ -31,84 +35,170 @@ type goldenMessage struct {
 	Data json.RawMessage `json:"data"`
 }
 
-// format1Clock is the clock the format-1 file was written with: it starts
-// at format1Start and ticks a millisecond per call.
+// format1Start is when the clock the format-1 file was written with
+// started; it ticked a millisecond per call.
 var format1Start = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
 
-// TestWriteFormat1 wrote testdata/format1: a store in format version 1,
-// written by the code of that version. It runs only when
-// LONGPOLL_WRITE_FORMAT1 is set; once the format changed it must never be
-// run again (it would write the new format).
-func TestWriteFormat1(t *testing.T) {
-	if os.Getenv("LONGPOLL_WRITE_FORMAT1") == "" {
-		t.Skip("writes testdata/format1; set LONGPOLL_WRITE_FORMAT1=1 to run it")
-	}
-	var mu sync.Mutex
-	now := format1Start
-	clock := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		now = now.Add(time.Millisecond)
-		return now
-	}
-	dir := filepath.Join("testdata", "format1")
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-	b, err := Open(dir, WithClock(clock), WithMaxMessages(5), WithMaxAge(100*365*24*time.Hour))
+// A store written by the format-1 code (testdata/format1, see
+// testdata/README) opens, is marked format 2, and reads back every message
+// as it was written; appends go on after them, with checksums, and
+// idempotency ids still hold.
+func TestOpenFormat1(t *testing.T) {
+	var golden []goldenTopic
+	raw, err := os.ReadFile(filepath.Join("testdata", "format1.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	// orders: 8 with ids, the first 3 dropped by retention.
-	for i := 1; i <= 8; i++ {
-		mustAppend(t, b, pubID("orders", "o-"+string(rune('0'+i)), `{"n":`+string(rune('0'+i))+`}`))
+	if err := json.Unmarshal(raw, &golden); err != nil {
+		t.Fatal(err)
 	}
-	// chat/room.1: no ids, several kinds of JSON, appended together.
-	mustAppend(t, b, pub("chat/room.1", `"héllo, wörld ✓"`), pub("chat/room.1", `[1,2.5,null,true]`),
-		pub("chat/room.1", `{"nested":{"a":[{}]},"s":"\"quoted\"\n"}`))
-	// long-id: an ID over 1 KiB, kept by its hash in the ids bucket.
-	mustAppend(t, b, pubID("long-id", strings.Repeat("L", 2000), `0`))
-
-	var golden []goldenTopic
-	for _, name := range []string{"orders", "chat/room.1", "long-id"} {
-		st := mustStat(t, b, name)
-		p := mustRead(t, b, name, longpoll.Position{}, 100)
-		g := goldenTopic{Name: name, Stat: goldenStat{st.Epoch, st.Head, st.Oldest}}
-		for _, m := range p.Messages {
-			g.Messages = append(g.Messages, goldenMessage{m.Seq, m.Time, m.ID, m.Data})
+	data, err := os.ReadFile(filepath.Join("testdata", "format1", FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, FileName), data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	clock := func() time.Time { return format1Start.Add(time.Hour) }
+	var logs syncBuffer
+	open := func() *Broker {
+		b, err := Open(dir, WithClock(clock), WithMaxMessages(5), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		if err != nil {
+			t.Fatal(err)
 		}
-		golden = append(golden, g)
+		return b
+	}
+	b := open()
+	defer func() { _ = b.Close() }()
+	if got := rawFormat(t, b); got != formatVersion {
+		t.Fatalf("format after Open = %d, want %d", got, formatVersion)
+	}
+	// A format-1 file has no clean-stop mark: it was checked in full.
+	if !strings.Contains(logs.String(), "checking it in full") || !strings.Contains(logs.String(), "store format upgraded") {
+		t.Errorf("the log does not tell of the full check and the upgrade:\n%s", logs.String())
+	}
+	wantGolden := func(b *Broker, g goldenTopic, upTo uint64) {
+		t.Helper()
+		if st := mustStat(t, b, g.Name); st.Epoch != g.Stat.Epoch || st.Oldest > g.Stat.Oldest {
+			t.Fatalf("Stat(%q) = %+v, want epoch %d, oldest %d", g.Name, st, g.Stat.Epoch, g.Stat.Oldest)
+		}
+		p := mustRead(t, b, g.Name, longpoll.Position{Epoch: g.Stat.Epoch, Seq: g.Messages[0].Seq - 1}, 100)
+		if p.Gap != nil {
+			t.Fatalf("%q: gap %+v", g.Name, *p.Gap)
+		}
+		var msgs []longpoll.Message
+		for _, m := range p.Messages {
+			if m.Seq <= upTo {
+				msgs = append(msgs, m)
+			}
+		}
+		if len(msgs) != len(g.Messages) {
+			t.Fatalf("%q: %d messages up to seq %d, want %d", g.Name, len(msgs), upTo, len(g.Messages))
+		}
+		for i, m := range msgs {
+			w := g.Messages[i]
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, w.Data); err != nil {
+				t.Fatal(err)
+			}
+			if m.Seq != w.Seq || !m.Time.Equal(w.Time) || m.ID != w.ID || string(m.Data) != compact.String() {
+				t.Fatalf("%q message %d = %d %v %q %s, want %d %v %q %s", g.Name, i, m.Seq, m.Time, m.ID, m.Data,
+					w.Seq, w.Time, w.ID, compact.String())
+			}
+		}
+	}
+	for _, g := range golden {
+		wantGolden(b, g, g.Stat.Head)
+	}
+
+	orders := golden[0]
+	if r := mustAppend(t, b, pubID("orders", "o-8", `{"n":8}`))[0]; !r.Duplicate || r.Seq != 8 {
+		t.Fatalf("o-8 again: %+v, want a duplicate of seq 8", r)
+	}
+	long := strings.Repeat("L", 2000)
+	if r := mustAppend(t, b, pubID("long-id", long, `1`))[0]; !r.Duplicate || r.Seq != 1 {
+		t.Fatalf("the long id again: %+v, want a duplicate of seq 1", r)
+	}
+	r := mustAppend(t, b, pubID("orders", "o-9", `{"n":9}`))[0]
+	if r.Duplicate || r.Seq != 9 || r.Epoch != orders.Stat.Epoch {
+		t.Fatalf("o-9: %+v, want seq 9 of epoch %d", r, orders.Stat.Epoch)
+	}
+	p := mustRead(t, b, "orders", longpoll.Position{Epoch: orders.Stat.Epoch, Seq: 8}, 10)
+	if p.Gap != nil || len(p.Messages) != 1 || p.Messages[0].ID != "o-9" {
+		t.Fatalf("read after seq 8 = %+v", p)
+	}
+	// The record of the topic appended to is now a format-2 one whose
+	// checksums start at seq 9; the others are as they were.
+	if st := inspect(t, b, "orders").st; st.sumFrom != 9 {
+		t.Fatalf("orders sumFrom = %d, want 9", st.sumFrom)
+	}
+	if n := rawRecordLen(t, b, "chat/room.1"); n != topicStateLen1 {
+		t.Fatalf("an untouched topic's record is %d bytes, want %d", n, topicStateLen1)
 	}
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := json.MarshalIndent(golden, "", "  ")
-	if err != nil {
-		t.Fatal(err)
+
+	logs.Reset()
+	b = open()
+	if strings.Contains(logs.String(), "checking it in full") {
+		t.Errorf("a clean stop, yet the store was checked in full:\n%s", logs.String())
 	}
-	if err := os.WriteFile(filepath.Join("testdata", "format1.json"), append(out, '\n'), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	// Only the pages in use: the rest is room to grow into.
-	path := filepath.Join(dir, FileName)
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	used := validUsed(t, path)
-	if err := os.WriteFile(path, data[:used], 0o644); err != nil {
-		t.Fatal(err)
+	golden[0].Messages = golden[0].Messages[1:] // seq 4 dropped for 9
+	golden[0].Stat.Oldest = 5
+	for _, g := range golden {
+		wantGolden(b, g, 8)
 	}
 }
 
-// validUsed is the size of the pages a closed store's file uses.
-func validUsed(t *testing.T, path string) int64 {
+func rawFormat(t *testing.T, b *Broker) uint64 {
 	t.Helper()
-	b, err := Open(filepath.Dir(path), WithMaxAge(100*365*24*time.Hour), WithReclaimInterval(time.Hour))
+	var v uint64
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		var err error
+		v, err = getUint64(tx.Bucket(bucketMeta).Get(keyFormat))
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
-	used, _ := sizes(t, b)
-	return used
+	return v
+}
+
+func rawRecordLen(t *testing.T, b *Broker, topic string) int {
+	t.Helper()
+	n := 0
+	err := b.db.View(func(tx *bbolt.Tx) error {
+		n = len(tx.Bucket(bucketTopics).Get([]byte(topic)))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,7 +58,7 @@ func TestOpenNewerFormat(t *testing.T) {
 	}
 	path := filepath.Join(dir, FileName)
 	setFormat(t, path, formatVersion+1)
-	wantOpenError(t, dir, path, "format version 2", "newer", "run a newer longpoll")
+	wantOpenError(t, dir, path, fmt.Sprintf("format version %d", formatVersion+1), "newer", "run a newer longpoll")
 
 	// The refusal changed nothing: with the version put back, it opens.
 	setFormat(t, path, formatVersion)

@@ -76,7 +76,7 @@ func (b *Broker) reclaim() (reclaimStats, error) {
 			defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 			defer func() {
 				if r := recover(); r != nil {
-					err = fmt.Errorf("panic: %v", r)
+					err = fmt.Errorf("%w: %v", errDamaged, r)
 				}
 			}()
 			st, more, err = b.reclaimTx(tx, now)
@@ -127,6 +127,18 @@ func (b *Broker) reclaimTx(tx *bbolt.Tx, now int64) (st reclaimStats, more bool,
 		}
 		due, name, _ := splitDueKey(k)
 		w, err := s.load(name)
+		if isDamage(err) {
+			// A damaged topic record: leave the topic alone and look
+			// again later, rather than stop reclaiming the others.
+			b.logDamage("reclaim", name, err)
+			if err := s.due.Delete(k); err != nil {
+				return st, false, err
+			}
+			if err := s.due.Put(dueKey(addNanos(now, recheckEmpty), name), []byte{}); err != nil {
+				return st, false, err
+			}
+			continue
+		}
 		if err != nil {
 			return st, false, err
 		}
@@ -146,10 +158,7 @@ func (b *Broker) reclaimTx(tx *bbolt.Tx, now int64) (st reclaimStats, more bool,
 		var next int64
 		switch {
 		case w.st.first <= w.st.head:
-			t, err := messageTime(w.msgs.Get(seqKey(w.st.first)))
-			if err != nil {
-				return st, false, err
-			}
+			t := timeBound(w.get, w.st, w.st.first)
 			if expired(t, now, b.cfg.maxAge) {
 				// Out of budget: the key stays due for the next round.
 				more = true

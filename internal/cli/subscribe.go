@@ -27,6 +27,7 @@ server could no longer provide, before the messages that follow it:
 
   {"gap":{"topic":"chat","reason":"expired","missed":5}}
   {"gap":{"topic":"chat","reason":"reset"}}
+  {"gap":{"topic":"chat","reason":"corrupt","missed":1}}
 
 With --cursor-file the position is saved after each batch of lines is
 written, and a later run with the same file resumes where this one
@@ -139,7 +140,7 @@ func appendEvent(b []byte, ev client.Event) []byte {
 		b = strconv.AppendQuote(b, g.Topic)
 		b = append(b, `,"reason":`...)
 		b = strconv.AppendQuote(b, string(g.Reason))
-		if g.Reason == longpoll.GapExpired {
+		if g.Reason == longpoll.GapExpired || g.Reason == longpoll.GapCorrupt {
 			b = append(b, `,"missed":`...)
 			b = strconv.AppendUint(b, g.Missed, 10)
 		}

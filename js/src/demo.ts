@@ -40,9 +40,12 @@ function render(it: Item): HTMLLIElement {
   if (it.k === "g") {
     li.className = "gap";
     li.dataset.gap = it.gap.reason;
+    const n = `${it.gap.missed} message${it.gap.missed === 1 ? "" : "s"}`;
     li.textContent = it.gap.reason === "expired"
-      ? `gap: ${it.gap.missed} message${it.gap.missed === 1 ? "" : "s"} expired before this page read them`
-      : "gap: the topic's log was reset (the server lost it, or the position was refused)";
+      ? `gap: ${n} expired before this page read them`
+      : it.gap.reason === "corrupt"
+        ? `gap: ${n} could not be read back from the server's store`
+        : "gap: the topic's log was reset (the server lost it, or the position was refused)";
     return li;
   }
   li.dataset.seq = String(it.seq);

@@ -22,8 +22,11 @@ export interface Message<T = unknown> {
 /** Messages the subscriber can no longer get (protocol.md, "gaps"). */
 export interface Gap {
   topic: string;
-  /** expired: retention dropped `missed` messages; reset: the log is gone, or the cursor was refused. */
-  reason: "expired" | "reset";
+  /**
+   * expired: retention dropped `missed` messages; reset: the log is gone, or the cursor was refused;
+   * corrupt: `missed` stored messages could not be read back (damaged store) and were skipped.
+   */
+  reason: "expired" | "reset" | "corrupt";
   missed?: number;
 }
 
