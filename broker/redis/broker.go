@@ -336,15 +336,19 @@ func (b *Broker) appendGroup(ctx context.Context, g *group, pubs []longpoll.Publ
 	if err != nil {
 		return err
 	}
-	if len(res) != 2*len(g.topics) {
+	if len(res) != 3*len(g.topics) {
 		return fmt.Errorf("append script returned %d values for %d topics", len(res), len(g.topics))
 	}
 	for k, t := range g.topics {
-		epoch, err := strconv.ParseUint(res[2*k], 10, 64)
+		epoch, err := strconv.ParseUint(res[3*k], 10, 64)
 		if err != nil {
-			return fmt.Errorf("append script: epoch %q: %w", res[2*k], err)
+			return fmt.Errorf("append script: epoch %q: %w", res[3*k], err)
 		}
-		seqs := strings.Split(res[2*k+1], ",")
+		if res[3*k+2] == "1" {
+			b.cfg.log.Warn("the id index of a topic did not match its messages (lost, or written by an older version): rebuilt from them",
+				"topic", t)
+		}
+		seqs := strings.Split(res[3*k+1], ",")
 		idx := g.pubs[t]
 		if len(seqs) != len(idx) {
 			return fmt.Errorf("append script: %d receipts for %d publications", len(seqs), len(idx))

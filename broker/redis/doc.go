@@ -32,6 +32,11 @@
 // the old one get a GapReset and are never handed a position in a new log
 // that merely looks like theirs.
 //
+// A topic that lost only its id index keeps its log: the append script
+// keeps the index's size in the topic's hash, and an append that finds
+// them differ rebuilds the index from the retained messages before it
+// looks an id up, so a retried publish is still a duplicate.
+//
 // # Batches
 //
 // On a single Redis every batch is one script call: all or nothing. In

@@ -1,11 +1,15 @@
 package redis
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -322,6 +326,82 @@ func TestDamagedLogIsReset(t *testing.T) {
 			t.Fatalf("losing key %d: next append %+v, want seq 1 in a new epoch", lose, r)
 		}
 	}
+}
+
+// Losing only a topic's id index (evicted, deleted) or a log written
+// before the index's size was kept: the next append rebuilds the index
+// from the retained messages, so a retried publish is still a duplicate.
+func TestLostIDIndexIsRebuilt(t *testing.T) {
+	srv := redistest.Start(t)
+	var logs syncBuffer
+	b := open(t, srv.URL(), WithPrefix(uniquePrefix()), WithMaxMessages(4),
+		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+	idPub := func(id, data string) longpoll.Publication {
+		return longpoll.Publication{Topic: "t", ID: id, Data: json.RawMessage(data)}
+	}
+	rs := appendOK(t, b, idPub("a", "1"), idPub("b", "2"), pub("t", "3"))
+	m, _, i := b.keys("t")
+	for _, lose := range []struct {
+		what string
+		cmd  []string
+		id   string
+		seq  uint64
+	}{
+		{"the index", []string{"del", i}, "a", 1},
+		{"the index's size (an older version's log)", []string{"hdel", m, "x"}, "b", 2},
+	} {
+		logs.Reset()
+		srv.Do(lose.cmd...)
+		r := appendOK(t, b, idPub(lose.id, "again"))[0]
+		if !r.Duplicate || r.Seq != lose.seq || r.Epoch != rs[0].Epoch {
+			t.Fatalf("after losing %s, a retried publish %q: %+v, want a duplicate of seq %d", lose.what, lose.id, r, lose.seq)
+		}
+		if !strings.Contains(logs.String(), "rebuilt") {
+			t.Errorf("after losing %s: no log line of the rebuild:\n%s", lose.what, logs.String())
+		}
+		if n := srv.Do("hlen", i); n != "2" {
+			t.Fatalf("after losing %s: the index holds %s ids, want 2", lose.what, n)
+		}
+		if ttl, _ := strconv.Atoi(srv.Do("pttl", i)); ttl <= 0 {
+			t.Fatalf("after losing %s: the rebuilt index has no expiry (pttl %d)", lose.what, ttl)
+		}
+	}
+	// An index that matches is left alone; retention keeps it exact.
+	logs.Reset()
+	appendOK(t, b, idPub("c", "4"), idPub("d", "5"), idPub("e", "6")) // drops seqs 1 and 2
+	if strings.Contains(logs.String(), "rebuilt") {
+		t.Errorf("an intact index was rebuilt:\n%s", logs.String())
+	}
+	if n, x := srv.Do("hlen", i), srv.Do("hget", m, "x"); n != "3" || x != "3" {
+		t.Fatalf("index of %s ids, size recorded %s; want 3 and 3", n, x)
+	}
+	if r := appendOK(t, b, idPub("a", "7"))[0]; r.Duplicate {
+		t.Fatalf("the id of a dropped message: %+v, want a new message", r)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }
 
 // fakeClock is a settable clock for WithClock.

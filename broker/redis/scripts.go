@@ -11,9 +11,9 @@ import goredis "github.com/redis/go-redis/v9"
 //
 //	<prefix>{T}:m  hash: e epoch (decimal uint64, kept as text), h head seq,
 //	               f first retained seq (h+1 when none), b retained bytes,
-//	               t time of the newest message (µs), k token and r receipts
-//	               of the last append call (so that a retried call is not
-//	               appended twice)
+//	               t time of the newest message (µs), x entries of the id
+//	               index, k token and r receipts of the last append call (so
+//	               that a retried call is not appended twice)
 //	<prefix>{T}:l  list: the retained messages, oldest first; message seq
 //	               f+i is element i: "<time µs>,<len(id)>,<id><data>"
 //	<prefix>{T}:i  hash: id -> seq of each retained message that has an id
@@ -24,7 +24,10 @@ import goredis "github.com/redis/go-redis/v9"
 // The three keys expire together, MaxAge after the topic's last append.
 // A log whose parts disagree (the hash gone but not the list, a count that
 // does not match) is deleted on sight, so whatever Redis lost, a topic's
-// head is never forgotten or rewound without a new epoch.
+// head is never forgotten or rewound without a new epoch. The id index
+// alone lost (or a log written before x was kept) is not a lost log: an
+// append that finds its size differ from x rebuilds it from the retained
+// messages before it looks an id up, so a retried publish is still found.
 const luaLib = `
 local function fmt(x) return string.format('%d', x) end
 
@@ -45,11 +48,12 @@ local function clock(arg)
 end
 
 local function load(km, kl, ki)
-  local m = redis.call('HMGET', km, 'e', 'h', 'f', 'b', 't', 'k')
+  local m = redis.call('HMGET', km, 'e', 'h', 'f', 'b', 't', 'k', 'x')
   local n = redis.call('LLEN', kl)
   local st = nil
   if m[1] then
-    st = {e = m[1], h = tonumber(m[2]), f = tonumber(m[3]), b = tonumber(m[4]), t = tonumber(m[5]), k = m[6], n = n}
+    st = {e = m[1], h = tonumber(m[2]), f = tonumber(m[3]), b = tonumber(m[4]), t = tonumber(m[5]), k = m[6], n = n,
+      x = tonumber(m[7])}
     if not (st.h and st.f and st.b and st.t) or st.h - st.f + 1 ~= n then
       st = nil
     end
@@ -64,10 +68,28 @@ local function drop1(st, kl, ki, extra)
   local _, id, size = parse(redis.call('LPOP', kl))
   if id ~= '' and redis.call('HGET', ki, id) == fmt(st.f) then
     redis.call('HDEL', ki, id)
+    if st.x then st.x = st.x - 1 end
   end
   st.f = st.f + 1
   st.n = st.n - 1
   st.b = st.b - size - extra
+end
+
+-- reindex rebuilds the id index from the retained messages when its size
+-- is not the one recorded (x): the key was lost (evicted, deleted), or the
+-- log predates x. It returns whether it did.
+local function reindex(st, km, kl, ki)
+  if st.x and redis.call('HLEN', ki) == st.x then return false end
+  redis.call('DEL', ki)
+  local els = redis.call('LRANGE', kl, 0, -1)
+  for i = 1, #els do
+    local _, id = parse(els[i])
+    if id ~= '' then redis.call('HSET', ki, id, fmt(st.f + i - 1)) end
+  end
+  st.x = redis.call('HLEN', ki)
+  local ttl = redis.call('PTTL', km)
+  if st.x > 0 and ttl > 0 then redis.call('PEXPIRE', ki, ttl) end
+  return true
 end
 
 local function expire(st, kl, ki, extra, cutoff)
@@ -88,8 +110,8 @@ end
 // messages, max bytes, max age µs, key TTL ms, message overhead, PUBLISH or
 // SPUBLISH, topic count; then per topic: name, epoch for a new log,
 // channel, publication count, then id and data of each publication.
-// Returns per topic its epoch and its receipts: seqs joined by ",", a
-// duplicate's negated.
+// Returns per topic its epoch, its receipts (seqs joined by ",", a
+// duplicate's negated) and "1" if its id index was rebuilt, else "0".
 var appendScript = goredis.NewScript("#!lua\n" + luaLib + `
 local token = ARGV[1]
 local now = clock(ARGV[2])
@@ -107,13 +129,16 @@ for _ = 1, tonumber(ARGV[9]) do
     -- A retry of a call that was applied but whose reply was lost.
     out[#out + 1] = st.e
     out[#out + 1] = redis.call('HGET', km, 'r')
+    out[#out + 1] = '0'
     a = a + 2 * np
   else
+    local rebuilt = false
     if st then
+      rebuilt = reindex(st, km, kl, ki)
       expire(st, kl, ki, extra, now - maxage)
     else
       redis.call('DEL', kl, ki)
-      st = {e = epoch, h = 0, f = 1, b = 0, t = 0, n = 0}
+      st = {e = epoch, h = 0, f = 1, b = 0, t = 0, n = 0, x = 0}
     end
     local t = now
     if st.t > t then t = st.t end
@@ -132,7 +157,7 @@ for _ = 1, tonumber(ARGV[9]) do
         redis.call('RPUSH', kl, stamp .. ',' .. #id .. ',' .. id .. data)
         if id ~= '' then
           seen[id] = seq
-          redis.call('HSET', ki, id, seq)
+          st.x = st.x + redis.call('HSET', ki, id, seq)
         end
         st.n = st.n + 1
         st.b = st.b + #id + #data + extra
@@ -145,7 +170,8 @@ for _ = 1, tonumber(ARGV[9]) do
     end
     if added > 0 then st.t = t end
     local r = table.concat(res, ',')
-    redis.call('HSET', km, 'e', st.e, 'h', fmt(st.h), 'f', fmt(st.f), 'b', fmt(st.b), 't', fmt(st.t), 'k', token, 'r', r)
+    redis.call('HSET', km, 'e', st.e, 'h', fmt(st.h), 'f', fmt(st.f), 'b', fmt(st.b), 't', fmt(st.t), 'x', fmt(st.x),
+      'k', token, 'r', r)
     if added > 0 then
       redis.call('PEXPIRE', km, ttl)
       redis.call('PEXPIRE', kl, ttl)
@@ -154,6 +180,7 @@ for _ = 1, tonumber(ARGV[9]) do
     end
     out[#out + 1] = st.e
     out[#out + 1] = r
+    out[#out + 1] = rebuilt and '1' or '0'
   end
 end
 return out
@@ -176,6 +203,7 @@ local st = load(km, kl, ki)
 if not st then return {} end
 if expire(st, kl, ki, #topic + over, now - maxage) then
   redis.call('HSET', km, 'f', fmt(st.f), 'b', fmt(st.b))
+  if st.x then redis.call('HSET', km, 'x', fmt(st.x)) end
 end
 local oldest = st.f
 local after, gap, missed = fs, '', 0
