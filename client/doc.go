@@ -36,7 +36,9 @@
 // yielded exactly once and in order, across reconnects and server
 // restarts, except those the server can no longer provide: those are
 // reported by a gap event (Event.Gap, "expired" with the exact number
-// missed, or "reset" when the topic's log was lost or the cursor refused),
+// missed, "reset" when the topic's log was lost or the cursor refused, or
+// "corrupt" with the number of stored messages the store could not read
+// back; a reason this client does not know is passed on as it came),
 // which comes before the messages of the same reply.
 //
 // To resume across restarts of the program, give the subscription a
