@@ -13,7 +13,7 @@ import (
 
 // sizes returns the database's size as bbolt uses it (its high-water
 // mark: the pages it ever allocated) and the file's size.
-func sizes(t *testing.T, b *Broker) (used, file int64) {
+func sizes(t testing.TB, b *Broker) (used, file int64) {
 	t.Helper()
 	if err := b.db.View(func(tx *bbolt.Tx) error {
 		used = tx.Size()

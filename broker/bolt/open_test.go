@@ -154,7 +154,7 @@ func validFile(t *testing.T) []byte {
 }
 
 // validFileWith returns the bytes of a store that fill has filled.
-func validFileWith(t *testing.T, fill func(*Broker)) []byte {
+func validFileWith(t testing.TB, fill func(*Broker)) []byte {
 	t.Helper()
 	dir := t.TempDir()
 	b := openDir(t, dir)

@@ -45,6 +45,7 @@ const (
 
 	flagBranch   = 0x01
 	flagLeaf     = 0x02
+	flagMeta     = 0x04
 	flagFreelist = 0x10
 	leafBucket   = 0x01
 
@@ -192,8 +193,18 @@ func verifyPages(f io.ReaderAt, l layout) error {
 	if b, ok := f.(bytesReader); ok {
 		v.mem = b
 	}
-	v.set(v.seen, 0)
-	v.set(v.seen, 1)
+	for id := range uint64(2) {
+		// bbolt's check reads both meta pages as pages, asserting their
+		// headers (Page.FastCheck), whichever one it uses.
+		h, err := v.read(int64(id)*int64(v.ps), pageHeaderSize)
+		if err != nil {
+			return fmt.Errorf("meta page %d: %w", id, err)
+		}
+		if native.Uint64(h) != id || native.Uint16(h[8:]) != flagMeta {
+			return fmt.Errorf("meta page %d has a damaged header", id)
+		}
+		v.set(v.seen, id)
+	}
 	if l.freelist != noFreelist {
 		if err := v.freelist(l.freelist); err != nil {
 			return err
@@ -355,6 +366,7 @@ func (v *verifier) branch(s *span, lo, hi []byte, depth int) ([]byte, error) {
 }
 
 func (v *verifier) leaf(s *span, lo, hi []byte, depth int) ([]byte, error) {
+	inline := s.off < 0
 	elems, err := s.bytes(pageHeaderSize, s.count*elementSize)
 	if err != nil {
 		return nil, err
@@ -388,6 +400,10 @@ func (v *verifier) leaf(s *span, lo, hi []byte, depth int) ([]byte, error) {
 		}
 		if flags&leafBucket == 0 {
 			continue // a value's bytes are the store's to check
+		}
+		if inline {
+			// bbolt inlines only buckets without buckets in them.
+			return nil, fmt.Errorf("page %d: a bucket inside an inline bucket", s.id)
 		}
 		if vsize < bucketHeaderSize {
 			return nil, fmt.Errorf("page %d: bucket value %d is %d bytes", s.id, i, vsize)

@@ -55,7 +55,7 @@ func reachedPages(t *testing.T, data []byte, l layout) []uint64 {
 }
 
 // bboltCheck runs bbolt's own check of the file at path.
-func bboltCheck(t *testing.T, path string) []error {
+func bboltCheck(t testing.TB, path string) []error {
 	t.Helper()
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
 	if err != nil {
@@ -329,4 +329,41 @@ func TestUncleanStopChecksInFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantOpenError(t, crashed, path, "not a readable longpoll database", "consistency check failed", "unreachable unfreed")
+}
+
+// FuzzVerifyPages: any bytes are read without a panic, and a file whose
+// pages the walk passes is one bbolt's own check passes too (a fault
+// there kills the fuzzer, which is the point).
+func FuzzVerifyPages(f *testing.F) {
+	seed := validFileWith(f, func(b *Broker) {
+		mustAppend(f, b, pubID("t", "id-1", `{"a":1}`), pub("t", `"two"`), pub("u", `3`))
+	})
+	f.Add(seed)
+	f.Add(seed[:len(seed)/2])
+	f.Add([]byte{})
+	dir := f.TempDir()
+	f.Fuzz(func(t *testing.T, data []byte) {
+		l, err := readLayout(bytes.NewReader(data), int64(len(data)))
+		if err != nil {
+			return
+		}
+		if verifyBytes(data, l) != nil || verifyPages(bytes.NewReader(data), l) != nil {
+			return
+		}
+		file, err := os.CreateTemp(dir, "fuzz-*.db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(file.Name())
+		_, err = file.Write(data)
+		if cerr := file.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if errs := bboltCheck(t, file.Name()); len(errs) > 0 {
+			t.Fatalf("the walk passed a file bbolt's check does not: %v", errs)
+		}
+	})
 }
