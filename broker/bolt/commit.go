@@ -2,6 +2,7 @@ package bolt
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -360,6 +361,8 @@ type store struct {
 	msgs   *bbolt.Bucket
 	ids    *bbolt.Bucket
 	due    *bbolt.Bucket
+	// mended logs damage mended in a topic: once each, so not limited.
+	mended func(topic string, err error)
 }
 
 func (b *Broker) newStore(tx *bbolt.Tx) *store {
@@ -370,6 +373,9 @@ func (b *Broker) newStore(tx *bbolt.Tx) *store {
 		msgs:   tx.Bucket(bucketMsgs),
 		ids:    tx.Bucket(bucketIDs),
 		due:    tx.Bucket(bucketDue),
+		mended: func(topic string, err error) {
+			b.log.Warn("damaged data in the store, mended", "topic", topic, "err", err)
+		},
 	}
 }
 
@@ -397,7 +403,14 @@ func (s *store) load(name string) (*topicWork, error) {
 	}
 	msgs := s.msgs.Bucket(key)
 	if msgs == nil {
-		return nil, fmt.Errorf("topic %q: %w: no messages bucket", name, errCorrupt)
+		// Damage: the messages are gone. An empty bucket takes their
+		// place; their seqs read as missing (corrupt gaps) until
+		// retention drops them, and their bytes no longer count.
+		if msgs, err = s.newBucket(key); err != nil {
+			return nil, fmt.Errorf("topic %q: %w", name, err)
+		}
+		st.bytes = 0
+		s.mended(name, errors.New("the messages bucket was missing: started again empty"))
 	}
 	// Keys are appended in order: full pages waste no space.
 	msgs.FillPercent = 1.0
@@ -407,7 +420,7 @@ func (s *store) load(name string) (*topicWork, error) {
 // create starts a topic's log with a new epoch.
 func (s *store) create(name string, now int64) (*topicWork, error) {
 	key := []byte(name)
-	msgs, err := s.msgs.CreateBucket(key)
+	msgs, err := s.newBucket(key)
 	if err != nil {
 		return nil, fmt.Errorf("topic %q: create messages bucket: %w", name, err)
 	}
@@ -427,6 +440,21 @@ func (s *store) create(name string, now int64) (*topicWork, error) {
 		return nil, err
 	}
 	return w, nil
+}
+
+// newBucket makes an empty messages bucket at key, in place of whatever
+// damage left there (a bucket or value without a topic record).
+func (s *store) newBucket(key []byte) (*bbolt.Bucket, error) {
+	if s.msgs.Bucket(key) != nil {
+		if err := s.msgs.DeleteBucket(key); err != nil {
+			return nil, err
+		}
+	} else if s.msgs.Get(key) != nil {
+		if err := s.msgs.Delete(key); err != nil {
+			return nil, err
+		}
+	}
+	return s.msgs.CreateBucket(key)
 }
 
 func newEpoch() uint64 {

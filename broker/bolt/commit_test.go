@@ -92,10 +92,10 @@ func TestAppendCancelled(t *testing.T) {
 func TestAppendBatchIsolation(t *testing.T) {
 	b := openTest(t, WithMaxTopics(3))
 	mustAppend(t, b, pub("a", "1"))
-	// A topic without its messages bucket makes a write fail half way.
+	// A value where a new topic's ids bucket belongs makes a write with
+	// an ID fail half way.
 	if err := b.db.Update(func(tx *bbolt.Tx) error {
-		_, err := tx.Bucket(bucketMsgs).CreateBucket([]byte("broken"))
-		return err
+		return tx.Bucket(bucketIDs).Put([]byte("broken"), []byte("x"))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestAppendBatchIsolation(t *testing.T) {
 	waitQueue(b, 2, 0) // the committer took it and waits for the lock
 	full := appendAsync(t.Context(), b, pub("a", "x"), pub("b", "1"), pub("c", "1"), pub("d", "1"))
 	waitQueue(b, 3, 1)
-	broken := appendAsync(t.Context(), b, pub("a", "y"), pub("broken", "1"))
+	broken := appendAsync(t.Context(), b, pub("a", "y"), pubID("broken", "id", "1"))
 	waitQueue(b, 4, 2)
 	ok2 := appendAsync(t.Context(), b, pub("a", "3"), pub("b", "1"))
 	waitQueue(b, 5, 3)

@@ -186,6 +186,34 @@ func TestDamagedRecords(t *testing.T) {
 		wantPage(t, mustRead(t, b, "t", longpoll.Position{Epoch: epoch, Seq: 4}, 100),
 			&longpoll.Gap{Topic: "t", Reason: longpoll.GapCorrupt, Missed: 1}, 6, 10, 10)
 	})
+	t.Run("messages bucket missing", func(t *testing.T) {
+		dir, epoch := setup(t)
+		editRaw(t, dir, func(tx *bbolt.Tx) error {
+			// As a damaged key leaves it: the topic's bucket under
+			// another name, which no topic record claims.
+			msgs := tx.Bucket(bucketMsgs)
+			if err := msgs.DeleteBucket([]byte("t")); err != nil {
+				return err
+			}
+			_, err := msgs.CreateBucket([]byte("v"))
+			return err
+		})
+		var logs syncBuffer
+		b := openDir(t, dir, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
+		wantPage(t, mustRead(t, b, "t", longpoll.Position{}, 100),
+			&longpoll.Gap{Topic: "t", Reason: longpoll.GapCorrupt, Missed: 10}, 1, 0, 10)
+		// An append mends the topic (an empty bucket, logged) and goes on
+		// from its head; the orphan bucket does not stop a new topic.
+		r := mustAppend(t, b, pub("t", `{"n":11,"m":"t#11#"}`), pub("v", `{"n":1,"m":"v#1#"}`))
+		if r[0].Seq != 11 || r[0].Epoch != epoch || r[1].Seq != 1 {
+			t.Fatalf("appends after the damage: %+v", r)
+		}
+		if !strings.Contains(logs.String(), "messages bucket was missing") {
+			t.Errorf("the mend was not logged:\n%s", logs.String())
+		}
+		wantPage(t, mustRead(t, b, "t", longpoll.Position{Epoch: epoch, Seq: 10}, 100), nil, 11, 11, 11)
+		wantPage(t, mustRead(t, b, "v", longpoll.Position{}, 100), nil, 1, 1, 1)
+	})
 	t.Run("value of format 1 that is not JSON", func(t *testing.T) {
 		dir, epoch := setup(t)
 		editRaw(t, dir, func(tx *bbolt.Tx) error {

@@ -76,9 +76,11 @@
 // delivery goes on after it. Its time, unknown, is taken as that of the
 // next readable message, so it expires no sooner than it would have;
 // retention drops it like any other. Reads recover bbolt's panics and
-// memory faults (debug.SetPanicOnFault). Damage to a topic's record fails
-// that topic's calls with ErrDamaged (500 internal); every damage found is
-// logged, at most a line a second.
+// memory faults (debug.SetPanicOnFault). A topic whose messages bucket is
+// gone reads as all unreadable, and the next write to it puts an empty one
+// in its place. Damage to a topic's record fails that topic's calls with
+// ErrDamaged (500 internal). Damage found by reads is logged, at most a
+// line a second; a mend, once.
 //
 // # A full disk
 //

@@ -71,11 +71,11 @@ func (b *Broker) readView(topic string, from longpoll.Position, limit int, now i
 }
 
 func (b *Broker) read(tx *bbolt.Tx, topic string, from longpoll.Position, limit int, now int64, careful bool) (longpoll.Page, error) {
-	st, msgs, err := getTopic(tx, topic)
+	st, msgs, ok, err := getTopic(tx, topic)
 	if err != nil {
 		return longpoll.Page{}, err
 	}
-	if msgs == nil {
+	if !ok {
 		if from == (longpoll.Position{}) {
 			return longpoll.Page{}, nil
 		}
@@ -172,9 +172,9 @@ func checkStored(v []byte, summed bool) (body []byte, ok bool) {
 	return v, true
 }
 
-// values finds a topic's stored messages by seq. careful, after bbolt
-// panicked on a damaged page, looks each one up alone and takes a panic
-// for a missing message.
+// values finds a topic's stored messages by seq (none if msgs is nil).
+// careful, after bbolt panicked on a damaged page, looks each one up alone
+// and takes a panic for a missing message.
 type values struct {
 	msgs    *bbolt.Bucket
 	careful bool
@@ -186,7 +186,7 @@ type values struct {
 // next returns the value of seq, nil if it is missing; it is fastest when
 // called for consecutive seqs.
 func (v *values) next(seq uint64) []byte {
-	if v.careful {
+	if v.careful || v.msgs == nil {
 		return v.get(seq)
 	}
 	binary.BigEndian.PutUint64(v.key[:], seq)
@@ -208,6 +208,9 @@ func (v *values) next(seq uint64) []byte {
 
 // get returns the value of seq, nil if it is missing.
 func (v *values) get(seq uint64) (val []byte) {
+	if v.msgs == nil {
+		return nil
+	}
 	if v.careful {
 		defer func() {
 			if recover() != nil {
@@ -227,8 +230,8 @@ func (b *Broker) Stat(ctx context.Context, topic string) (longpoll.TopicStat, er
 	var ts longpoll.TopicStat
 	stat := func(careful bool) error {
 		return b.view(func(tx *bbolt.Tx) error {
-			st, msgs, err := getTopic(tx, topic)
-			if err != nil || msgs == nil {
+			st, msgs, ok, err := getTopic(tx, topic)
+			if err != nil || !ok {
 				return err
 			}
 			oldest := b.oldest(&values{msgs: msgs, careful: careful}, st, now)
@@ -250,23 +253,19 @@ func (b *Broker) Stat(ctx context.Context, topic string) (longpoll.TopicStat, er
 	return ts, nil
 }
 
-// getTopic reads a topic's state and messages bucket; a nil bucket if the
-// topic does not exist.
-func getTopic(tx *bbolt.Tx, topic string) (topicState, *bbolt.Bucket, error) {
+// getTopic reads a topic's state and messages bucket; ok is false if the
+// topic does not exist. A nil bucket for a topic that exists is damage:
+// its stored messages are all unreadable (see store.load for the repair).
+func getTopic(tx *bbolt.Tx, topic string) (st topicState, msgs *bbolt.Bucket, ok bool, err error) {
 	key := []byte(topic)
 	raw := tx.Bucket(bucketTopics).Get(key)
 	if raw == nil {
-		return topicState{}, nil, nil
+		return topicState{}, nil, false, nil
 	}
-	st, err := decodeTopicState(raw)
-	if err != nil {
-		return topicState{}, nil, fmt.Errorf("topic record: %w", err)
+	if st, err = decodeTopicState(raw); err != nil {
+		return topicState{}, nil, false, fmt.Errorf("topic record: %w", err)
 	}
-	msgs := tx.Bucket(bucketMsgs).Bucket(key)
-	if msgs == nil {
-		return topicState{}, nil, fmt.Errorf("%w: no messages bucket", errCorrupt)
-	}
-	return st, msgs, nil
+	return st, tx.Bucket(bucketMsgs).Bucket(key), true, nil
 }
 
 // oldest returns the seq of the oldest message not expired at now, or
