@@ -409,20 +409,20 @@ func (p *parked) rearm() {
 			return
 		}
 		if !c.empty() {
-			bp := bufPool.Get().(*[]byte)
-			body := appendReply((*bp)[:0], &c, false, 0)
-			if s.budget.Reserve(len(body)) {
-				s.m.Delivered(time.Now(), c.out)
-				for _, g := range c.gaps {
-					s.m.GapReported(g.Reason)
-				}
-				p.end(OutcomeMessages, http.StatusOK, nil, body)
-				s.budget.Add(-len(body))
-			} else {
+			size := c.replySize()
+			if !s.reserveReply(&c, size) {
 				p.fail(errRepliesFull)
+				return
 			}
-			*bp = body
-			bufPool.Put(bp)
+			body, bp := replyBuffer(size)
+			body = appendReply(body, &c, false, 0)
+			s.m.Delivered(time.Now(), c.out)
+			for _, g := range c.gaps {
+				s.m.GapReported(g.Reason)
+			}
+			p.end(OutcomeMessages, http.StatusOK, nil, body)
+			s.budget.Add(-size)
+			putReplyBuffer(body, bp)
 			return
 		}
 	}
@@ -571,16 +571,15 @@ func (s *Server) deliverGroup(g []*parked) {
 		}
 		return
 	}
-	bp := bufPool.Get().(*[]byte)
-	body := appendReply((*bp)[:0], &c, false, 0)
-	if !s.budget.Reserve(len(body)) {
+	size := c.replySize()
+	if !s.reserveReply(&c, size) {
 		for _, p := range g {
 			p.fail(errRepliesFull)
 		}
-		*bp = body
-		bufPool.Put(bp)
 		return
 	}
+	body, bp := replyBuffer(size)
+	body = appendReply(body, &c, false, 0)
 	now := time.Now()
 	// Every reply is written first, and the bookkeeping (hub, wheel,
 	// metrics) done after: the last subscriber of a large group gets its
@@ -595,7 +594,7 @@ func (s *Server) deliverGroup(g []*parked) {
 	if gated {
 		s.fanout.leave()
 	}
-	s.budget.Add(-len(body))
+	s.budget.Add(-size)
 	for _, p := range g {
 		s.m.Delivered(now, c.out)
 		for _, gp := range c.gaps {
@@ -603,10 +602,7 @@ func (s *Server) deliverGroup(g []*parked) {
 		}
 		p.settle(OutcomeMessages, http.StatusOK, len(body), now)
 	}
-	if cap(body) <= 1<<20 {
-		*bp = body
-		bufPool.Put(bp)
-	}
+	putReplyBuffer(body, bp)
 }
 
 // expire is the wheel's callback for polls whose deadline has come.

@@ -387,33 +387,76 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // errRepliesFull answers a poll whose reply the reply budget cannot take.
 var errRepliesFull = &Error{Code: CodeOverloaded, Message: "too many reply bytes wait for slow clients; retry later"}
 
-// reply writes the poll's 200 answer and reports true; or, when it carries
-// messages and the reply budget cannot take it, 503 overloaded, and false:
-// the client's cursor is unchanged, so its next poll gets the same.
-func (s *Server) reply(w http.ResponseWriter, rid string, c *collector, timedOut bool, retry time.Duration) bool {
+// replySize returns at least the bytes of c's reply body.
+func (c *collector) replySize() int {
+	n := c.fixedSize()
+	for i := range c.out {
+		n += messageSize(&c.out[i])
+	}
+	return n
+}
+
+// ownBuffer is the reply size from which a reply gets a buffer of its
+// own, made once at its size, rather than a pooled one grown to it.
+const ownBuffer = 64 << 10
+
+// replyBuffer returns an empty buffer for a reply of at most size bytes,
+// and the pool entry it came from (nil for a buffer of its own).
+func replyBuffer(size int) ([]byte, *[]byte) {
+	if size >= ownBuffer {
+		return make([]byte, 0, size), nil
+	}
 	bp := bufPool.Get().(*[]byte)
-	buf := appendReply((*bp)[:0], c, timedOut, retry)
-	ok := true
-	if len(c.out) > 0 {
-		ok = s.budget.Reserve(len(buf))
-	} else {
-		s.budget.Add(len(buf)) // a few bytes: never refused
-	}
-	if ok {
-		writeJSON(w, http.StatusOK, buf)
-		if pw := parkResponse(w); pw != nil {
-			pw.Reserved += len(buf) // the transport lets it go once written
-		} else {
-			s.budget.Add(-len(buf))
-		}
-	} else {
-		s.writeError(w, rid, errRepliesFull)
-	}
-	if cap(buf) <= 1<<20 {
+	return (*bp)[:0], bp
+}
+
+// putReplyBuffer returns a buffer replyBuffer gave to its pool.
+func putReplyBuffer(buf []byte, bp *[]byte) {
+	if bp != nil && cap(buf) <= 1<<20 {
 		*bp = buf
 		bufPool.Put(bp)
 	}
-	return ok
+}
+
+// reserveReply counts a reply of at most size bytes in the reply budget
+// and reports true; when it carries messages and the budget cannot take
+// it, it counts nothing and reports false. A reply without messages is a
+// few bytes, and never refused.
+func (s *Server) reserveReply(c *collector, size int) bool {
+	if len(c.out) > 0 {
+		return s.budget.Reserve(size)
+	}
+	s.budget.Add(size)
+	return true
+}
+
+// reply writes the poll's 200 answer and reports true; or, when it carries
+// messages and the reply budget cannot take it, 503 overloaded, and false:
+// the client's cursor is unchanged, so its next poll gets the same. The
+// budget is asked before the reply is built, for its largest size.
+func (s *Server) reply(w http.ResponseWriter, rid string, c *collector, timedOut bool, retry time.Duration) bool {
+	size := c.replySize()
+	if !s.reserveReply(c, size) {
+		s.writeError(w, rid, errRepliesFull)
+		return false
+	}
+	buf, bp := replyBuffer(size)
+	buf = appendReply(buf, c, timedOut, retry)
+	s.budget.Add(len(buf) - size)
+	pw := parkResponse(w)
+	switch {
+	case pw != nil && bp == nil && pw.Fields() == nil:
+		pw.SetJSONBody(http.StatusOK, buf) // no copy: the response keeps it
+	default:
+		writeJSON(w, http.StatusOK, buf)
+	}
+	if pw != nil {
+		pw.Reserved += len(buf) // the transport lets it go once written
+	} else {
+		s.budget.Add(-len(buf))
+	}
+	putReplyBuffer(buf, bp)
+	return true
 }
 
 // appendReply appends a poll reply's JSON body.

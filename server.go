@@ -98,6 +98,11 @@ func New(b Broker, opts ...Option) (*Server, error) {
 // that clients have not taken yet (WithMaxReplyMemory).
 func (s *Server) ReplyBytesPending() int64 { return s.budget.Used() }
 
+// ReplyBytesUnread returns the bytes of large poll replies written to
+// sockets that their clients have not read yet, as the event-loop
+// transport counts them: the kernel holds them, not the process.
+func (s *Server) ReplyBytesUnread() int64 { return s.budget.Socket() }
+
 // DefaultMaxHeldPolls derives the cap on polls in flight from the
 // process's open-file limit, keeping a reserve for the store, listeners
 // and other connections.

@@ -103,11 +103,16 @@ func (m *Metrics) GapReported(r longpoll.GapReason) {
 
 func (m *Metrics) BrokerError(op string) { m.brokerErr.WithLabelValues(op).Inc() }
 
-// RegisterReplyBytes registers the gauge longpoll_reply_bytes_pending,
-// read from pending (a Server's ReplyBytesPending) at each scrape.
-func RegisterReplyBytes(reg prometheus.Registerer, pending func() int64) {
+// RegisterReplyBytes registers the gauges longpoll_reply_bytes_pending
+// and longpoll_reply_bytes_unread, read from pending and unread (a
+// Server's ReplyBytesPending and ReplyBytesUnread) at each scrape.
+func RegisterReplyBytes(reg prometheus.Registerer, pending, unread func() int64) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "longpoll_reply_bytes_pending",
-		Help: "Bytes of poll replies held for clients that have not read them yet (bounded by --max-reply-memory).",
-	}, func() float64 { return float64(pending()) }))
+		Help: "Bytes of poll replies the process holds for clients that have not taken them yet (bounded by --max-reply-memory).",
+	}, func() float64 { return float64(pending()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "longpoll_reply_bytes_unread",
+			Help: "Bytes of large poll replies in sockets, written but not yet read by their clients (event-loop transport).",
+		}, func() float64 { return float64(unread()) }))
 }

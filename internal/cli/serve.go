@@ -237,7 +237,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	if err != nil {
 		return err
 	}
-	prommetrics.RegisterReplyBytes(reg, srv.ReplyBytesPending)
+	prommetrics.RegisterReplyBytes(reg, srv.ReplyBytesPending, srv.ReplyBytesUnread)
 
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()

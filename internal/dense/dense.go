@@ -413,14 +413,17 @@ type conn struct {
 
 	// Under io: output the socket has not taken yet, out[outOff:], and
 	// its watch (watchOut).
-	out       []byte
-	outOff    int
-	counted   int   // bytes of out counted in the reply budget
-	outSince  int64 // when output began to wait, in unix nanoseconds
-	outSent   int64 // bytes of it sent since
-	progress  int64 // when the client last took some
-	watch     *time.Timer
-	drainWait chan struct{} // closed when output falls to stdWatermark, or c closes
+	out           []byte
+	outOff        int
+	counted       int           // bytes of out counted in the reply budget
+	inSocket      int           // bytes the socket holds unsent, while watched
+	socketCounted int           // of which counted in the budget (Budget.AddSocket)
+	every         time.Duration // the watch's next interval
+	outSince      int64         // when output began to wait, in unix nanoseconds
+	outSent       int64         // bytes of it sent since
+	progress      int64         // when the client last took some
+	watch         *time.Timer
+	drainWait     chan struct{} // closed when output falls to stdWatermark, or c closes
 
 	writeDeadline int64        // under io: for net/http's writes, in unix nanoseconds; 0: none
 	deadline      atomic.Int64 // unix nanoseconds; 0: none

@@ -152,29 +152,23 @@ func TestPipelineWithoutReadingHoldsOneReply(t *testing.T) {
 	}
 	c := dialSmall(t, f.addr)
 	req := []byte(strings.Repeat("GET /v1/poll?topic=pw&since=earliest&limit=100&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n", 200))
-	done := make(chan struct{})
-	defer close(done)
+	written := make(chan struct{})
 	go func() {
-		for {
-			select {
-			case <-done:
-				return
-			default:
-			}
-			c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
-			if _, err := c.Write(req); err != nil && !isTimeout(err) {
+		defer close(written)
+		for { // until the connection is closed below
+			if _, err := c.Write(req); err != nil {
 				return
 			}
 		}
 	}()
+	defer func() { c.Close(); <-written }()
 	var dc *conn
 	waitFor(t, "the connection", func() bool { dc = f.conn(); return dc != nil })
-	waitFor(t, "output to wait on the connection", func() bool { _, out := dc.heldBytes(); return out > 0 })
-	// A second look, once the client's socket is full too: the bounds hold.
-	waitFor(t, "the client's sends to block", func() bool {
-		c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond))
-		_, err := c.Write(req[:1])
-		return isTimeout(err)
+	// Output waits on the connection, and the loop no longer reads it:
+	// the client's writes wait in its socket.
+	waitFor(t, "output to wait and input to be held back", func() bool {
+		_, out := dc.heldBytes()
+		return out > 0 && dc.held.Load()
 	})
 	in, out := dc.heldBytes()
 	if maxIn := maxPending + 64<<10; in > maxIn {
@@ -557,4 +551,56 @@ func BenchmarkPipelined(b *testing.B) {
 			})
 		}
 	}
+}
+
+// TestSlowReadersInTheSocketAreCut: replies the socket takes whole (on
+// loopback it takes a few MiB) are watched until their clients read
+// them; clients that read slower than slowRate while such bytes weigh
+// more than half the budget are reset, which drops what the socket
+// holds, and so, whatever the budget, are those slower than minRate; each
+// then gets every message from its cursor.
+func TestSlowReadersInTheSocketAreCut(t *testing.T) {
+	defer func(d, s time.Duration) { slowCheck, stallTime = d, s }(slowCheck, stallTime)
+	// Under pressure at 300 ms; then, the budget relieved, the floor at
+	// 2 s cuts the last.
+	slowCheck, stallTime = 300*time.Millisecond, 2*time.Second
+	const budget = 2 << 20
+	f := start(t, Config{}, longpoll.WithMaxReplyMemory(budget))
+	big := `"` + strings.Repeat("k", 60<<10) + `"`
+	const n = 16 // one reply of about 1 MB: the socket takes it whole
+	for range n {
+		publish(t, f.srv, "ks", big)
+	}
+	const poll = "GET /v1/poll?topic=ks&since=earliest&limit=1000&timeout=0 HTTP/1.1\r\nHost: x\r\n\r\n"
+	var readers []*net.TCPConn
+	for range 3 {
+		c := dialSmall(t, f.addr)
+		io.WriteString(c, poll)
+		readers = append(readers, c)
+	}
+	waitFor(t, "the replies to be in the sockets, watched", func() bool { return f.srv.ReplyBytesUnread() > budget })
+	if used := f.srv.ReplyBytesPending(); used != 0 {
+		t.Errorf("the process holds %d bytes of replies the sockets took", used)
+	}
+	for i, c := range readers {
+		// Each reads a little, far below slowRate, until it is cut.
+		buf := make([]byte, 16)
+		for {
+			_, err := c.Read(buf)
+			if err != nil {
+				if isTimeout(err) {
+					t.Fatalf("reader %d was not cut", i)
+				}
+				break
+			}
+			time.Sleep(20 * time.Millisecond) // the slow reader's pace
+		}
+	}
+	waitFor(t, "the sockets' bytes to be let go", func() bool { return f.srv.ReplyBytesUnread() == 0 })
+	c, br := dial(t, f.addr)
+	io.WriteString(c, poll)
+	if resp, v := readReply(t, br); resp.StatusCode != 200 || len(v["messages"].([]any)) != n {
+		t.Fatalf("after the cut: %d, %d messages", resp.StatusCode, len(v["messages"].([]any)))
+	}
+	waitFor(t, "a reader at full speed to be let go", func() bool { return f.srv.ReplyBytesUnread() == 0 })
 }

@@ -64,11 +64,14 @@ const (
 )
 
 // stallTime is how long output may wait for the client to read any of
-// it; slowCheck how often a connection holding output is looked at, and
-// slowRate the least rate, in bytes per second, at which a client holding
-// more than its share of the reply budget must read.
+// it, and the span over which a client holding more than socketWatch
+// must have read at minRate at least, in bytes per second; slowCheck how
+// often a connection holding output is looked at, and slowRate the least
+// rate at which a client must read while the reply budget is under
+// pressure and it holds more than its share.
 var (
 	stallTime = 30 * time.Second
+	minRate   = int64(1 << 10)
 	slowCheck = 5 * time.Second
 	slowRate  = int64(16 << 10)
 )
@@ -302,8 +305,17 @@ func (c *conn) writev(bufs [][]byte) (waiting bool, err error) {
 		c.io.Unlock()
 		return false, net.ErrClosed
 	}
+	large, watched := false, c.watching()
 	if c.pendingOut() == 0 {
+		n := 0
+		for _, b := range bufs {
+			n += len(b)
+		}
+		large = n >= socketWatch
 		bufs, err = writeAll(c.fd, bufs)
+	}
+	if err == nil && len(bufs) == 0 && large && !watched {
+		c.watchSocket() // all in the socket: the client may still be slow to read it
 	}
 	if err == nil && len(bufs) > 0 {
 		first := c.pendingOut() == 0
@@ -313,10 +325,13 @@ func (c *conn) writev(bufs [][]byte) (waiting bool, err error) {
 		c.account()
 		if first {
 			err = c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead|evWrite)
-			if err == nil {
+			if err == nil && !watched {
 				now := time.Now().UnixNano()
 				c.outSince, c.outSent, c.progress = now, 0, now
+				c.every = slowCheck
 				c.watchOut()
+			}
+			if err == nil {
 				if c.writeDeadline != 0 {
 					c.armWriteDeadline(c.writeDeadline)
 				}
@@ -338,6 +353,43 @@ func (c *conn) writev(bufs [][]byte) (waiting bool, err error) {
 // caller holds c.io.
 func (c *conn) pendingOut() int { return len(c.out) - c.outOff }
 
+// socketWatch is the size from which a reply that went all into the
+// socket is still watched until its client has read it (watchSocket).
+const socketWatch = 64 << 10
+
+// watching reports whether c's output is watched (watchOut); the caller
+// holds c.io.
+func (c *conn) watching() bool { return c.pendingOut() > 0 || c.inSocket > 0 }
+
+// unsent returns how many bytes the socket holds that its client has not
+// acknowledged (SIOCOUTQ); the caller holds c.io.
+func (c *conn) unsent() int {
+	n, err := unix.IoctlGetInt(c.fd, unix.SIOCOUTQ)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// watchSocket starts watching a large reply the socket took whole: on
+// loopback a socket takes up to 4 MiB, so a client that reads slowly
+// leaves it there, where the process does not hold it but the machine
+// does. What the socket holds is counted (Budget.AddSocket) and looked at
+// again soon, then less often, until the client has read it or is cut
+// as slow (checkOut); the caller holds c.io.
+func (c *conn) watchSocket() {
+	q := c.unsent()
+	if q < socketWatch {
+		return
+	}
+	now := time.Now().UnixNano()
+	c.outSince, c.outSent, c.progress = now, 0, now
+	c.inSocket = q
+	c.account()
+	c.every = 50 * time.Millisecond
+	c.watchOut()
+}
+
 // account brings the reply budget and the transport's count of
 // connections holding output up to date with c.out; the caller holds
 // c.io. The budget counts the whole array in use, sent part included,
@@ -353,7 +405,13 @@ func (c *conn) account() {
 			b.Add(d)
 		}
 	}
-	if has := n > 0; has != c.holding {
+	if d := c.inSocket - c.socketCounted; d != 0 {
+		c.socketCounted = c.inSocket
+		if b := c.t.budget; b != nil {
+			b.AddSocket(d)
+		}
+	}
+	if has := n > 0 || c.inSocket > 0; has != c.holding {
 		c.holding = has
 		if has {
 			c.t.holding.Add(1)
@@ -402,7 +460,9 @@ func (c *conn) flush() {
 		return
 	}
 	var err error
+	sentAny := false
 	if pending := c.pendingOut(); pending > 0 {
+		sentAny = true
 		var rest [][]byte
 		rest, err = writeAll(c.fd, [][]byte{c.out[c.outOff:]})
 		sent := pending
@@ -429,6 +489,10 @@ func (c *conn) flush() {
 		c.drainWait = nil
 	}
 	drained := false
+	if err == nil && pending == 0 && sentAny {
+		c.inSocket = 0
+		c.watchSocket() // the socket holds the end of it
+	}
 	if err == nil && pending == 0 {
 		if c.lingering {
 			err = net.ErrClosed // sent: now close
@@ -535,7 +599,7 @@ func (c *conn) closeNow() {
 // c.onClose once it has released it.
 func (c *conn) closeLocked() {
 	c.fdClosed = true
-	c.out, c.outOff = nil, 0
+	c.out, c.outOff, c.inSocket = nil, 0, 0
 	c.account()
 	if c.drainWait != nil {
 		close(c.drainWait)
@@ -553,7 +617,8 @@ func (c *conn) closeLocked() {
 // caller holds c.io. One timer per connection, made the first time its
 // output waits, and holding nothing of the output.
 func (c *conn) watchOut() {
-	d := min(slowCheck, stallTime)
+	d := min(c.every, slowCheck, stallTime)
+	c.every = min(2*c.every, slowCheck)
 	if c.watch == nil {
 		c.watch = time.AfterFunc(d, c.checkOut)
 	} else {
@@ -566,11 +631,27 @@ func (c *conn) watchOut() {
 // later.
 func (c *conn) checkOut() {
 	c.io.Lock()
-	if c.fdClosed || c.pendingOut() == 0 {
+	if c.fdClosed || !c.watching() {
 		c.io.Unlock()
 		return
 	}
 	now := time.Now().UnixNano()
+	if c.inSocket > 0 {
+		q := c.unsent()
+		if q < c.inSocket && c.pendingOut() == 0 { // the client read some
+			c.outSent += int64(c.inSocket - q)
+			c.progress = now
+		}
+		c.inSocket = q
+		if c.pendingOut() == 0 && q < socketWatch {
+			c.inSocket = 0 // read, or nearly: no longer watched
+		}
+		c.account()
+		if !c.watching() {
+			c.io.Unlock()
+			return
+		}
+	}
 	why := ""
 	switch {
 	case now-c.progress >= int64(stallTime):
@@ -583,7 +664,7 @@ func (c *conn) checkOut() {
 		c.io.Unlock()
 		return
 	}
-	pending := c.pendingOut()
+	pending := c.pendingOut() + c.inSocket
 	// Reset rather than close: what the kernel holds for the client is
 	// dropped too, and the client learns at once that its reply is cut.
 	_ = syscall.SetsockoptLinger(c.fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
@@ -593,20 +674,31 @@ func (c *conn) checkOut() {
 	c.t.cfg.Logger.Debug("connection cut", "remote", c.remote, "reason", why, "unsent", pending)
 }
 
-// slow reports whether c, holding output since outSince, has read it
-// slower than slowRate over at least slowCheck while the reply budget is
-// under pressure (more than half of it in use) and c holds more than its
-// share: half the budget divided among the connections holding output.
-// The caller holds c.io. A client cut so misses nothing: its poll's reply
-// never ended, so it polls again from the same cursor.
+// slow reports whether c, holding output since outSince (in the process
+// or in its socket), reads it too slowly: slower than minRate over at
+// least stallTime while it holds more than socketWatch, whatever else
+// goes on (no real client reads below 1 KiB/s); or slower than slowRate
+// over at least slowCheck while the reply budget is under pressure (more
+// than half of it in use, the sockets' share included) and c holds more
+// than its share, half the budget divided among the connections holding
+// output. The caller holds c.io. A client cut so misses nothing: its
+// poll's reply never ended, so it polls again from the same cursor.
 func (c *conn) slow(now int64) bool {
-	b := c.t.budget
 	elapsed := now - c.outSince
-	if b == nil || b.Limit() <= 0 || elapsed < int64(slowCheck) || c.outSent*int64(time.Second)/elapsed >= slowRate {
+	if elapsed <= 0 {
+		return false
+	}
+	rate := c.outSent * int64(time.Second) / elapsed
+	held := int64(c.pendingOut() + c.inSocket)
+	if elapsed >= int64(stallTime) && rate < minRate && held > socketWatch {
+		return true
+	}
+	b := c.t.budget
+	if b == nil || b.Limit() <= 0 || elapsed < int64(slowCheck) || rate >= slowRate {
 		return false
 	}
 	half := b.Limit() / 2
-	return b.Used() > half && int64(c.pendingOut()) > half/max(1, c.t.holding.Load())
+	return b.Used()+b.Socket() > half && held > half/max(1, c.t.holding.Load())
 }
 
 func (c *conn) armWriteDeadline(t int64) {

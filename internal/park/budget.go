@@ -11,8 +11,9 @@ import (
 // use past the limit is refused (Reserve); output already built is only
 // counted (Add). It is safe for concurrent use.
 type Budget struct {
-	used  atomic.Int64
-	limit int64
+	used   atomic.Int64
+	socket atomic.Int64
+	limit  int64
 }
 
 // NewBudget returns a Budget of limit bytes; 0 or less means no limit.
@@ -41,6 +42,15 @@ func (b *Budget) Add(n int) { b.used.Add(int64(n)) }
 
 // Used returns the bytes counted now.
 func (b *Budget) Used() int64 { return b.used.Load() }
+
+// AddSocket counts n bytes more (or fewer) of replies written to sockets
+// that their clients have not read yet: the kernel holds them, not the
+// process, so they never refuse a reply, but they weigh with Used when
+// a transport decides whether to cut slow readers.
+func (b *Budget) AddSocket(n int) { b.socket.Add(int64(n)) }
+
+// Socket returns the bytes counted by AddSocket now.
+func (b *Budget) Socket() int64 { return b.socket.Load() }
 
 // Limit returns the budget's limit in bytes; 0 means none.
 func (b *Budget) Limit() int64 { return b.limit }

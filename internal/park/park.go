@@ -102,6 +102,18 @@ func (w *Response) SetJSON(status int, body []byte) {
 	w.Body = append(w.Body, body...)
 }
 
+// SetJSONBody is SetJSON for a body the Response keeps as it is, with no
+// copy: the caller must not use body again.
+func (w *Response) SetJSONBody(status int, body []byte) {
+	w.json = true
+	w.WriteHeader(status)
+	if len(w.Body) == 0 {
+		w.Body = body
+		return
+	}
+	w.Body = append(w.Body, body...)
+}
+
 // Fields returns the header set so far, perhaps nil: unlike Header, it
 // makes no map.
 func (w *Response) Fields() http.Header { return w.hdr }
