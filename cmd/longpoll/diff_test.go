@@ -8,9 +8,9 @@ package main
 // set aside; and both must leave the same messages stored. Memory bounds
 // are read from the child's /proc/PID/status, never from this process.
 //
+// It runs with every go test of this package but under -short.
 // Environment:
 //
-//	LONGPOLL_DIFF=1        run the suite outside CI (it is skipped otherwise)
 //	LONGPOLL_DIFF_RUNS=N   repeat the body-limit cases N times (the 100-run proof)
 //	LONGPOLL_DIFF_SEED=N   seed of the random body sizes (logged otherwise)
 //	LONGPOLL_DIFF_SLOW=60s length of the slow readers' slow phase
@@ -39,8 +39,8 @@ import (
 // dense transport, which is being fixed (issue 28).
 func diffGate(t *testing.T) {
 	t.Helper()
-	if os.Getenv("LONGPOLL_DIFF") == "" && os.Getenv("CI") == "" {
-		t.Skip("the differential suite runs with LONGPOLL_DIFF=1 or in CI")
+	if testing.Short() {
+		t.Skip("the differential suite takes a minute or two: not with -short")
 	}
 }
 
