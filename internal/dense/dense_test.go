@@ -531,8 +531,7 @@ func TestReplyLargerThanTheSocketTakes(t *testing.T) {
 // TestClientThatDoesNotReadIsCut: a reply the client does not read at
 // all is dropped with its connection after stallTime.
 func TestClientThatDoesNotReadIsCut(t *testing.T) {
-	defer func(d time.Duration) { stallTime = d }(stallTime)
-	stallTime = 300 * time.Millisecond
+	setVar(t, &stallTime, 300*time.Millisecond)
 	f := start(t, Config{}, longpoll.WithMaxReplyBytes(bigReply))
 	askForBigReply(t, f)
 	conns := func() int {
