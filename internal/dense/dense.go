@@ -400,8 +400,7 @@ type conn struct {
 
 	// Under io.
 	fdClosed  bool
-	lingering bool // closing once out is sent
-	holding   bool // out is counted in t.holding
+	lingering bool // closing once its output is sent
 	// Under mu.
 	state      uint8
 	closeAfter bool   // the request being served asked to close after its reply
@@ -411,19 +410,7 @@ type conn struct {
 	reqs       uint32 // requests begun: a job's number tells if it is still current
 	headAt     int64  // when the head being read began (unix nanoseconds); 0: none
 
-	// Under io: output the socket has not taken yet, out[outOff:], and
-	// its watch (watchOut).
-	out           []byte
-	outOff        int
-	counted       int           // bytes of out counted in the reply budget
-	inSocket      int           // bytes the socket holds unsent, while watched
-	socketCounted int           // of which counted in the budget (Budget.AddSocket)
-	every         time.Duration // the watch's next interval
-	outSince      int64         // when output began to wait, in unix nanoseconds
-	outSent       int64         // bytes of it sent since
-	progress      int64         // when the client last took some
-	watch         *time.Timer
-	drainWait     chan struct{} // closed when output falls to stdWatermark, or c closes
+	o *outState // under io: output that waits for the client, once some has
 
 	writeDeadline int64        // under io: for net/http's writes, in unix nanoseconds; 0: none
 	deadline      atomic.Int64 // unix nanoseconds; 0: none
@@ -433,6 +420,24 @@ type conn struct {
 	held atomic.Bool // set under mu: buf is full, and the loop does not read c
 	poll park.Poll   // under mu: the parked poll, while waiting
 	std  *stdConn    // under mu: after the hand-over
+}
+
+// outState is what a connection keeps while output waits for its client,
+// in the process or in its socket: made the first time some waits (most
+// connections never need it), kept after. Under the connection's io lock.
+type outState struct {
+	buf           []byte // output the socket has not taken yet, buf[off:]
+	off           int
+	counted       int           // bytes of buf counted in the reply budget
+	inSocket      int           // bytes the socket holds unsent, while watched
+	socketCounted int           // of which counted in the budget (Budget.AddSocket)
+	holding       bool          // counted in the transport's holding
+	every         time.Duration // the watch's next interval
+	since         int64         // when output began to wait, in unix nanoseconds
+	sent          int64         // bytes of it sent since
+	progress      int64         // when the client last took some
+	watch         *time.Timer   // the watch (watchOut): one, holding nothing of buf
+	drainWait     chan struct{} // closed when output falls to stdWatermark, or c closes
 }
 
 // job is one request read on the loop, for a worker to serve; the

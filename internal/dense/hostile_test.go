@@ -71,7 +71,9 @@ func (c *conn) heldBytes() (in, out int) {
 	}
 	c.mu.Unlock()
 	c.io.Lock()
-	out = len(c.out)
+	if c.o != nil {
+		out = len(c.o.buf)
+	}
 	c.io.Unlock()
 	return in, out
 }

@@ -319,16 +319,19 @@ func (c *conn) writev(bufs [][]byte) (waiting bool, err error) {
 	}
 	if err == nil && len(bufs) > 0 {
 		first := c.pendingOut() == 0
+		if c.o == nil {
+			c.o = new(outState)
+		}
 		for _, b := range bufs {
-			c.out = append(c.out, b...)
+			c.o.buf = append(c.o.buf, b...)
 		}
 		c.account()
 		if first {
 			err = c.t.l.epollCtl(syscall.EPOLL_CTL_MOD, c, evRead|evWrite)
 			if err == nil && !watched {
 				now := time.Now().UnixNano()
-				c.outSince, c.outSent, c.progress = now, 0, now
-				c.every = slowCheck
+				c.o.since, c.o.sent, c.o.progress = now, 0, now
+				c.o.every = slowCheck
 				c.watchOut()
 			}
 			if err == nil {
@@ -351,7 +354,12 @@ func (c *conn) writev(bufs [][]byte) (waiting bool, err error) {
 
 // pendingOut returns how many bytes of output wait for the socket; the
 // caller holds c.io.
-func (c *conn) pendingOut() int { return len(c.out) - c.outOff }
+func (c *conn) pendingOut() int {
+	if c.o == nil {
+		return 0
+	}
+	return len(c.o.buf) - c.o.off
+}
 
 // socketWatch is the size from which a reply that went all into the
 // socket is still watched until its client has read it (watchSocket).
@@ -359,7 +367,7 @@ const socketWatch = 64 << 10
 
 // watching reports whether c's output is watched (watchOut); the caller
 // holds c.io.
-func (c *conn) watching() bool { return c.pendingOut() > 0 || c.inSocket > 0 }
+func (c *conn) watching() bool { return c.o != nil && (c.pendingOut() > 0 || c.o.inSocket > 0) }
 
 // unsent returns how many bytes the socket holds that its client has not
 // acknowledged (SIOCOUTQ); the caller holds c.io.
@@ -382,37 +390,43 @@ func (c *conn) watchSocket() {
 	if q < socketWatch {
 		return
 	}
+	if c.o == nil {
+		c.o = new(outState)
+	}
 	now := time.Now().UnixNano()
-	c.outSince, c.outSent, c.progress = now, 0, now
-	c.inSocket = q
+	c.o.since, c.o.sent, c.o.progress = now, 0, now
+	c.o.inSocket = q
 	c.account()
-	c.every = 50 * time.Millisecond
+	c.o.every = 50 * time.Millisecond
 	c.watchOut()
 }
 
 // account brings the reply budget and the transport's count of
-// connections holding output up to date with c.out; the caller holds
+// connections holding output up to date with c.o.buf; the caller holds
 // c.io. The budget counts the whole array in use, sent part included,
 // until it is let go or moved down.
 func (c *conn) account() {
-	n := len(c.out)
+	if c.o == nil {
+		return
+	}
+	n := len(c.o.buf)
 	if c.pendingOut() == 0 {
 		n = 0
 	}
-	if d := n - c.counted; d != 0 {
-		c.counted = n
+	if d := n - c.o.counted; d != 0 {
+		c.o.counted = n
 		if b := c.t.budget; b != nil {
 			b.Add(d)
 		}
 	}
-	if d := c.inSocket - c.socketCounted; d != 0 {
-		c.socketCounted = c.inSocket
+	if d := c.o.inSocket - c.o.socketCounted; d != 0 {
+		c.o.socketCounted = c.o.inSocket
 		if b := c.t.budget; b != nil {
 			b.AddSocket(d)
 		}
 	}
-	if has := n > 0 || c.inSocket > 0; has != c.holding {
-		c.holding = has
+	if has := n > 0 || c.o.inSocket > 0; has != c.o.holding {
+		c.o.holding = has
 		if has {
 			c.t.holding.Add(1)
 		} else {
@@ -464,33 +478,33 @@ func (c *conn) flush() {
 	if pending := c.pendingOut(); pending > 0 {
 		sentAny = true
 		var rest [][]byte
-		rest, err = writeAll(c.fd, [][]byte{c.out[c.outOff:]})
+		rest, err = writeAll(c.fd, [][]byte{c.o.buf[c.o.off:]})
 		sent := pending
 		if len(rest) > 0 {
 			sent -= len(rest[0])
 		}
 		if err == nil && sent > 0 { // progress: the client reads
-			c.outSent += int64(sent)
-			c.progress = time.Now().UnixNano()
-			c.outOff += sent
+			c.o.sent += int64(sent)
+			c.o.progress = time.Now().UnixNano()
+			c.o.off += sent
 			switch {
-			case c.outOff == len(c.out):
-				c.out, c.outOff = nil, 0
-			case c.outOff > len(c.out)/2: // move down what is left, once it is the smaller part
-				n := copy(c.out, c.out[c.outOff:])
-				c.out, c.outOff = c.out[:n], 0
+			case c.o.off == len(c.o.buf):
+				c.o.buf, c.o.off = nil, 0
+			case c.o.off > len(c.o.buf)/2: // move down what is left, once it is the smaller part
+				n := copy(c.o.buf, c.o.buf[c.o.off:])
+				c.o.buf, c.o.off = c.o.buf[:n], 0
 			}
 			c.account()
 		}
 	}
 	pending := c.pendingOut()
-	if c.drainWait != nil && pending <= stdWatermark {
-		close(c.drainWait)
-		c.drainWait = nil
+	if c.o != nil && c.o.drainWait != nil && pending <= stdWatermark {
+		close(c.o.drainWait)
+		c.o.drainWait = nil
 	}
 	drained := false
 	if err == nil && pending == 0 && sentAny {
-		c.inSocket = 0
+		c.o.inSocket = 0
 		c.watchSocket() // the socket holds the end of it
 	}
 	if err == nil && pending == 0 {
@@ -529,10 +543,10 @@ func (c *conn) waitOut(limit int) error {
 			c.io.Unlock()
 			return nil
 		}
-		if c.drainWait == nil {
-			c.drainWait = make(chan struct{})
+		if c.o.drainWait == nil {
+			c.o.drainWait = make(chan struct{})
 		}
-		ch := c.drainWait
+		ch := c.o.drainWait
 		c.io.Unlock()
 		<-ch
 	}
@@ -571,9 +585,9 @@ func (c *conn) closeConn() {
 	if c.pendingOut() > 0 {
 		c.lingering = true
 		time.AfterFunc(lingerTime, c.closeNow)
-		if c.drainWait != nil {
-			close(c.drainWait)
-			c.drainWait = nil
+		if c.o.drainWait != nil {
+			close(c.o.drainWait)
+			c.o.drainWait = nil
 		}
 		c.io.Unlock()
 		return
@@ -599,14 +613,16 @@ func (c *conn) closeNow() {
 // c.onClose once it has released it.
 func (c *conn) closeLocked() {
 	c.fdClosed = true
-	c.out, c.outOff, c.inSocket = nil, 0, 0
-	c.account()
-	if c.drainWait != nil {
-		close(c.drainWait)
-		c.drainWait = nil
-	}
-	if c.watch != nil {
-		c.watch.Stop()
+	if o := c.o; o != nil {
+		o.buf, o.off, o.inSocket = nil, 0, 0
+		c.account()
+		if o.drainWait != nil {
+			close(o.drainWait)
+			o.drainWait = nil
+		}
+		if o.watch != nil {
+			o.watch.Stop()
+		}
 	}
 	c.t.l.remove(c)
 	rawClose(c.fd)
@@ -617,12 +633,12 @@ func (c *conn) closeLocked() {
 // caller holds c.io. One timer per connection, made the first time its
 // output waits, and holding nothing of the output.
 func (c *conn) watchOut() {
-	d := min(c.every, slowCheck, stallTime)
-	c.every = min(2*c.every, slowCheck)
-	if c.watch == nil {
-		c.watch = time.AfterFunc(d, c.checkOut)
+	d := min(c.o.every, slowCheck, stallTime)
+	c.o.every = min(2*c.o.every, slowCheck)
+	if c.o.watch == nil {
+		c.o.watch = time.AfterFunc(d, c.checkOut)
 	} else {
-		c.watch.Reset(d)
+		c.o.watch.Reset(d)
 	}
 }
 
@@ -636,15 +652,15 @@ func (c *conn) checkOut() {
 		return
 	}
 	now := time.Now().UnixNano()
-	if c.inSocket > 0 {
+	if c.o.inSocket > 0 {
 		q := c.unsent()
-		if q < c.inSocket && c.pendingOut() == 0 { // the client read some
-			c.outSent += int64(c.inSocket - q)
-			c.progress = now
+		if q < c.o.inSocket && c.pendingOut() == 0 { // the client read some
+			c.o.sent += int64(c.o.inSocket - q)
+			c.o.progress = now
 		}
-		c.inSocket = q
+		c.o.inSocket = q
 		if c.pendingOut() == 0 && q < socketWatch {
-			c.inSocket = 0 // read, or nearly: no longer watched
+			c.o.inSocket = 0 // read, or nearly: no longer watched
 		}
 		c.account()
 		if !c.watching() {
@@ -654,7 +670,7 @@ func (c *conn) checkOut() {
 	}
 	why := ""
 	switch {
-	case now-c.progress >= int64(stallTime):
+	case now-c.o.progress >= int64(stallTime):
 		why = "the client reads none of its reply"
 	case c.slow(now):
 		why = "the client reads its reply too slowly while replies wait for memory"
@@ -664,7 +680,7 @@ func (c *conn) checkOut() {
 		c.io.Unlock()
 		return
 	}
-	pending := c.pendingOut() + c.inSocket
+	pending := c.pendingOut() + c.o.inSocket
 	// Reset rather than close: what the kernel holds for the client is
 	// dropped too, and the client learns at once that its reply is cut.
 	_ = syscall.SetsockoptLinger(c.fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})
@@ -684,12 +700,12 @@ func (c *conn) checkOut() {
 // output. The caller holds c.io. A client cut so misses nothing: its
 // poll's reply never ended, so it polls again from the same cursor.
 func (c *conn) slow(now int64) bool {
-	elapsed := now - c.outSince
+	elapsed := now - c.o.since
 	if elapsed <= 0 {
 		return false
 	}
-	rate := c.outSent * int64(time.Second) / elapsed
-	held := int64(c.pendingOut() + c.inSocket)
+	rate := c.o.sent * int64(time.Second) / elapsed
+	held := int64(c.pendingOut() + c.o.inSocket)
 	if elapsed >= int64(stallTime) && rate < minRate && held > socketWatch {
 		return true
 	}
