@@ -3,7 +3,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -15,57 +14,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
-	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// startServerVia starts longpoll serve as startServer does, but through
-// wrapper, a command that runs its arguments (a shell that sets the umask
-// first, say).
-func startServerVia(t *testing.T, wrapper []string, env []string, args ...string) *server {
-	t.Helper()
-	argv := slices.Concat(wrapper[1:], []string{binary, "serve", "--addr", "127.0.0.1:0", "--store", "memory"}, args)
-	cmd := exec.Command(wrapper[0], argv...)
-	cmd.Env = append(os.Environ(), env...)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd, exited: make(chan error, 1)}
-	go func() { s.exited <- cmd.Wait(); pw.Close() }()
-	addr := make(chan string, 1)
-	logDone := make(chan struct{})
-	go func() {
-		defer close(logDone)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			s.mu.Lock()
-			s.stderr.WriteString(line + "\n")
-			s.mu.Unlock()
-			if m := listenLine.FindStringSubmatch(line); m != nil {
-				addr <- m[1]
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-logDone
-	})
-	select {
-	case a := <-addr:
-		s.url = "http://" + a
-	case err := <-s.exited:
-		t.Fatalf("server exited at start: %v\n%s", err, s.logText())
-	case <-time.After(20 * time.Second):
-		t.Fatal("server did not start")
-	}
-	return s
-}
 
 func mustPublish(t *testing.T, base, body string) {
 	t.Helper()

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,7 +69,16 @@ var (
 
 func startServer(t *testing.T, env []string, args ...string) *server {
 	t.Helper()
-	cmd := exec.Command(binary, append([]string{"serve", "--addr", "127.0.0.1:0", "--store", "memory"}, args...)...)
+	return startServerVia(t, nil, env, args...)
+}
+
+// startServerVia starts longpoll serve as startServer does, but through
+// wrapper, a command that runs its arguments (a shell that sets the umask
+// first, say); with no wrapper, directly.
+func startServerVia(t *testing.T, wrapper []string, env []string, args ...string) *server {
+	t.Helper()
+	argv := slices.Concat(wrapper, []string{binary, "serve", "--addr", "127.0.0.1:0", "--store", "memory"}, args)
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), env...)
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
@@ -100,7 +110,7 @@ func startServer(t *testing.T, env []string, args ...string) *server {
 	case a := <-addr:
 		s.url = "http://" + a
 	case err := <-s.exited:
-		t.Fatalf("server exited at start: %v", err)
+		t.Fatalf("server exited at start: %v\n%s", err, s.logText())
 	case <-time.After(20 * time.Second):
 		t.Fatal("server did not start")
 	}
