@@ -11,6 +11,7 @@
 package headtime
 
 import (
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -69,6 +70,25 @@ func (c *Conn) applyLocked() error {
 		t = c.limit
 	}
 	return c.Conn.SetReadDeadline(t)
+}
+
+// CloseWrite shuts down the writing side of the connection when it can
+// (net/http does before it closes a connection whose request it refused,
+// so that the client reads the answer rather than a reset).
+func (c *Conn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// ReadFrom copies from r to the connection, with the wrapped connection's
+// own ReadFrom when it has one (sendfile, splice).
+func (c *Conn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
 // Unwrap returns the wrapped connection.
