@@ -573,11 +573,17 @@ func (c *conn) onData(data []byte) {
 const badHeadReply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n400 Bad Request"
 
 // badHead answers an unfinished head as net/http does, and closes the
-// connection; called with c.mu held, it releases it.
+// connection; called with c.mu held, it releases it. net/http reads a
+// connection's first head at once, but peeks at four bytes of a later
+// one first, and closes without a word when they do not come: so does
+// this.
 func (c *conn) badHead() {
 	c.state = closed
+	reply := c.reqs == 0 || len(c.buf) >= 4
 	c.mu.Unlock()
-	_, _ = c.writev([][]byte{[]byte(badHeadReply)})
+	if reply {
+		_, _ = c.writev([][]byte{[]byte(badHeadReply)})
+	}
 	c.closeConn()
 }
 

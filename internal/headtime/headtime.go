@@ -32,9 +32,24 @@ type Conn struct {
 // Wrap returns c with its next heads timed to d.
 func Wrap(c net.Conn, d time.Duration) *Conn { return &Conn{Conn: c, d: d} }
 
-// Read reads from the connection; the first byte read while idle starts
-// the head's time.
+// bufSize is the size of net/http's buffer of a connection's input: a
+// read for less, while idle, is a read for the rest of a head of which
+// the buffer holds the start already (net/http peeks at four bytes before
+// it reads a head).
+const bufSize = 4096
+
+// Read reads from the connection. While idle, the first byte read starts
+// the head's time, or the read itself when net/http holds the start of
+// the head already (bytes that came pipelined behind the last request).
 func (c *Conn) Read(b []byte) (int, error) {
+	if len(b) < bufSize {
+		c.mu.Lock()
+		if c.idle && c.limit.IsZero() {
+			c.limit = time.Now().Add(c.d)
+			c.applyLocked()
+		}
+		c.mu.Unlock()
+	}
 	n, err := c.Conn.Read(b)
 	if n > 0 {
 		c.mu.Lock()

@@ -83,14 +83,17 @@ func cutAfter(t *testing.T, addr string) (time.Duration, string) {
 }
 
 // TestNextHeadTimedFromItsFirstByte: with Conn, a pipelined head that
-// comes a byte at a time is cut within the header timeout of its first
-// new byte; without, net/http waits for four bytes first.
+// comes a byte at a time is cut at the header timeout from the end of the
+// reply ahead, when the connection could read it; without, net/http
+// waits for four bytes first.
 func TestNextHeadTimedFromItsFirstByte(t *testing.T) {
 	const d = time.Second
 	got, rest := cutAfter(t, serve(t, d, true))
-	if got > d+300*time.Millisecond+200*time.Millisecond {
-		t.Errorf("wrapped: cut after %v, want within %v of the first new byte (300 ms)", got, d)
+	if got < d || got > d+200*time.Millisecond {
+		t.Errorf("wrapped: cut after %v, want %v from the end of the reply ahead", got, d)
 	}
+	// Four bytes of the head came (one pipelined, then one every 300
+	// ms): net/http read a part of it, and answers 400.
 	if rest == "" {
 		t.Errorf("wrapped: no 400 before the cut")
 	}
