@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/internal/testrun"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -198,7 +199,7 @@ func TestDamagedRecords(t *testing.T) {
 			_, err := msgs.CreateBucket([]byte("v"))
 			return err
 		})
-		var logs syncBuffer
+		var logs testrun.Buffer
 		b := openDir(t, dir, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 		wantPage(t, mustRead(t, b, "t", longpoll.Position{}, 100),
 			&longpoll.Gap{Topic: "t", Reason: longpoll.GapCorrupt, Missed: 10}, 1, 0, 10)
@@ -248,7 +249,7 @@ func TestDamagedRecords(t *testing.T) {
 			raw[9] ^= 0x40 // the head
 			return tx.Bucket(bucketTopics).Put([]byte("t"), raw)
 		})
-		var logs syncBuffer
+		var logs testrun.Buffer
 		b := openDir(t, dir, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))), WithReclaimInterval(time.Hour))
 		ctx := t.Context()
 		_, rerr := b.Read(ctx, "t", longpoll.Position{}, 100)
@@ -315,7 +316,7 @@ func TestDamagedMessageExpiry(t *testing.T) {
 // read recovers and skips the messages it cannot reach as a corrupt gap.
 func TestReadRecoversPanic(t *testing.T) {
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs testrun.Buffer
 	b := openDir(t, dir, WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	// About three messages a page: the damaged one holds a few.
 	pubs := make([]longpoll.Publication, 60)

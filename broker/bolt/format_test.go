@@ -7,11 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/internal/testrun"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -61,7 +61,7 @@ func TestOpenFormat1(t *testing.T) {
 		t.Fatal(err)
 	}
 	clock := func() time.Time { return format1Start.Add(time.Hour) }
-	var logs syncBuffer
+	var logs testrun.Buffer
 	open := func() *Broker {
 		b, err := Open(dir, WithClock(clock), WithMaxMessages(5), WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 		if err != nil {
@@ -177,28 +177,4 @@ func rawRecordLen(t *testing.T, b *Broker, topic string) int {
 		t.Fatal(err)
 	}
 	return n
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }

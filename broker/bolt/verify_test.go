@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/internal/testrun"
 	bbolt "go.etcd.io/bbolt"
 )
 
@@ -252,7 +253,7 @@ func TestCreateLeavesNothing(t *testing.T) {
 func TestUncleanStopChecksInFull(t *testing.T) {
 	const fullCheck = "checking it in full"
 	dir := t.TempDir()
-	var logs syncBuffer
+	var logs testrun.Buffer
 	logger := WithLogger(slog.New(slog.NewTextHandler(&logs, nil)))
 	b := openDir(t, dir, logger)
 	if strings.Contains(logs.String(), fullCheck) {

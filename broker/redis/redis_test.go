@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/brokertest"
 	"github.com/longpoll/longpoll/broker/redis/redistest"
+	"github.com/longpoll/longpoll/internal/testrun"
 )
 
 func TestMain(m *testing.M) {
@@ -333,7 +333,7 @@ func TestDamagedLogIsReset(t *testing.T) {
 // from the retained messages, so a retried publish is still a duplicate.
 func TestLostIDIndexIsRebuilt(t *testing.T) {
 	srv := redistest.Start(t)
-	var logs syncBuffer
+	var logs testrun.Buffer
 	b := open(t, srv.URL(), WithPrefix(uniquePrefix()), WithMaxMessages(4),
 		WithLogger(slog.New(slog.NewTextHandler(&logs, nil))))
 	idPub := func(id, data string) longpoll.Publication {
@@ -378,30 +378,6 @@ func TestLostIDIndexIsRebuilt(t *testing.T) {
 	if r := appendOK(t, b, idPub("a", "7"))[0]; r.Duplicate {
 		t.Fatalf("the id of a dropped message: %+v, want a new message", r)
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger and a test to share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-func (s *syncBuffer) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.Reset()
 }
 
 // fakeClock is a settable clock for WithClock.

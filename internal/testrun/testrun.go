@@ -1,13 +1,16 @@
 // Package testrun is a TestMain that runs its package's tests once more
 // in a child process under other settings (another transport, one
-// processor), so that every test holds under each.
+// processor), so that every test holds under each; and what tests of
+// several packages share (Buffer).
 package testrun
 
 import (
+	"bytes"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
+	"sync"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -67,4 +70,31 @@ func run(p Pass) error {
 		return fmt.Errorf("%s: %w", p.What, err)
 	}
 	return nil
+}
+
+// Buffer is a bytes.Buffer safe for a logger and a test to share.
+type Buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+// Write appends p.
+func (s *Buffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+// String returns what was written since the last Reset.
+func (s *Buffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// Reset empties the buffer.
+func (s *Buffer) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.Reset()
 }
