@@ -297,7 +297,7 @@ func (c *collector) collect(ctx context.Context, b Broker) error {
 		pages, taken = make([]Page, 0, n), make([]int, 0, n)
 	}
 	for i, t := range c.topics {
-		p, err := b.Read(ctx, t, c.pos[i], c.limit)
+		p, err := c.read(ctx, b, t, c.pos[i])
 		if err != nil {
 			return err
 		}
@@ -380,6 +380,46 @@ func messageSize(m *Message) int {
 		n += 6*len(m.ID) + 2 // every byte escaped, at worst
 	}
 	return n
+}
+
+// readChunk is how many messages a poll reads of a topic at first when
+// its reply is bounded in bytes (maxBytes): the default limit, so that a
+// default poll reads each topic once.
+const readChunk = DefaultPollLimit
+
+// read reads topic from pos, up to c.limit messages. With maxBytes, it
+// reads readChunk messages first, and more only while those read are
+// under maxBytes, as many as their average size says may still fit: a
+// poll of 1000 large messages, of which the reply takes a few, does not
+// read them all (a disk store copies each message it reads).
+func (c *collector) read(ctx context.Context, b Broker, topic string, pos Position) (Page, error) {
+	if c.maxBytes <= 0 || c.limit <= readChunk {
+		return b.Read(ctx, topic, pos, c.limit)
+	}
+	asked := readChunk
+	p, err := b.Read(ctx, topic, pos, asked)
+	for err == nil && len(p.Messages) == asked && len(p.Messages) < c.limit {
+		size := 0
+		for k := range p.Messages {
+			size += messageSize(&p.Messages[k])
+		}
+		if size >= c.maxBytes {
+			break
+		}
+		avg := max(size/len(p.Messages), 1)
+		asked = min(c.limit-len(p.Messages), (c.maxBytes-size)/avg+1)
+		last := p.Messages[len(p.Messages)-1]
+		var more Page
+		more, err = b.Read(ctx, topic, Position{Epoch: p.Next.Epoch, Seq: last.Seq}, asked)
+		if err != nil || more.Gap != nil || len(more.Messages) == 0 {
+			// A gap past what was read (retention, a reset) is the next
+			// poll's to report.
+			break
+		}
+		p.Messages = append(p.Messages, more.Messages...)
+		p.Next = more.Next
+	}
+	return p, err
 }
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
