@@ -64,7 +64,7 @@ type Snapshot struct {
 	// snapshots excluded; Delivered, messages sent in poll replies.
 	Published uint64 `json:"published"`
 	Delivered uint64 `json:"delivered"`
-	// Gaps counts gaps reported to clients, by reason: expired, reset.
+	// Gaps counts gaps reported to clients, by reason: expired, reset, corrupt.
 	Gaps map[string]uint64 `json:"gaps"`
 	// BrokerErrors counts failed broker calls by operation.
 	BrokerErrors map[string]uint64 `json:"broker_errors"`

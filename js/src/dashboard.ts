@@ -52,7 +52,7 @@ const cards: Card[] = [
   { id: "pub", title: "Published", unit: "/s", sub: (s) => `${fmt(s.published)} messages in all`, digits: 1 },
   { id: "del", title: "Delivered", unit: "/s", sub: (s) => `${fmt(s.delivered)} messages in all`, digits: 1 },
   { id: "polls", title: "Polls ended", unit: "/s", sub: (s) => `timeout ${fmt(s.polls?.timeout ?? 0)} · cancelled ${fmt(s.polls?.cancelled ?? 0)} · shutdown ${fmt(s.polls?.shutdown ?? 0)}`, digits: 1 },
-  { id: "gaps", title: "Gaps", unit: "/s", sub: (s) => `expired ${fmt(s.gaps?.expired ?? 0)} · reset ${fmt(s.gaps?.reset ?? 0)} in all`, alert: (p) => (p.gaps ?? 0) > 0, digits: 1 },
+  { id: "gaps", title: "Gaps", unit: "/s", sub: (s) => `expired ${fmt(s.gaps?.expired ?? 0)} · reset ${fmt(s.gaps?.reset ?? 0)} · corrupt ${fmt(s.gaps?.corrupt ?? 0)} in all`, alert: (p) => (p.gaps ?? 0) > 0, digits: 1 },
   { id: "errors", title: "Errors", unit: "/s", sub: (s) => `polls ${fmt(s.polls?.error ?? 0)} · broker ${Object.entries(s.broker_errors ?? {}).map(([k, v]) => `${k} ${fmt(v)}`).join(" ")}`, alert: (p) => (p.errors ?? 0) > 0, digits: 1 },
 ];
 
