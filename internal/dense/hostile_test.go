@@ -188,8 +188,11 @@ func TestPipelineWithoutReadingHoldsOneReply(t *testing.T) {
 	if maxOut := longpoll.DefaultMaxReplyBytes + 4<<10; out > maxOut {
 		t.Errorf("output held: %d bytes, want at most one reply, %d", out, maxOut)
 	}
-	if used := f.srv.ReplyBytesPending(); used > int64(out)+4<<10 || used < int64(out) {
-		t.Errorf("reply budget counts %d bytes, with %d waiting", used, out)
+	// The budget counts what waits, and at most one more reply, built
+	// for the next request once the socket took some (the kernel's
+	// buffers may grow meanwhile).
+	if used, most := f.srv.ReplyBytesPending(), int64(2*(longpoll.DefaultMaxReplyBytes+4<<10)); used > most || used <= 0 {
+		t.Errorf("reply budget counts %d bytes, with %d waiting; want between 1 and %d", used, out, most)
 	}
 }
 

@@ -505,6 +505,7 @@ func (c *conn) flush() {
 	drained := false
 	if err == nil && pending == 0 && sentAny {
 		c.o.inSocket = 0
+		c.account()
 		c.watchSocket() // the socket holds the end of it
 	}
 	if err == nil && pending == 0 {
