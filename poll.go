@@ -225,6 +225,9 @@ type collector struct {
 	maxBytes int
 	out      []Message
 	gaps     []Gap
+	// size is at least the bytes of the reply body of out (replySize),
+	// as the last collect found it.
+	size int
 }
 
 // isKnown reports whether topic i's position is set.
@@ -309,7 +312,7 @@ func (c *collector) collect(ctx context.Context, b Broker) error {
 	if total > 0 {
 		c.out = make([]Message, 0, min(total, c.limit))
 	}
-	size := c.fixedSize()
+	c.size = c.fixedSize()
 	for len(c.out) < c.limit {
 		best := -1
 		for i := range pages {
@@ -324,13 +327,11 @@ func (c *collector) collect(ctx context.Context, b Broker) error {
 		if best < 0 {
 			break
 		}
-		if c.maxBytes > 0 {
-			n := messageSize(&pages[best].Messages[taken[best]])
-			if size+n > c.maxBytes && len(c.out) > 0 {
-				break // the rest is for the next poll, which returns at once
-			}
-			size += n
+		n := messageSize(&pages[best].Messages[taken[best]])
+		if c.maxBytes > 0 && c.size+n > c.maxBytes && len(c.out) > 0 {
+			break // the rest is for the next poll, which returns at once
 		}
+		c.size += n
 		c.out = append(c.out, pages[best].Messages[taken[best]])
 		taken[best]++
 	}
@@ -398,10 +399,10 @@ func (c *collector) read(ctx context.Context, b Broker, topic string, pos Positi
 	}
 	asked := readChunk
 	p, err := b.Read(ctx, topic, pos, asked)
-	for err == nil && len(p.Messages) == asked && len(p.Messages) < c.limit {
-		size := 0
-		for k := range p.Messages {
-			size += messageSize(&p.Messages[k])
+	size, sized := 0, 0 // the bytes of p.Messages[:sized]
+	for err == nil && len(p.Messages) == sized+asked && len(p.Messages) < c.limit {
+		for ; sized < len(p.Messages); sized++ {
+			size += messageSize(&p.Messages[sized])
 		}
 		if size >= c.maxBytes {
 			break
@@ -427,13 +428,13 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b 
 // errRepliesFull answers a poll whose reply the reply budget cannot take.
 var errRepliesFull = &Error{Code: CodeOverloaded, Message: "too many reply bytes wait for slow clients; retry later"}
 
-// replySize returns at least the bytes of c's reply body.
+// replySize returns at least the bytes of c's reply body, as its last
+// collect counted them.
 func (c *collector) replySize() int {
-	n := c.fixedSize()
-	for i := range c.out {
-		n += messageSize(&c.out[i])
+	if c.size == 0 { // not collected: no messages
+		return c.fixedSize()
 	}
-	return n
+	return c.size
 }
 
 // ownBuffer is the reply size from which a reply gets a buffer of its

@@ -431,7 +431,6 @@ type outState struct {
 	counted       int           // bytes of buf counted in the reply budget
 	inSocket      int           // bytes the socket holds unsent, while watched
 	socketCounted int           // of which counted in the budget (Budget.AddSocket)
-	holding       bool          // counted in the transport's holding
 	every         time.Duration // the watch's next interval
 	since         int64         // when output began to wait, in unix nanoseconds
 	sent          int64         // bytes of it sent since

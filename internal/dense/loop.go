@@ -334,10 +334,8 @@ func (c *conn) writev(bufs [][]byte) (waiting bool, err error) {
 				c.o.every = slowCheck
 				c.watchOut()
 			}
-			if err == nil {
-				if c.writeDeadline != 0 {
-					c.armWriteDeadline(c.writeDeadline)
-				}
+			if err == nil && c.writeDeadline != 0 {
+				c.armWriteDeadline(c.writeDeadline)
 			}
 		}
 	}
@@ -384,10 +382,15 @@ func (c *conn) unsent() int {
 // leaves it there, where the process does not hold it but the machine
 // does. What the socket holds is counted (Budget.AddSocket) and looked at
 // again soon, then less often, until the client has read it or is cut
-// as slow (checkOut); the caller holds c.io.
+// as slow (checkOut). Below socketWatch, what was counted is let go. The
+// caller holds c.io.
 func (c *conn) watchSocket() {
 	q := c.unsent()
 	if q < socketWatch {
+		if c.o != nil && c.o.inSocket > 0 {
+			c.o.inSocket = 0
+			c.account()
+		}
 		return
 	}
 	if c.o == nil {
@@ -409,6 +412,7 @@ func (c *conn) account() {
 	if c.o == nil {
 		return
 	}
+	was := c.o.counted > 0 || c.o.socketCounted > 0 // counted in t.holding
 	n := len(c.o.buf)
 	if c.pendingOut() == 0 {
 		n = 0
@@ -425,8 +429,7 @@ func (c *conn) account() {
 			b.AddSocket(d)
 		}
 	}
-	if has := n > 0 || c.o.inSocket > 0; has != c.o.holding {
-		c.o.holding = has
+	if has := n > 0 || c.o.inSocket > 0; has != was {
 		if has {
 			c.t.holding.Add(1)
 		} else {
@@ -504,8 +507,6 @@ func (c *conn) flush() {
 	}
 	drained := false
 	if err == nil && pending == 0 && sentAny {
-		c.o.inSocket = 0
-		c.account()
 		c.watchSocket() // the socket holds the end of it
 	}
 	if err == nil && pending == 0 {
@@ -691,7 +692,7 @@ func (c *conn) checkOut() {
 	c.t.cfg.Logger.Debug("connection cut", "remote", c.remote, "reason", why, "unsent", pending)
 }
 
-// slow reports whether c, holding output since outSince (in the process
+// slow reports whether c, holding output since c.o.since (in the process
 // or in its socket), reads it too slowly: slower than minRate over at
 // least stallTime while it holds more than socketWatch, whatever else
 // goes on (no real client reads below 1 KiB/s); or slower than slowRate
