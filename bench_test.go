@@ -12,7 +12,6 @@ import (
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
-	"github.com/longpoll/longpoll/internal/park"
 )
 
 // wakeBench returns a server over a memory store and the head cursor of
@@ -123,7 +122,7 @@ func BenchmarkParkedPublishWake(b *testing.B) {
 			sink := &countSink{done: make(chan []byte, n)}
 			repoll := func(cur string) {
 				for range n {
-					if p := park.Serve(srv, httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=50&cursor="+cur, nil), sink); p == nil {
+					if p := srv.Transport().ServePoll(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=50&cursor="+cur, nil), sink); p == nil {
 						b.Fatal("not parked")
 					}
 				}

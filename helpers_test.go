@@ -16,7 +16,7 @@ import (
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
-	"github.com/longpoll/longpoll/internal/dense"
+	"github.com/longpoll/longpoll/internal/eventloop"
 )
 
 // env is a server on a real loopback socket over a memory broker.
@@ -67,7 +67,7 @@ func serveTest(t *testing.T, srv *longpoll.Server) (string, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dt := dense.New(dense.Config{Poll: srv, Std: &http.Server{Handler: srv}, Inline: kind == "inline"})
+	dt := eventloop.New(eventloop.Config{Server: srv.Transport(), Std: &http.Server{Handler: srv}, Inline: kind == "inline"})
 	done := make(chan error, 1)
 	go func() { done <- dt.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() {

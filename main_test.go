@@ -4,7 +4,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/longpoll/longpoll/internal/dense"
+	"github.com/longpoll/longpoll/internal/eventloop"
 	"github.com/longpoll/longpoll/internal/testrun"
 )
 
@@ -13,7 +13,7 @@ import (
 // once serving on the loop with one processor, so that every end-to-end
 // test holds for each way of serving.
 func TestMain(m *testing.M) {
-	testrun.Main(m, dense.Supported && os.Getenv(envTransport) == "",
+	testrun.Main(m, eventloop.Supported && os.Getenv(envTransport) == "",
 		testrun.Pass{What: "over the dense transport", Env: []string{envTransport + "=dense"}},
 		testrun.Pass{What: "over the dense transport serving on its loop", Env: []string{envTransport + "=inline", "GOMAXPROCS=1"}})
 }

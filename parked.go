@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/internal/hub"
-	"github.com/longpoll/longpoll/internal/park"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // Parked polls: an event-loop transport (internal/dense) hands a poll
@@ -39,37 +39,35 @@ const (
 	stDone
 )
 
-func init() {
-	park.Serve = func(h http.Handler, w http.ResponseWriter, r *http.Request, sink park.Sink) park.Poll {
-		s, ok := h.(*Server)
-		if !ok {
-			h.ServeHTTP(w, r)
-			return nil
-		}
-		if p := s.serve(w, r, sink); p != nil {
-			return p
-		}
-		return nil // not a nil *parked in a non-nil interface
-	}
-	park.ReplyBudget = func(h http.Handler) *park.Budget {
-		if s, ok := h.(*Server); ok {
-			return s.budget
-		}
-		return nil
-	}
-	park.Pause = func(h http.Handler) {
-		if s, ok := h.(*Server); ok {
-			s.fanout.wait()
-		}
-	}
-	// Without an Authenticator, the server reads a poll's X-Request-Id,
-	// and Origin, Access-Control-Request-Method and X-Forwarded-For, none
-	// of which a bare poll carries.
-	park.Bare = func(h http.Handler) bool {
-		s, ok := h.(*Server)
-		return ok && s.cfg.auth == nil
-	}
+// Transport returns the server as longpoll's own transports see it: the
+// event loop parks polls on it, sends it what it reads under /v1/, and
+// counts its connections' waiting output in its reply budget. It is for
+// the transports in this module; wrapping the server in a handler hides
+// none of this from them.
+func (s *Server) Transport() transport.Server { return (*parkServer)(s) }
+
+// parkServer is the server as a transport.Server.
+type parkServer Server
+
+func (ps *parkServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*Server)(ps).ServeHTTP(w, r)
 }
+
+func (ps *parkServer) ServePoll(w http.ResponseWriter, r *http.Request, sink transport.Sink) transport.Poll {
+	if p := (*Server)(ps).serve(w, r, sink); p != nil {
+		return p
+	}
+	return nil // not a nil *parked in a non-nil interface
+}
+
+// Bare: without an Authenticator, the server reads a poll's
+// X-Request-Id, and Origin, Access-Control-Request-Method and
+// X-Forwarded-For, none of which a bare poll carries.
+func (ps *parkServer) Bare() bool { return ps.cfg.auth == nil }
+
+func (ps *parkServer) Pause() { ps.fanout.wait() }
+
+func (ps *parkServer) Budget() *transport.Budget { return ps.budget }
 
 // parked is one parked poll. Its fields are ordered to keep it small:
 // every held poll has one.
@@ -82,7 +80,7 @@ type parked struct {
 	expires bool
 	inWheel bool // under home's lock
 	unsent  bool // its client was gone when its reply was due (send)
-	sink    park.Sink
+	sink    transport.Sink
 	w       hub.Waiter // its registration, kept here to save an allocation
 	// What the reply depends on, updated by whoever holds the claim.
 	topics []string
@@ -132,7 +130,7 @@ func (s *Server) accessLog(rid string, l *parkLog, status int, n int64, d time.D
 
 // pollParked runs a poll up to the point where it would wait, and parks
 // it there. It returns nil and the outcome when the reply went to w.
-func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal, sink park.Sink, start time.Time, client string) (*parked, PollOutcome) {
+func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal, sink transport.Sink, start time.Time, client string) (*parked, PollOutcome) {
 	ctx := r.Context()
 	d, expires := holdFor(req, pr)
 	// Strings parsed from the request point into its head: a parked poll
@@ -227,12 +225,12 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 
 // replyFields returns the header a parked poll's reply has so far,
 // without making a map for it, and whether its X-Request-Id line is
-// still to be written (the server set it on the park.Response itself).
+// still to be written (the server set it on the transport.Response itself).
 func replyFields(w http.ResponseWriter) (http.Header, bool) {
 	if rec, ok := w.(*recorder); ok {
 		w = rec.ResponseWriter
 	}
-	if pw, ok := w.(*park.Response); ok {
+	if pw, ok := w.(*transport.Response); ok {
 		return pw.Fields(), pw.RequestID != ""
 	}
 	return w.Header(), false
@@ -240,11 +238,11 @@ func replyFields(w http.ResponseWriter) (http.Header, bool) {
 
 // parkResponse returns the transport's own response writer under w, or
 // nil when w is net/http's.
-func parkResponse(w http.ResponseWriter) *park.Response {
+func parkResponse(w http.ResponseWriter) *transport.Response {
 	if rec, ok := w.(*recorder); ok {
 		w = rec.ResponseWriter
 	}
-	pw, _ := w.(*park.Response)
+	pw, _ := w.(*transport.Response)
 	return pw
 }
 
@@ -287,7 +285,7 @@ func (p *parked) Claim() bool {
 	}
 }
 
-// Cancel implements park.Poll.
+// Cancel implements transport.Poll.
 func (p *parked) Cancel() {
 	p.gone.Store(true)
 	if p.state.CompareAndSwap(stHeld, stClaimed) {
@@ -295,7 +293,7 @@ func (p *parked) Cancel() {
 	}
 }
 
-// Release implements park.Poll.
+// Release implements transport.Poll.
 func (p *parked) Release() {
 	if p.state.CompareAndSwap(stHeld, stClaimed) {
 		p.replyOwn(true, 0, OutcomeTimeout)
@@ -328,7 +326,7 @@ func (p *parked) replyOwn(timedOut bool, retry time.Duration, outcome PollOutcom
 
 // fail answers a claimed poll with an error.
 func (p *parked) fail(err error) {
-	var w park.Response
+	var w transport.Response
 	p.s.writeError(&w, p.requestID(), err)
 	p.end(OutcomeError, w.Status, w.Header(), w.Body)
 }
@@ -350,9 +348,9 @@ func (p *parked) send(status int, hdr http.Header, body []byte, now time.Time) {
 	hp := bufPool.Get().(*[]byte)
 	var head []byte
 	if hdr == nil {
-		head = park.AppendJSONHead((*hp)[:0], status, p.extra, len(body), false, now)
+		head = transport.AppendJSONHead((*hp)[:0], status, p.extra, len(body), false, now)
 	} else {
-		head = park.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false, now)
+		head = transport.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false, now)
 	}
 	p.sink.Finish(head, body, now)
 	*hp = head
@@ -449,7 +447,7 @@ func (p *parked) brokerFailed(err error) {
 // deliver is the hub's DeliverFunc: it answers the claimed polls off the
 // publisher's goroutine, so a publish never waits for its fan-out.
 func (s *Server) deliver(batch []hub.Parked) {
-	if r, ok := batch[0].(*parked).sink.(park.Runner); ok {
+	if r, ok := batch[0].(*parked).sink.(transport.Runner); ok {
 		r.Run(func() { s.deliverBatch(batch) })
 		return
 	}

@@ -17,7 +17,7 @@ import (
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/broker/memory"
-	"github.com/longpoll/longpoll/internal/park"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // sink records the replies of parked polls.
@@ -66,13 +66,13 @@ func (s *sink) none(t *testing.T) {
 
 // parkPoll serves a poll through the parked path; the returned poll is
 // nil when it was answered at once (into rec).
-func parkPoll(srv *longpoll.Server, query string, hdr http.Header, s *sink) (park.Poll, *httptest.ResponseRecorder) {
+func parkPoll(srv *longpoll.Server, query string, hdr http.Header, s *sink) (transport.Poll, *httptest.ResponseRecorder) {
 	req := httptest.NewRequest("GET", "/v1/poll?"+query, nil)
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
 	rec := httptest.NewRecorder()
-	return park.Serve(srv, rec, req, s), rec
+	return srv.Transport().ServePoll(rec, req, s), rec
 }
 
 func TestParkedPollTimesOutOnTheWheel(t *testing.T) {
@@ -254,7 +254,7 @@ func TestWokenPollsAreAnsweredOnTheSinksRunner(t *testing.T) {
 			t.Fatalf("answered at once: %s", rec.Body)
 		}
 		req := httptest.NewRequest("GET", "/v1/poll?topic=b&timeout=30", nil)
-		if p := park.Serve(srv, httptest.NewRecorder(), req, s); p == nil {
+		if p := srv.Transport().ServePoll(httptest.NewRecorder(), req, s); p == nil {
 			t.Fatal("answered at once")
 		}
 		// A sink that runs nothing gets its reply from a goroutine of the
@@ -299,7 +299,7 @@ func TestAGroupsRepliesGoOutBeforeItsBookkeeping(t *testing.T) {
 		s := &countingSink{srv: srv, topic: "o", seen: make(chan int, 8)}
 		for range 3 {
 			req := httptest.NewRequest("GET", "/v1/poll?topic=o&timeout=30", nil)
-			if p := park.Serve(srv, httptest.NewRecorder(), req, s); p == nil {
+			if p := srv.Transport().ServePoll(httptest.NewRecorder(), req, s); p == nil {
 				t.Fatal("answered at once")
 			}
 		}

@@ -10,13 +10,13 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/internal/cursor"
-	"github.com/longpoll/longpoll/internal/park"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // servePoll serves a poll. With a sink (an event-loop transport), a poll
 // that must wait is parked and returned instead of held by this goroutine;
 // nil means the reply is written to w.
-func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, pr *Principal, sink park.Sink) *parked {
+func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, pr *Principal, sink transport.Sink) *parked {
 	var (
 		req *pollRequest
 		e   *Error

@@ -17,8 +17,8 @@ import (
 
 	"github.com/longpoll/longpoll/internal/hub"
 	"github.com/longpoll/longpoll/internal/limit"
-	"github.com/longpoll/longpoll/internal/park"
 	"github.com/longpoll/longpoll/internal/sysx"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // Server is the long-polling server: an http.Handler that serves protocol
@@ -29,7 +29,7 @@ type Server struct {
 	wheel  wheel // deadlines of parked polls
 	fanout gate  // held while a large fan-out is written
 	limit  *limit.Limiter
-	budget *park.Budget // reply bytes not yet taken by clients
+	budget *transport.Budget // reply bytes not yet taken by clients
 	cfg    config
 	log    *slog.Logger
 	m      Metrics
@@ -78,7 +78,7 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		m:      cfg.metrics,
 		done:   make(chan struct{}),
 		idle:   make(chan struct{}),
-		budget: park.NewBudget(cfg.maxReplyMemory),
+		budget: transport.NewBudget(cfg.maxReplyMemory),
 	}
 	s.hub = hub.New(func(topic string) func() { return b.Watch(topic, s.hub.Wake) })
 	s.hub.SetDeliver(s.deliver)
@@ -122,12 +122,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.serve(w, 
 // serve is ServeHTTP; with a sink (an event-loop transport) a poll that
 // must wait is parked and returned instead, and its access-log line is
 // written when it ends.
-func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink park.Sink) *parked {
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink transport.Sink) *parked {
 	if sink != nil { // a poll on the event loop waits for a fan-out to be written
 		s.fanout.wait()
 	}
 	rid := requestID(r)
-	if pw, ok := w.(*park.Response); ok {
+	if pw, ok := w.(*transport.Response); ok {
 		pw.RequestID = rid // no header map for it
 	} else {
 		w.Header().Set("X-Request-Id", rid)
@@ -150,7 +150,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink park.Sink) *
 	return p
 }
 
-func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink park.Sink) *parked {
+func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink transport.Sink) *parked {
 	p := r.URL.Path
 	if strings.HasPrefix(p, "/v1/") {
 		if s.cors(w, r) {
@@ -439,7 +439,7 @@ func (s *Server) brokerError(w http.ResponseWriter, r *http.Request, rid, op str
 }
 
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	if pw, ok := w.(*park.Response); ok && pw.Fields() == nil {
+	if pw, ok := w.(*transport.Response); ok && pw.Fields() == nil {
 		pw.SetJSON(status, body) // no header map
 		return
 	}

@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/longpoll/longpoll/internal/park"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // TestWriteJSONWithoutAMap holds writeJSON's header-map-free path for an
@@ -17,7 +17,7 @@ func TestWriteJSONWithoutAMap(t *testing.T) {
 	rec := httptest.NewRecorder()
 	writeJSON(rec, http.StatusOK, body)
 
-	var w park.Response
+	var w transport.Response
 	writeJSON(&w, http.StatusOK, body)
 	if w.Fields() != nil {
 		t.Fatalf("a header map was made: %v", w.Fields())
@@ -28,7 +28,7 @@ func TestWriteJSONWithoutAMap(t *testing.T) {
 	}
 	resp.Header.Del("Date")
 	if resp.StatusCode != rec.Code || !bytes.Equal(w.Body, rec.Body.Bytes()) || len(resp.Header) != len(rec.Header()) {
-		t.Fatalf("park.Response: %d %v %q; net/http's writer: %d %v %q", resp.StatusCode, resp.Header, w.Body, rec.Code, rec.Header(), rec.Body)
+		t.Fatalf("transport.Response: %d %v %q; net/http's writer: %d %v %q", resp.StatusCode, resp.Header, w.Body, rec.Code, rec.Header(), rec.Body)
 	}
 	for k, v := range rec.Header() {
 		if got := resp.Header[k]; len(got) != 1 || got[0] != v[0] {

@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
-	"github.com/longpoll/longpoll/internal/dense"
+	"github.com/longpoll/longpoll/internal/eventloop"
 	"github.com/longpoll/longpoll/internal/headtime"
 	"github.com/longpoll/longpoll/internal/stats"
 	"github.com/longpoll/longpoll/internal/sysx"
@@ -119,7 +119,7 @@ func (c *serveConfig) check() error {
 	switch c.transport {
 	case "std":
 	case "dense":
-		if !dense.Supported {
+		if !eventloop.Supported {
 			errs = append(errs, "--transport dense needs Linux; use --transport std")
 		}
 	default:
@@ -313,13 +313,13 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 
 	// The dense transport serves cleartext HTTP/1.1 polls on its event
 	// loop and hands everything else to hs; TLS is always net/http's.
-	var dt *dense.Transport
+	var dt *eventloop.Transport
 	transport := "std"
 	if c.transport == "dense" && hs.TLSConfig == nil {
 		transport = "dense"
 		// On the memory store nothing a poll or a publish does waits on
 		// I/O, so the loop serves them itself.
-		dt = dense.New(dense.Config{Poll: srv, Std: hs, ReadHeaderTimeout: c.readHeaderTime, IdleTimeout: hs.IdleTimeout,
+		dt = eventloop.New(eventloop.Config{Server: srv.Transport(), Std: hs, ReadHeaderTimeout: c.readHeaderTime, IdleTimeout: hs.IdleTimeout,
 			Logger: log, Inline: c.store == "memory"})
 	}
 	closeAll := hs.Close
@@ -443,7 +443,7 @@ func apiFirst(api, mux http.Handler) http.Handler {
 
 // defaultTransport is dense where the event loop exists.
 func defaultTransport() string {
-	if dense.Supported {
+	if eventloop.Supported {
 		return "dense"
 	}
 	return "std"

@@ -1,18 +1,21 @@
-package dense
+package eventloop
 
 import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // Config configures a Transport.
 type Config struct {
-	// Poll is the *longpoll.Server: plain polls are parked on it, and
-	// the other requests under /v1/ that the loop reads (publishes, topic
-	// info, preflights) go straight to it.
-	Poll http.Handler
-	// Std serves everything else, and must route /v1/ to Poll too. Its
+	// Server is the server the transport fronts (longpoll.Server's
+	// Transport): plain polls are parked on it, and the other requests
+	// under /v1/ that the loop reads (publishes, topic info, preflights)
+	// go straight to it. Serve refuses a Config without one.
+	Server transport.Server
+	// Std serves everything else, and must route /v1/ to Server too. Its
 	// timeouts and header limit apply to what it serves.
 	Std *http.Server
 	// ReadHeaderTimeout is how long a client may take to send a poll's

@@ -1,7 +1,14 @@
-// Package park connects an event-loop transport to the server's parked
-// polls: a poll that must wait is kept as a small record, with no
-// goroutine, and its reply is handed to the transport when it is ready.
-package park
+// Package transport is the contract between a transport that reads
+// HTTP itself (internal/eventloop) and the server it fronts: the Server
+// it calls, the Sink a parked poll's reply comes back through, the
+// Response writer that keeps a whole reply, and the reply Budget both
+// sides count bytes in. A poll that must wait is kept by the server as a
+// small record, with no goroutine, and its reply is handed to the
+// transport when it is ready.
+//
+// It knows HTTP, not the protocol: it imports neither the server nor its
+// parts.
+package transport
 
 import (
 	"net/http"
@@ -40,18 +47,36 @@ type Poll interface {
 	Release()
 }
 
-// Serve serves the poll request r on srv, which must be the
-// *longpoll.Server the transport fronts. When the reply is ready at once
-// it is written to w and Serve returns nil; otherwise the poll is parked
-// and returned, and its reply goes to sink, possibly before Serve
-// returns. Package longpoll sets Serve.
-var Serve func(srv http.Handler, w http.ResponseWriter, r *http.Request, sink Sink) Poll
-
-// Bare, when set, reports whether srv reads nothing of a poll's header
-// but X-Request-Id when the request carries only the fields a plain poll
-// may (PlainField): a transport may then give it such a poll without the
-// rest of its header. Package longpoll sets Bare.
-var Bare func(srv http.Handler) bool
+// Server is what a transport needs of the server it fronts: the
+// *longpoll.Server gives it through its Transport method. A transport
+// holds it in its configuration; nothing reaches the server through
+// package state, and a handler that only wraps the server cannot stand
+// in for it.
+type Server interface {
+	// ServeHTTP serves a request under /v1/ other than a poll (a
+	// publish, a topic's info, a preflight) that the transport read
+	// itself: it goes to the server with no routing on the way.
+	http.Handler
+	// ServePoll serves the poll request r. When the reply is ready at
+	// once it is written to w and ServePoll returns nil; otherwise the
+	// poll is parked and returned, and its reply goes to sink, perhaps
+	// before ServePoll returns.
+	ServePoll(w http.ResponseWriter, r *http.Request, sink Sink) Poll
+	// Bare reports whether the server reads nothing of a poll's header
+	// but X-Request-Id when the request carries only the fields a plain
+	// poll may (PlainField): a transport may then give it such a poll
+	// without the rest of its header.
+	Bare() bool
+	// Pause returns once the server is writing no large fan-out: an
+	// event loop calls it before it takes more input, so that a
+	// publish's replies all go out before the loop reads the re-polls
+	// they cause, as a single-threaded server's would. It costs an
+	// atomic load when no fan-out is under way.
+	Pause()
+	// Budget is the server's reply budget, which the transport counts
+	// output waiting on its connections in.
+	Budget() *Budget
+}
 
 // PlainField reports whether a header field of that name, in lower case,
 // may be left out of a bare poll's request: the server reads none of them.

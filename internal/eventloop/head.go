@@ -1,6 +1,6 @@
 //go:build linux
 
-package dense
+package eventloop
 
 import (
 	"bytes"
@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/longpoll/longpoll/internal/park"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // The dense transport serves only request heads it can recognise without
@@ -68,7 +68,7 @@ func newHead() *head {
 // header gets "Cache-Control: no-cache" for "Pragma: no-cache" if it has no
 // Cache-Control of its own.
 //
-// With bare, a head whose every field is plain (park.PlainField) comes
+// With bare, a head whose every field is plain (transport.PlainField) comes
 // without its header map: only its Host and X-Request-Id are kept.
 func parseHead(b []byte, max int, bare bool) (*head, error) {
 	limit := min(len(b), max)
@@ -398,7 +398,7 @@ func buildBareHead(b []byte) *head {
 		case "connection":
 			close = close || hasToken(string(value), "close")
 		default:
-			if !park.PlainField(string(lower[:len(name)])) {
+			if !transport.PlainField(string(lower[:len(name)])) {
 				return nil
 			}
 		}

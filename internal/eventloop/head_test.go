@@ -1,6 +1,6 @@
 //go:build linux
 
-package dense
+package eventloop
 
 import (
 	"bufio"
@@ -19,7 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/longpoll/longpoll/internal/park"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 const testMax = 4096
@@ -528,7 +528,7 @@ func checkBare(t *testing.T, raw []byte, h *head) {
 	}
 	plain := true
 	for key := range h.header {
-		if !park.PlainField(strings.ToLower(key)) && key != "X-Request-Id" {
+		if !transport.PlainField(strings.ToLower(key)) && key != "X-Request-Id" {
 			plain = false
 		}
 	}

@@ -1,6 +1,6 @@
 //go:build linux
 
-package dense
+package eventloop
 
 import (
 	"bufio"
@@ -23,8 +23,8 @@ import (
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/memory"
-	"github.com/longpoll/longpoll/internal/park"
 	"github.com/longpoll/longpoll/internal/testrun"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // TestMain checks for leaked goroutines, and then runs the tests once
@@ -56,7 +56,11 @@ func start(t *testing.T, cfg Config, opts ...longpoll.Option) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Poll = srv
+	if ps, ok := cfg.Server.(*pausingServer); ok {
+		ps.Server = srv.Transport()
+	} else {
+		cfg.Server = srv.Transport()
+	}
 	if os.Getenv(envInline) != "" {
 		cfg.Inline = true
 	}
@@ -444,7 +448,7 @@ func TestShutdownRightAfterServe(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tr := New(Config{Poll: srv, Std: &http.Server{Handler: srv}})
+		tr := New(Config{Server: srv.Transport(), Std: &http.Server{Handler: srv}})
 		done := make(chan error, 1)
 		go func() { done <- tr.Serve(ln) }()
 		if i%2 == 1 {
@@ -573,46 +577,52 @@ func TestIdleConnectionIsClosed(t *testing.T) {
 	}
 }
 
-// TestLoopWaitsForAFanOut: while park.Pause holds (a large fan-out is
-// being written), the loop takes no more input; once it returns, the
-// request that came meanwhile is served.
-// loopPause holds the loop in park.Pause at its first fetch after hold
-// is set, until unpause; entered receives once it is held there.
+// loopPause holds the loop in its server's Pause at its first fetch after
+// hold is set, until unpause; entered receives once it is held there.
 type loopPause struct {
 	hold    atomic.Bool
 	entered chan struct{}
 	unpause func()
 }
 
-// pauseLoop sets park.Pause for one test and starts its fixture. A
+// pausingServer is the server with a Pause that loopPause controls.
+type pausingServer struct {
+	transport.Server
+	lp      *loopPause
+	release chan struct{}
+}
+
+func (ps *pausingServer) Pause() {
+	if ps.lp.hold.CompareAndSwap(true, false) {
+		ps.lp.entered <- struct{}{}
+		<-ps.release
+	}
+}
+
+// pauseLoop starts a fixture whose server's Pause is held by loopPause. A
 // failure never leaves the loop held: unpause runs before the fixture's
-// clean-up, and park.Pause is restored after it.
+// clean-up.
 func pauseLoop(t *testing.T) (*fixture, *loopPause) {
 	release := make(chan struct{})
 	lp := &loopPause{entered: make(chan struct{}, 1), unpause: sync.OnceFunc(func() { close(release) })}
-	old := park.Pause
-	t.Cleanup(func() { park.Pause = old })
-	park.Pause = func(http.Handler) {
-		if lp.hold.CompareAndSwap(true, false) {
-			lp.entered <- struct{}{}
-			<-release
-		}
-	}
-	f := start(t, Config{})
+	f := start(t, Config{Server: &pausingServer{lp: lp, release: release}})
 	t.Cleanup(lp.unpause)
 	return f, lp
 }
 
-// held waits until the loop is held in park.Pause.
+// held waits until the loop is held in its server's Pause.
 func (lp *loopPause) held(t *testing.T) {
 	t.Helper()
 	select {
 	case <-lp.entered:
 	case <-time.After(10 * time.Second):
-		t.Fatal("the loop did not ask park.Pause before taking more input")
+		t.Fatal("the loop did not ask its server to Pause before taking more input")
 	}
 }
 
+// TestLoopWaitsForAFanOut: while the server's Pause holds (a large fan-out
+// is being written), the loop takes no more input; once it returns, the
+// request that came meanwhile is served.
 func TestLoopWaitsForAFanOut(t *testing.T) {
 	f, lp := pauseLoop(t)
 	c, br := dial(t, f.addr)
@@ -621,7 +631,7 @@ func TestLoopWaitsForAFanOut(t *testing.T) {
 	if resp, _ := readReply(t, br); resp.StatusCode != 200 {
 		t.Fatalf("poll: %d", resp.StatusCode)
 	}
-	// The loop asks park.Pause before each fetch of events, including
+	// The loop asks its server to Pause before each fetch of events, including
 	// the one this poll's arrival wakes it for.
 	lp.hold.Store(true)
 	io.WriteString(c, poll)

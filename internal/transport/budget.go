@@ -1,7 +1,6 @@
-package park
+package transport
 
 import (
-	"net/http"
 	"sync/atomic"
 )
 
@@ -54,8 +53,3 @@ func (b *Budget) Socket() int64 { return b.socket.Load() }
 
 // Limit returns the budget's limit in bytes; 0 means none.
 func (b *Budget) Limit() int64 { return b.limit }
-
-// ReplyBudget, when set, returns the reply budget of srv, the
-// *longpoll.Server a transport fronts: the transport counts in it the
-// output that waits on its connections. Package longpoll sets it.
-var ReplyBudget func(srv http.Handler) *Budget

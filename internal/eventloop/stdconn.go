@@ -1,6 +1,6 @@
 //go:build linux
 
-package dense
+package eventloop
 
 import (
 	"io"

@@ -6,7 +6,7 @@
 // here and handed to the server, which either answers at once or parks
 // the poll as a small record; the parked poll's reply is written back
 // from whichever goroutine readies it, on the server's request one of
-// this transport's workers (park.Runner). A plain POST /v1/publish whose
+// this transport's workers (transport.Runner). A plain POST /v1/publish whose
 // body arrives with its head, and the protocol's small requests (topic
 // info, CORS preflights, health checks), are served here too: those
 // under /v1/ straight by the server, health checks through the net/http
@@ -17,7 +17,7 @@
 // opens with the HTTP/2 preface moves, with the bytes read so far, to the
 // standard net/http server, which serves it exactly as it serves a plain
 // listener: statuses, limits and timeouts stay those of net/http.
-package dense
+package eventloop
 
 import (
 	"bytes"
@@ -38,7 +38,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/longpoll/longpoll/internal/park"
+	"github.com/longpoll/longpoll/internal/transport"
 )
 
 // Supported reports whether this system has the dense transport.
@@ -58,7 +58,7 @@ const (
 // Transport serves one listener.
 type Transport struct {
 	cfg    Config
-	bare   bool        // the server takes plain polls without their header (park.Bare)
+	bare   bool        // the server takes plain polls without their header (transport.Bare)
 	inline atomic.Bool // serve requests on the loop now (checkProcs)
 	after  afterJobs   // fan-outs to run once the inline requests are served
 	l      *loop       // set by Serve
@@ -68,9 +68,9 @@ type Transport struct {
 	jobs   chan job
 	quit   chan struct{} // closed when the loop stops
 	// budget counts output waiting on connections among the server's
-	// reply bytes (park.ReplyBudget); holding is how many connections
+	// reply bytes (transport.ReplyBudget); holding is how many connections
 	// hold some.
-	budget  *park.Budget
+	budget  *transport.Budget
 	holding atomic.Int64
 	wg      sync.WaitGroup // workers
 
@@ -95,14 +95,15 @@ func New(cfg Config) *Transport {
 	if cfg.ReadHeaderTimeout <= 0 {
 		cfg.ReadHeaderTimeout = 10 * time.Second
 	}
-	var budget *park.Budget
-	if park.ReplyBudget != nil && cfg.Poll != nil {
-		budget = park.ReplyBudget(cfg.Poll)
+	var budget *transport.Budget
+	var bare bool
+	if cfg.Server != nil {
+		budget, bare = cfg.Server.Budget(), cfg.Server.Bare()
 	}
 	return &Transport{
 		cfg:     cfg,
 		budget:  budget,
-		bare:    park.Bare != nil && park.Bare(cfg.Poll),
+		bare:    bare,
 		jobs:    make(chan job, 4096),
 		quit:    make(chan struct{}),
 		drained: make(chan struct{}),
@@ -172,6 +173,9 @@ func (t *Transport) runAfter(f func()) bool {
 // Serve accepts connections on ln until Shutdown or Close, and returns
 // http.ErrServerClosed then.
 func (t *Transport) Serve(ln net.Listener) error {
+	if t.cfg.Server == nil {
+		return errors.New("dense: no server: Config.Server is nil")
+	}
 	lnFile, err := listenerFile(ln)
 	if err != nil {
 		return fmt.Errorf("dense: %w", err)
@@ -187,9 +191,7 @@ func (t *Transport) Serve(ln net.Listener) error {
 	if err != nil {
 		return fmt.Errorf("dense: %w", err)
 	}
-	if pause, srv := park.Pause, t.cfg.Poll; pause != nil && srv != nil {
-		l.pause = func() { pause(srv) }
-	}
+	l.pause = t.cfg.Server.Pause
 	t.checkProcs()
 	l.wheel.tick = t.checkProcs
 	t.mu.Lock()
@@ -416,10 +418,10 @@ type conn struct {
 	deadline      atomic.Int64 // unix nanoseconds; 0: none
 	slot          atomic.Int64 // the idle wheel's second c is queued at; 0: none
 
-	buf  []byte      // under mu: input not yet served
-	held atomic.Bool // set under mu: buf is full, and the loop does not read c
-	poll park.Poll   // under mu: the parked poll, while waiting
-	std  *stdConn    // under mu: after the hand-over
+	buf  []byte         // under mu: input not yet served
+	held atomic.Bool    // set under mu: buf is full, and the loop does not read c
+	poll transport.Poll // under mu: the parked poll, while waiting
+	std  *stdConn       // under mu: after the hand-over
 }
 
 // outState is what a connection keeps while output waits for its client,
@@ -471,7 +473,7 @@ func (c *conn) onData(data []byte) {
 		// A request pipelined behind a poll: keep it, and ask the parked
 		// poll to answer now so that the next one can be served.
 		c.keep(data)
-		var p park.Poll
+		var p transport.Poll
 		if c.state == waiting {
 			p = c.poll
 		}
@@ -666,7 +668,7 @@ func (c *conn) onEnd() {
 		return
 	}
 	c.eof = true
-	var p park.Poll
+	var p transport.Poll
 	if c.state == waiting {
 		p = c.poll
 	}
@@ -771,7 +773,7 @@ func bareURL(target string) url.URL {
 type request struct {
 	http.Request
 	url url.URL
-	w   park.Response
+	w   transport.Response
 	h   head
 }
 
@@ -795,7 +797,7 @@ func (j job) do() {
 	j.serve()
 }
 
-// Run implements park.Runner: the server answers woken polls on the
+// Run implements transport.Runner: the server answers woken polls on the
 // workers, whose stacks have grown already.
 func (c *conn) Run(f func()) {
 	select {
@@ -859,8 +861,8 @@ func (j job) serve() {
 			req.ContentLength = int64(len(j.body))
 		}
 		handler := c.t.cfg.Std.Handler
-		if strings.HasPrefix(j.url.Path, "/v1/") && c.t.cfg.Poll != nil {
-			handler = c.t.cfg.Poll // the protocol's server: no routing on the way
+		if strings.HasPrefix(j.url.Path, "/v1/") {
+			handler = c.t.cfg.Server // the protocol's server: no routing on the way
 		} else if handler == nil {
 			handler = http.DefaultServeMux
 		}
@@ -873,7 +875,7 @@ func (j job) serve() {
 		c.release(w)
 		return
 	}
-	p := park.Serve(c.t.cfg.Poll, w, req, c)
+	p := c.t.cfg.Server.ServePoll(w, req, c)
 	if p == nil {
 		c.reply(w.AppendHead(nil, h.close || c.t.isClosing()), w.Body)
 		c.release(w)
@@ -901,14 +903,14 @@ func (j job) serve() {
 
 // release lets go of what a reply written held of the reply budget: what
 // waits on the connection is counted there now.
-func (c *conn) release(w *park.Response) {
+func (c *conn) release(w *transport.Response) {
 	if w.Reserved != 0 && c.t.budget != nil {
 		c.t.budget.Add(-w.Reserved)
 		w.Reserved = 0
 	}
 }
 
-// Finish implements park.Sink: c is the sink of its parked poll.
+// Finish implements transport.Sink: c is the sink of its parked poll.
 func (c *conn) Finish(head, body []byte, now time.Time) {
 	c.mu.Lock()
 	c.finished = true

@@ -1,6 +1,6 @@
 //go:build linux
 
-package dense
+package eventloop
 
 import (
 	"errors"
@@ -44,7 +44,7 @@ type loop struct {
 	done   chan struct{} // closed when run returns
 
 	wheel idleWheel
-	pause func() // if set, called before each fetch of events (park.Pause)
+	pause func() // if set, called before each fetch of events (transport.Pause)
 }
 
 // Output. A connection serves its requests one at a time, and the next
@@ -52,7 +52,7 @@ type loop struct {
 // under net/http, whose write blocks), so a connection holds at most one
 // reply that the socket has not taken: a poll's reply is bounded by the
 // server's --max-reply-bytes. Output waiting on a connection is counted
-// in the server's reply budget (park.Budget), and a client that takes
+// in the server's reply budget (transport.Budget), and a client that takes
 // none of it for stallTime, or that reads slower than slowRate while it
 // holds more than its share of the budget, is cut.
 const (

@@ -1,6 +1,6 @@
 //go:build linux
 
-package dense
+package eventloop
 
 import (
 	"bufio"
@@ -530,7 +530,7 @@ func BenchmarkPipelined(b *testing.B) {
 				var tp *Transport
 				done := make(chan error, 1)
 				if tr == "dense" {
-					tp = New(Config{Poll: srv, Std: std})
+					tp = New(Config{Server: srv.Transport(), Std: std})
 					go func() { done <- tp.Serve(ln) }()
 				} else {
 					go func() { done <- std.Serve(ln) }()
