@@ -17,7 +17,8 @@ import (
 // write is the wait's first step, so any reply that comes after it wakes
 // the wait. The descriptor is nonblocking, so neither call can block, and
 // the scheduler need not be told of them: told, it wakes its monitor
-// thread, which took 8% of a worker's CPU in a fan-out.
+// thread, which costs the worker CPU time (the load CPU per delivery that
+// longpoll bench --scenario fanout reports shows it).
 //
 // It also reads the kernel's receive time of what it reads
 // (SO_TIMESTAMPNS, with recvmsg in place of read): see arrived.
