@@ -3,37 +3,29 @@ package longpoll
 import (
 	"context"
 	"encoding/json"
-	"time"
+
+	"github.com/longpoll/longpoll/protocol"
 )
 
-// Position is a reader's place in one topic's log: the epoch of the log it read
-// and the seq of the last message it consumed there.
-//
-// The zero Position means "before the topic had any message": reading from it
-// continues into the topic's first messages without a gap, whatever the epoch
-// of the log that holds them.
-type Position struct {
-	// Epoch identifies one life of a topic's log. A log that is lost and
-	// started again (a memory broker restarted, Redis data flushed, a topic
-	// forgotten after its age limit) gets a new epoch. 0 is never the epoch of
-	// a live log.
-	Epoch uint64
-	// Seq is the seq of the last message consumed; 0 is before the first.
-	Seq uint64
-}
+// The protocol's vocabulary lives in package protocol, which the client
+// shares; these aliases keep it in this package's API.
+type (
+	// Position is a reader's place in one topic's log; see protocol.Position.
+	Position = protocol.Position
+	// Message is one message of a topic's log; see protocol.Message.
+	Message = protocol.Message
+	// Gap reports messages a reader can no longer get; see protocol.Gap.
+	Gap = protocol.Gap
+	// GapReason says why a reader missed messages; see protocol.GapReason.
+	GapReason = protocol.GapReason
+)
 
-// Message is one message of a topic's log.
-type Message struct {
-	Topic string
-	// Seq is the message's place in its topic's log: 1, 2, 3, ... with no gaps.
-	Seq uint64
-	// Time is when the broker appended it (UTC); never decreasing within a topic.
-	Time time.Time
-	// ID is the publisher's idempotency key, "" when none was given.
-	ID string
-	// Data is the message's JSON value, exactly as published (compacted).
-	Data json.RawMessage
-}
+// Gap reasons; see protocol.GapExpired and its siblings.
+const (
+	GapExpired = protocol.GapExpired
+	GapReset   = protocol.GapReset
+	GapCorrupt = protocol.GapCorrupt
+)
 
 // Publication is a message as a publisher hands it to a broker.
 type Publication struct {
@@ -53,29 +45,6 @@ type Receipt struct {
 	// Duplicate reports that the ID was seen before and nothing was appended;
 	// Seq is then the original message's seq.
 	Duplicate bool
-}
-
-// GapReason says why a reader missed messages.
-type GapReason string
-
-const (
-	// GapExpired: retention dropped messages the reader had not read yet.
-	GapExpired GapReason = "expired"
-	// GapReset: the topic's log the reader's position refers to is gone (a new
-	// epoch), or the position is past the log's head.
-	GapReset GapReason = "reset"
-	// GapCorrupt: stored messages the reader had not read yet cannot be
-	// read back (the store's data is damaged); they are skipped.
-	GapCorrupt GapReason = "corrupt"
-)
-
-// Gap reports messages a reader can no longer get.
-type Gap struct {
-	Topic  string
-	Reason GapReason
-	// Missed is the exact number of messages dropped, for GapExpired, or
-	// skipped because they cannot be read, for GapCorrupt.
-	Missed uint64
 }
 
 // Page is the result of one Broker.Read.

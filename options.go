@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"time"
+
+	"github.com/longpoll/longpoll/protocol"
 )
 
 // Defaults for the Server's settings.
@@ -12,8 +14,8 @@ const (
 	DefaultPollTimeout      = 25 * time.Second
 	DefaultMaxHold          = 55 * time.Second
 	DefaultMaxTopicsPerPoll = 100
-	DefaultPollLimit        = 100
-	MaxPollLimit            = 1000
+	DefaultPollLimit        = protocol.DefaultPollLimit
+	MaxPollLimit            = protocol.MaxPollLimit
 	DefaultMaxMessageSize   = 64 << 10
 	DefaultMaxBatch         = 1000
 	DefaultMaxBodySize      = 8 << 20

@@ -16,6 +16,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/longpoll/longpoll/protocol"
+
 	"github.com/longpoll/longpoll/internal/cursor"
 )
 
@@ -382,7 +384,7 @@ type publishBody struct {
 }
 
 // MaxIDLen is the longest idempotency key, in bytes.
-const MaxIDLen = 256
+const MaxIDLen = protocol.MaxIDLen
 
 // parsePublish reads a publish body into publications, validating every
 // item before any is appended.

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/longpoll/longpoll/protocol"
+
 	"github.com/longpoll/longpoll/internal/hub"
 	"github.com/longpoll/longpoll/internal/limit"
 	"github.com/longpoll/longpoll/internal/sysx"
@@ -382,15 +384,6 @@ func spread(base time.Duration) time.Duration {
 	return base/2 + rand.N(base)
 }
 
-type errorBody struct {
-	Error struct {
-		Code         string `json:"code"`
-		Message      string `json:"message"`
-		RequestID    string `json:"request_id"`
-		RetryAfterMS int64  `json:"retry_after_ms,omitempty"`
-	} `json:"error"`
-}
-
 // writeError answers with err as a protocol error. An err that is not an
 // *Error is an internal error.
 func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
@@ -402,7 +395,7 @@ func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	var body errorBody
+	var body protocol.ErrorReply
 	body.Error.Code = e.Code
 	body.Error.Message = e.Message
 	body.Error.RequestID = rid

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/protocol"
 )
 
 // maxReply bounds a reply body: 1000 messages of 64 KiB and their framing.
@@ -194,7 +194,7 @@ func (c *Client) call(ctx context.Context, method, u string, body []byte) (*resp
 			return res, nil
 		}
 		e := parseError(res)
-		if e.Status == http.StatusUnauthorized && e.Code == longpoll.CodeTokenExpired && c.auth != nil && !refreshed {
+		if e.Status == http.StatusUnauthorized && e.Code == protocol.CodeTokenExpired && c.auth != nil && !refreshed {
 			c.log.retry(ctx, "token expired; refreshing", e, 0)
 			if _, err := c.auth.refresh(ctx, tok); err != nil {
 				return nil, err
@@ -239,14 +239,7 @@ func (c *Client) send(ctx context.Context, method, u string, body []byte, tok st
 // body holds one, the status alone otherwise (a proxy's error page).
 func parseError(res *response) *Error {
 	e := &Error{Status: res.status}
-	var body struct {
-		Error struct {
-			Code         string `json:"code"`
-			Message      string `json:"message"`
-			RequestID    string `json:"request_id"`
-			RetryAfterMS int64  `json:"retry_after_ms"`
-		} `json:"error"`
-	}
+	var body protocol.ErrorReply
 	if json.Unmarshal(res.body, &body) == nil {
 		e.Code = body.Error.Code
 		e.Message = body.Error.Message

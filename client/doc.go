@@ -68,4 +68,12 @@
 // keep-alive connections, bounded dials and TLS handshakes, a response
 // header timeout past the hold, HTTP/2 over TLS, and cleartext HTTP/2
 // (h2c) with WithH2C. All methods are safe for concurrent use.
+//
+// # Footprint
+//
+// The package imports the standard library and package protocol (the
+// wire vocabulary: Message, Gap, error codes, topic rules) and nothing
+// else of this module: a program that uses only the client links none of
+// the server, its stores, their drivers (bbolt, go-redis), Prometheus or
+// JWT. A test builds such a program and checks its symbols.
 package client

@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/protocol"
 )
 
 // ErrClosed is returned by the calls of a closed Client, and ends the
@@ -39,11 +39,11 @@ func (e *Error) Error() string {
 	return s
 }
 
-// Is reports whether target is a *longpoll.Error or an *Error with the same
-// code, so that errors.Is(err, longpoll.ErrStoreFull) works on an answer.
+// Is reports whether target is a *protocol.Error or an *Error with the same
+// code, so that errors.Is(err, protocol.ErrStoreFull) works on an answer.
 func (e *Error) Is(target error) bool {
 	switch t := target.(type) {
-	case *longpoll.Error:
+	case *protocol.Error:
 		return e.Code != "" && t.Code == e.Code
 	case *Error:
 		return e.Code != "" && t.Code == e.Code
@@ -75,7 +75,7 @@ func (e *protocolError) Error() string { return "reply is not longpoll protocol 
 func (c *Client) retryable(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {
-		return e.temporary() || (e.Status == http.StatusUnauthorized && e.Code == longpoll.CodeTokenExpired && c.auth != nil)
+		return e.temporary() || (e.Status == http.StatusUnauthorized && e.Code == protocol.CodeTokenExpired && c.auth != nil)
 	}
 	var te *tokenError
 	var pe *protocolError

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/protocol"
 )
 
 // Publication is one message to publish.
@@ -77,23 +77,17 @@ func (c *Client) PublishBatch(ctx context.Context, pubs []Publication) ([]Receip
 	return c.publish(ctx, pubs, true)
 }
 
-type wirePub struct {
-	Topic string          `json:"topic"`
-	Data  json.RawMessage `json:"data"`
-	ID    string          `json:"id,omitempty"`
-}
-
 func (c *Client) publish(ctx context.Context, pubs []Publication, batch bool) ([]Receipt, error) {
 	if c.life.Err() != nil {
 		return nil, ErrClosed
 	}
-	wire := make([]wirePub, len(pubs))
+	wire := make([]protocol.PublishItem, len(pubs))
 	for i, p := range pubs {
-		if err := longpoll.ValidateTopic(p.Topic); err != nil {
+		if err := protocol.ValidateTopic(p.Topic); err != nil {
 			return nil, fmt.Errorf("client: publish: topic %q: %w", p.Topic, err)
 		}
-		if len(p.ID) > longpoll.MaxIDLen {
-			return nil, fmt.Errorf("client: publish: id of %d bytes: at most %d", len(p.ID), longpoll.MaxIDLen)
+		if len(p.ID) > protocol.MaxIDLen {
+			return nil, fmt.Errorf("client: publish: id of %d bytes: at most %d", len(p.ID), protocol.MaxIDLen)
 		}
 		data, err := marshal(p.Data)
 		if err != nil {
@@ -103,14 +97,12 @@ func (c *Client) publish(ctx context.Context, pubs []Publication, batch bool) ([
 		if id == "" {
 			id = rand.Text()
 		}
-		wire[i] = wirePub{Topic: p.Topic, Data: data, ID: id}
+		wire[i] = protocol.PublishItem{Topic: p.Topic, Data: data, ID: id}
 	}
 	var body []byte
 	var err error
 	if batch {
-		body, err = marshal(struct {
-			Messages []wirePub `json:"messages"`
-		}{wire})
+		body, err = marshal(protocol.PublishBatch{Messages: wire})
 	} else {
 		body, err = marshal(&wire[0])
 	}
@@ -140,20 +132,14 @@ func (c *Client) publish(ctx context.Context, pubs []Publication, batch bool) ([
 	}
 }
 
-func (c *Client) publishOnce(ctx context.Context, body []byte, wire []wirePub) ([]Receipt, error) {
+func (c *Client) publishOnce(ctx context.Context, body []byte, wire []protocol.PublishItem) ([]Receipt, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.pollTimeout+c.cfg.pollMargin)
 	defer cancel()
 	res, err := c.call(ctx, http.MethodPost, c.publishURL, body)
 	if err != nil {
 		return nil, err
 	}
-	var rep struct {
-		Messages []struct {
-			Topic     string `json:"topic"`
-			Seq       uint64 `json:"seq"`
-			Duplicate bool   `json:"duplicate"`
-		} `json:"messages"`
-	}
+	var rep protocol.PublishReply
 	if err := json.Unmarshal(res.body, &rep); err != nil {
 		return nil, &protocolError{"publish reply: " + err.Error()}
 	}

@@ -14,14 +14,14 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/protocol"
 )
 
 // Event is one item of a subscription: a message, or a gap that reports
 // messages the subscriber can no longer get. Exactly one field is set.
 type Event struct {
-	Message *longpoll.Message
-	Gap     *longpoll.Gap
+	Message *protocol.Message
+	Gap     *protocol.Gap
 }
 
 // Since says where a subscription starts on a topic its cursor does not
@@ -178,7 +178,7 @@ func (c *Client) newSub(topics []string, opts []SubscribeOption) (*subscription,
 	}
 	seen := make(map[string]bool, len(topics))
 	for _, t := range topics {
-		if err := longpoll.ValidateTopic(t); err != nil {
+		if err := protocol.ValidateTopic(t); err != nil {
 			return nil, fmt.Errorf("client: subscribe: topic %q: %w", t, err)
 		}
 		if !seen[t] {
@@ -228,13 +228,13 @@ func (s *subscription) run(ctx context.Context, yield func(Event, error) bool) {
 			}
 			var e *Error
 			switch {
-			case errors.As(err, &e) && e.Status == http.StatusBadRequest && e.Code == longpoll.CodeInvalidCursor && cur != "":
+			case errors.As(err, &e) && e.Status == http.StatusBadRequest && e.Code == protocol.CodeInvalidCursor && cur != "":
 				// The position is lost: say so for every topic and start
 				// again per since.
 				c.log.retry(ctx, "cursor refused; starting again", err, 0)
 				events := make([]Event, len(s.topics))
 				for i, t := range s.topics {
-					events[i] = Event{Gap: &longpoll.Gap{Topic: t, Reason: longpoll.GapReset}}
+					events[i] = Event{Gap: &protocol.Gap{Topic: t, Reason: protocol.GapReset}}
 				}
 				cur = ""
 				if !s.deliver(saveCtx, events, "", yield) {
@@ -256,11 +256,11 @@ func (s *subscription) run(ctx context.Context, yield func(Event, error) bool) {
 		events := make([]Event, 0, len(rep.Gaps)+len(rep.Messages))
 		for i := range rep.Gaps {
 			g := &rep.Gaps[i]
-			events = append(events, Event{Gap: &longpoll.Gap{Topic: g.Topic, Reason: longpoll.GapReason(g.Reason), Missed: g.Missed}})
+			events = append(events, Event{Gap: &protocol.Gap{Topic: g.Topic, Reason: g.Reason, Missed: g.Missed}})
 		}
 		for i := range rep.Messages {
 			m := &rep.Messages[i]
-			events = append(events, Event{Message: &longpoll.Message{Topic: m.Topic, Seq: m.Seq, Time: m.Time, ID: m.ID, Data: m.Data}})
+			events = append(events, Event{Message: &protocol.Message{Topic: m.Topic, Seq: m.Seq, Time: m.Time, ID: m.ID, Data: m.Data}})
 		}
 		if !s.deliver(saveCtx, events, rep.Cursor, yield) {
 			return
@@ -313,27 +313,9 @@ func (s *subscription) store(ctx context.Context, cursor string, saved *string, 
 	return true
 }
 
-// pollReply is the 200 answer of a poll.
-type pollReply struct {
-	Messages []struct {
-		Topic string          `json:"topic"`
-		Seq   uint64          `json:"seq"`
-		Time  time.Time       `json:"time"`
-		ID    string          `json:"id"`
-		Data  json.RawMessage `json:"data"`
-	} `json:"messages"`
-	Cursor string `json:"cursor"`
-	Gaps   []struct {
-		Topic  string `json:"topic"`
-		Reason string `json:"reason"`
-		Missed uint64 `json:"missed"`
-	} `json:"gaps"`
-	RetryAfterMS int64 `json:"retry_after_ms"`
-}
-
 // poll sends one poll and returns its reply. Its deadline is the hold plus
 // the margin, so a connection dropped without a word is given up.
-func (s *subscription) poll(ctx context.Context, cur string) (*pollReply, error) {
+func (s *subscription) poll(ctx context.Context, cur string) (*protocol.PollReply, error) {
 	c := s.c
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.pollTimeout+c.cfg.pollMargin)
 	defer cancel()
@@ -346,7 +328,7 @@ func (s *subscription) poll(ctx context.Context, cur string) (*pollReply, error)
 		}
 		return nil, err
 	}
-	var rep pollReply
+	var rep protocol.PollReply
 	if err := json.Unmarshal(res.body, &rep); err != nil {
 		return nil, &protocolError{"poll reply: " + err.Error()}
 	}
@@ -408,13 +390,7 @@ func (s *subscription) request(cur string) (method, u string, body []byte) {
 	if enc := q.Encode(); len(enc) <= maxQuery {
 		return http.MethodGet, c.pollURL + "?" + enc, nil
 	}
-	pb := struct {
-		Topics  []string `json:"topics"`
-		Cursor  string   `json:"cursor,omitempty"`
-		Since   string   `json:"since,omitempty"`
-		Timeout string   `json:"timeout"`
-		Limit   int      `json:"limit,omitempty"`
-	}{Topics: s.topics, Cursor: cur, Timeout: timeout, Limit: s.cfg.limit}
+	pb := protocol.PollRequest{Topics: s.topics, Cursor: cur, Timeout: timeout, Limit: s.cfg.limit}
 	if s.cfg.since == Earliest {
 		pb.Since = "earliest"
 	}

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/longpoll/longpoll/protocol"
+
 	"github.com/longpoll/longpoll"
 	bbolt "go.etcd.io/bbolt"
 )
@@ -66,7 +68,7 @@ func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]lon
 		return nil, errDiskFull
 	}
 	for i := range pubs {
-		if err := longpoll.ValidateTopic(pubs[i].Topic); err != nil {
+		if err := protocol.ValidateTopic(pubs[i].Topic); err != nil {
 			return nil, fmt.Errorf("bolt: publication %d: %w", i, err)
 		}
 	}
@@ -231,7 +233,7 @@ func (b *Broker) fail(reqs []*appendReq, err error) {
 // more often than this.
 const fullRetry = time.Second
 
-var errDiskFull = fmt.Errorf("bolt: the disk is full: %w", longpoll.ErrStoreFull)
+var errDiskFull = fmt.Errorf("bolt: the disk is full: %w", protocol.ErrStoreFull)
 
 // writeError is what an Append learns of a failed write: ErrStoreFull when
 // the disk is full, ErrDamaged when the store's records are, else
@@ -240,7 +242,7 @@ func (b *Broker) writeError(op string, err error) error {
 	switch {
 	case isDiskFull(err):
 		b.fullUntil.Store(b.cfg.now().Add(fullRetry).UnixNano())
-		return fmt.Errorf("bolt: %s: the disk is full: %w: %w", op, longpoll.ErrStoreFull, err)
+		return fmt.Errorf("bolt: %s: the disk is full: %w: %w", op, protocol.ErrStoreFull, err)
 	case isDamage(err):
 		return fmt.Errorf("bolt: %s: %w: %w", op, ErrDamaged, err)
 	}
@@ -248,7 +250,7 @@ func (b *Broker) writeError(op string, err error) error {
 }
 
 func unavailable(op string, err error) error {
-	return fmt.Errorf("bolt: %s: %w: %w", op, longpoll.ErrUnavailable, err)
+	return fmt.Errorf("bolt: %s: %w: %w", op, protocol.ErrUnavailable, err)
 }
 
 // safeApply is apply with bbolt's panics on a damaged file turned into
@@ -312,7 +314,7 @@ func (b *Broker) apply(tx *bbolt.Tx, pubs []longpoll.Publication, now int64) (rs
 	}
 	if fresh > 0 && count+uint64(fresh) > uint64(b.cfg.maxTopics) {
 		return nil, fmt.Errorf("bolt: %d topics already, %d more would pass the limit of %d: %w",
-			count, fresh, b.cfg.maxTopics, longpoll.ErrStoreFull), nil
+			count, fresh, b.cfg.maxTopics, protocol.ErrStoreFull), nil
 	}
 
 	rs = make([]longpoll.Receipt, len(pubs))

@@ -23,7 +23,7 @@
 // Concurrent Appends share transactions (group commit). One goroutine, the
 // committer, takes every Append queued while the previous commit was
 // syncing and applies them in one transaction, each Append still all or
-// nothing: one that is refused (longpoll.ErrStoreFull) writes nothing and
+// nothing: one that is refused (protocol.ErrStoreFull) writes nothing and
 // fails alone. A lone publisher pays one commit per Append and no delay;
 // many share the cost of the syncs.
 //
@@ -72,7 +72,7 @@
 //
 // A stored message whose checksum fails, that does not decode, whose key
 // is missing, or on whose page bbolt panics is never served: Read skips it
-// and reports a longpoll.GapCorrupt with the exact number skipped, and
+// and reports a protocol.GapCorrupt with the exact number skipped, and
 // delivery goes on after it. Its time, unknown, is taken as that of the
 // next readable message, so it expires no sooner than it would have;
 // retention drops it like any other. Reads recover bbolt's panics and
@@ -85,7 +85,7 @@
 // # A full disk
 //
 // An append whose write fails for lack of space (ENOSPC, EDQUOT, EFBIG)
-// fails with longpoll.ErrStoreFull, and for the next second appends are
+// fails with protocol.ErrStoreFull, and for the next second appends are
 // refused at once (each failed commit costs bbolt a walk of every page to
 // rebuild its free list). Nothing acknowledged is lost; reads go on, and
 // Ping stays nil: readiness does not fail while the disk is full.

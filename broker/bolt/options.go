@@ -16,7 +16,7 @@ const (
 	// counted by MessageSize.
 	DefaultMaxBytes = 8 << 20
 	// DefaultMaxTopics is how many topics the store holds before Append
-	// refuses new ones with longpoll.ErrStoreFull.
+	// refuses new ones with protocol.ErrStoreFull.
 	DefaultMaxTopics = 1_000_000
 	// DefaultLockTimeout is how long Open waits for another process to
 	// release the data file before it gives up.
@@ -105,7 +105,7 @@ func WithMaxBytes(n int64) Option {
 }
 
 // WithMaxTopics caps the topics the store holds; an Append that would
-// create more fails with longpoll.ErrStoreFull.
+// create more fails with protocol.ErrStoreFull.
 func WithMaxTopics(n int) Option {
 	return func(c *config) error {
 		if n <= 0 {

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/longpoll/longpoll/protocol"
+
 	"github.com/longpoll/longpoll"
 	bbolt "go.etcd.io/bbolt"
 )
@@ -20,7 +22,7 @@ import (
 // not decode, its key is missing, or bbolt panics on its page) is skipped
 // and reported as a GapCorrupt. Damage to the topic's own record is an
 // error that satisfies errors.Is(err, ErrDamaged).
-func (b *Broker) Read(ctx context.Context, topic string, from longpoll.Position, limit int) (longpoll.Page, error) {
+func (b *Broker) Read(ctx context.Context, topic string, from protocol.Position, limit int) (longpoll.Page, error) {
 	if err := ctx.Err(); err != nil {
 		return longpoll.Page{}, err
 	}
@@ -36,7 +38,7 @@ func (b *Broker) Read(ctx context.Context, topic string, from longpoll.Position,
 	if err != nil {
 		return longpoll.Page{}, b.readError("read", topic, err)
 	}
-	if g := page.Gap; g != nil && g.Reason == longpoll.GapCorrupt {
+	if g := page.Gap; g != nil && g.Reason == protocol.GapCorrupt {
 		b.logDamage("read", topic, fmt.Errorf("%d stored messages after seq %d cannot be read back: skipped",
 			g.Missed, page.Next.Seq-g.Missed))
 	}
@@ -60,9 +62,9 @@ func isDamage(err error) bool {
 // ErrDamaged marks the errors of calls that found the store's own records
 // damaged: the server answers 500 internal. Damaged messages are not
 // errors but GapCorrupt gaps.
-var ErrDamaged = &longpoll.Error{Code: longpoll.CodeInternal, Message: "the store's data is damaged"}
+var ErrDamaged = &protocol.Error{Code: protocol.CodeInternal, Message: "the store's data is damaged"}
 
-func (b *Broker) readView(topic string, from longpoll.Position, limit int, now int64, careful bool) (page longpoll.Page, err error) {
+func (b *Broker) readView(topic string, from protocol.Position, limit int, now int64, careful bool) (page longpoll.Page, err error) {
 	err = b.view(func(tx *bbolt.Tx) error {
 		page, err = b.read(tx, topic, from, limit, now, careful)
 		return err
@@ -70,16 +72,16 @@ func (b *Broker) readView(topic string, from longpoll.Position, limit int, now i
 	return page, err
 }
 
-func (b *Broker) read(tx *bbolt.Tx, topic string, from longpoll.Position, limit int, now int64, careful bool) (longpoll.Page, error) {
+func (b *Broker) read(tx *bbolt.Tx, topic string, from protocol.Position, limit int, now int64, careful bool) (longpoll.Page, error) {
 	st, msgs, ok, err := getTopic(tx, topic)
 	if err != nil {
 		return longpoll.Page{}, err
 	}
 	if !ok {
-		if from == (longpoll.Position{}) {
+		if from == (protocol.Position{}) {
 			return longpoll.Page{}, nil
 		}
-		return longpoll.Page{Gap: &longpoll.Gap{Topic: topic, Reason: longpoll.GapReset}}, nil
+		return longpoll.Page{Gap: &protocol.Gap{Topic: topic, Reason: protocol.GapReset}}, nil
 	}
 	vals := &values{msgs: msgs, careful: careful, seek: true}
 	oldest := b.oldest(vals, st, now)
@@ -87,13 +89,13 @@ func (b *Broker) read(tx *bbolt.Tx, topic string, from longpoll.Position, limit 
 	var page longpoll.Page
 	after := from.Seq
 	switch {
-	case (from == longpoll.Position{}) || (from.Epoch == st.epoch && from.Seq <= st.head):
+	case (from == protocol.Position{}) || (from.Epoch == st.epoch && from.Seq <= st.head):
 		if after+1 < oldest {
-			page.Gap = &longpoll.Gap{Topic: topic, Reason: longpoll.GapExpired, Missed: oldest - (after + 1)}
+			page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapExpired, Missed: oldest - (after + 1)}
 			after = oldest - 1
 		}
 	default:
-		page.Gap = &longpoll.Gap{Topic: topic, Reason: longpoll.GapReset}
+		page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapReset}
 		after = oldest - 1
 	}
 	if limit <= 0 || after >= st.head {
@@ -101,7 +103,7 @@ func (b *Broker) read(tx *bbolt.Tx, topic string, from longpoll.Position, limit 
 			// Nothing new: Next is where the reader was.
 			page.Next = from
 		} else {
-			page.Next = longpoll.Position{Epoch: st.epoch, Seq: after}
+			page.Next = protocol.Position{Epoch: st.epoch, Seq: after}
 		}
 		return page, nil
 	}
@@ -131,14 +133,14 @@ func (b *Broker) read(tx *bbolt.Tx, topic string, from longpoll.Position, limit 
 		size += len(v)
 	}
 	if bad > 0 {
-		page.Gap = &longpoll.Gap{Topic: topic, Reason: longpoll.GapCorrupt, Missed: bad}
+		page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapCorrupt, Missed: bad}
 	}
 	if len(got) == 0 {
-		page.Next = longpoll.Position{Epoch: st.epoch, Seq: after + bad}
+		page.Next = protocol.Position{Epoch: st.epoch, Seq: after + bad}
 		return page, nil
 	}
 	arena := make([]byte, 0, size)
-	page.Messages = make([]longpoll.Message, len(got))
+	page.Messages = make([]protocol.Message, len(got))
 	for i, e := range got {
 		t, id, data, _ := decodeMessage(e.v, false)
 		m := &page.Messages[i]
@@ -150,7 +152,7 @@ func (b *Broker) read(tx *bbolt.Tx, topic string, from longpoll.Position, limit 
 		arena = append(arena, data...)
 		m.Data = arena[start:len(arena):len(arena)]
 	}
-	page.Next = longpoll.Position{Epoch: st.epoch, Seq: got[len(got)-1].seq}
+	page.Next = protocol.Position{Epoch: st.epoch, Seq: got[len(got)-1].seq}
 	return page, nil
 }
 

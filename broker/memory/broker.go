@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/longpoll/longpoll/protocol"
+
 	"github.com/longpoll/longpoll"
 )
 
@@ -247,13 +249,13 @@ func (b *Broker) appendLocked(pubs []longpoll.Publication, plans []plan, planOf 
 	if newTopics > 0 {
 		if n := b.topics.Add(int64(newTopics)); n > b.cfg.maxTopics {
 			b.topics.Add(-int64(newTopics))
-			return nil, fmt.Errorf("memory: the broker holds %d topics: %w", b.cfg.maxTopics, longpoll.ErrStoreFull)
+			return nil, fmt.Errorf("memory: the broker holds %d topics: %w", b.cfg.maxTopics, protocol.ErrStoreFull)
 		}
 	}
 	if n := b.totalBytes.Add(delta); delta > 0 && n > b.cfg.maxTotalBytes {
 		b.totalBytes.Add(-delta)
 		b.topics.Add(-int64(newTopics))
-		return nil, fmt.Errorf("memory: the broker holds %d bytes: %w", b.cfg.maxTotalBytes, longpoll.ErrStoreFull)
+		return nil, fmt.Errorf("memory: the broker holds %d bytes: %w", b.cfg.maxTotalBytes, protocol.ErrStoreFull)
 	}
 
 	// Nothing can fail from here on.
@@ -268,7 +270,7 @@ func (b *Broker) appendLocked(pubs []longpoll.Publication, plans []plan, planOf 
 			p.shard.topics[p.log.name] = p.log
 		}
 		l := p.log
-		l.push(longpoll.Message{
+		l.push(protocol.Message{
 			Topic: l.name,
 			Seq:   receipts[i].Seq,
 			Time:  p.time,
@@ -304,7 +306,7 @@ func (b *Broker) planDrops(p *plan, pubs []longpoll.Publication, planOf []int, r
 	if p.count == 0 {
 		return // nothing is appended, so nothing is dropped
 	}
-	var live []longpoll.Message
+	var live []protocol.Message
 	var total int64
 	if p.log != nil {
 		live, total = p.log.live(), p.log.bytes
@@ -343,7 +345,7 @@ func newEpoch() uint64 {
 // Read returns messages of topic after from, as described by
 // longpoll.Broker. The messages are copies; their Data is shared and must
 // not be modified.
-func (b *Broker) Read(ctx context.Context, topic string, from longpoll.Position, limit int) (longpoll.Page, error) {
+func (b *Broker) Read(ctx context.Context, topic string, from protocol.Position, limit int) (longpoll.Page, error) {
 	if err := ctx.Err(); err != nil {
 		return longpoll.Page{}, err
 	}
@@ -358,10 +360,10 @@ func (b *Broker) Read(ctx context.Context, topic string, from longpoll.Position,
 
 	l := sh.topics[topic]
 	if l == nil {
-		if from == (longpoll.Position{}) {
+		if from == (protocol.Position{}) {
 			return longpoll.Page{}, nil
 		}
-		return longpoll.Page{Gap: &longpoll.Gap{Topic: topic, Reason: longpoll.GapReset}}, nil
+		return longpoll.Page{Gap: &protocol.Gap{Topic: topic, Reason: protocol.GapReset}}, nil
 	}
 
 	v := l.visible(cutoff)
@@ -371,23 +373,23 @@ func (b *Broker) Read(ctx context.Context, topic string, from longpoll.Position,
 	var page longpoll.Page
 	after := from.Seq // read the messages with a seq above it
 	switch {
-	case from == longpoll.Position{}:
+	case from == protocol.Position{}:
 	case from.Epoch != l.epoch || from.Seq > l.head:
-		page.Gap = &longpoll.Gap{Topic: topic, Reason: longpoll.GapReset}
+		page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapReset}
 		after = oldest - 1
 	}
 	if after+1 < oldest {
-		page.Gap = &longpoll.Gap{Topic: topic, Reason: longpoll.GapExpired, Missed: oldest - 1 - after}
+		page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapExpired, Missed: oldest - 1 - after}
 		after = oldest - 1
 	}
 
 	visible = visible[after+1-oldest:]
 	if n := min(limit, len(visible)); n > 0 {
-		page.Messages = make([]longpoll.Message, n)
+		page.Messages = make([]protocol.Message, n)
 		copy(page.Messages, visible)
-		page.Next = longpoll.Position{Epoch: l.epoch, Seq: page.Messages[n-1].Seq}
+		page.Next = protocol.Position{Epoch: l.epoch, Seq: page.Messages[n-1].Seq}
 	} else if page.Gap != nil {
-		page.Next = longpoll.Position{Epoch: l.epoch, Seq: after}
+		page.Next = protocol.Position{Epoch: l.epoch, Seq: after}
 	} else {
 		page.Next = from
 	}

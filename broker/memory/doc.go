@@ -34,5 +34,5 @@
 //
 // Across all topics the broker holds at most MaxTopics topics and
 // MaxTotalBytes bytes; an Append that would pass either limit fails with an
-// error matching longpoll.ErrStoreFull and appends nothing.
+// error matching protocol.ErrStoreFull and appends nothing.
 package memory

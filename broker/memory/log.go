@@ -4,7 +4,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/protocol"
 )
 
 // topicLog is one topic's log in one epoch. Its shard's lock guards it.
@@ -18,7 +18,7 @@ type topicLog struct {
 	name  string
 	epoch uint64
 	head  uint64 // seq of the newest message ever appended; never decreases
-	buf   []longpoll.Message
+	buf   []protocol.Message
 	off   int
 	bytes int64     // size of buf[off:]
 	last  time.Time // Time of the newest message ever appended
@@ -30,7 +30,7 @@ func msgSize(topic, id string, data []byte) int64 {
 	return int64(len(data)+len(id)+len(topic)) + MessageOverhead
 }
 
-func (l *topicLog) live() []longpoll.Message { return l.buf[l.off:] }
+func (l *topicLog) live() []protocol.Message { return l.buf[l.off:] }
 
 // firstSeq is the seq of live()[0], or head+1 when nothing is retained.
 func (l *topicLog) firstSeq() uint64 { return l.head - uint64(len(l.buf)-l.off) + 1 }
@@ -45,7 +45,7 @@ func (l *topicLog) visible(cutoff time.Time) int {
 	return sort.Search(len(live), func(i int) bool { return !live[i].Time.Before(cutoff) })
 }
 
-func (l *topicLog) push(m longpoll.Message) {
+func (l *topicLog) push(m protocol.Message) {
 	if len(l.buf) == cap(l.buf) && l.off > 0 {
 		n := len(l.buf) - l.off
 		if l.off >= n {
@@ -54,7 +54,7 @@ func (l *topicLog) push(m longpoll.Message) {
 			clear(l.buf[n:])
 			l.buf = l.buf[:n]
 		} else {
-			nb := make([]longpoll.Message, n, 2*n)
+			nb := make([]protocol.Message, n, 2*n)
 			copy(nb, l.buf[l.off:])
 			l.buf = nb
 		}
@@ -72,7 +72,7 @@ func (l *topicLog) dropFront(n int) int64 {
 		if m.ID != "" && l.ids[m.ID] == m.Seq {
 			delete(l.ids, m.ID)
 		}
-		*m = longpoll.Message{}
+		*m = protocol.Message{}
 	}
 	l.off += n
 	l.bytes -= freed
@@ -96,7 +96,7 @@ func (l *topicLog) expire(cutoff time.Time) int64 {
 func (l *topicLog) shrink() {
 	n := len(l.buf) - l.off
 	if c := cap(l.buf); c > 16 && c > 4*n {
-		nb := make([]longpoll.Message, n, 2*n)
+		nb := make([]protocol.Message, n, 2*n)
 		copy(nb, l.buf[l.off:])
 		l.buf, l.off = nb, 0
 	}

@@ -81,13 +81,13 @@ func WithMaxAge(d time.Duration) Option { return func(c *config) { c.maxAge = d 
 func WithMaxBytes(n int64) Option { return func(c *config) { c.maxBytes = n } }
 
 // WithMaxTopics sets how many topics the broker holds at once. An Append
-// that would create one more fails with longpoll.ErrStoreFull. Watching a
+// that would create one more fails with protocol.ErrStoreFull. Watching a
 // topic does not create it. Default DefaultMaxTopics.
 func WithMaxTopics(n int) Option { return func(c *config) { c.maxTopics = int64(n) } }
 
 // WithMaxTotalBytes sets how many bytes all topics hold together. An Append
 // that would pass it, after the drops it causes itself, fails with
-// longpoll.ErrStoreFull. Default DefaultMaxTotalBytes.
+// protocol.ErrStoreFull. Default DefaultMaxTotalBytes.
 func WithMaxTotalBytes(n int64) Option { return func(c *config) { c.maxTotalBytes = n } }
 
 // WithReclaimInterval sets how often the janitor frees the memory of expired

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/longpoll/longpoll/protocol"
+
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/longpoll/longpoll"
@@ -46,7 +48,7 @@ type Broker struct {
 //
 // The options of go-redis's ParseURL (dial_timeout, pool_size, ...) are
 // accepted too. Open does not wait for Redis: a Redis that is down makes
-// calls fail with longpoll.ErrUnavailable until it is back.
+// calls fail with protocol.ErrUnavailable until it is back.
 func Open(rawURL string, opts ...Option) (*Broker, error) {
 	cfg := defaultConfig()
 	for _, o := range opts {
@@ -195,13 +197,13 @@ func mapError(op string, err error) error {
 		msg := rerr.Error()
 		switch {
 		case strings.HasPrefix(msg, "OOM"):
-			return fmt.Errorf("redis: %s: %w: %w", op, longpoll.ErrStoreFull, err)
+			return fmt.Errorf("redis: %s: %w: %w", op, protocol.ErrStoreFull, err)
 		case strings.HasPrefix(msg, "LOADING"), strings.HasPrefix(msg, "BUSY"),
 			strings.HasPrefix(msg, "MASTERDOWN"), strings.HasPrefix(msg, "CLUSTERDOWN"),
 			strings.HasPrefix(msg, "TRYAGAIN"), strings.HasPrefix(msg, "READONLY"),
 			strings.HasPrefix(msg, "MOVED"), strings.HasPrefix(msg, "ASK"),
 			strings.HasPrefix(msg, "NOREPLICAS"), strings.HasPrefix(msg, "ERR max number of clients"):
-			return fmt.Errorf("redis: %s: %w: %w", op, longpoll.ErrUnavailable, err)
+			return fmt.Errorf("redis: %s: %w: %w", op, protocol.ErrUnavailable, err)
 		}
 		// A reply Redis should never give: a bug, not an outage.
 		return fmt.Errorf("redis: %s: %w", op, err)
@@ -209,7 +211,7 @@ func mapError(op string, err error) error {
 	if errors.Is(err, goredis.ErrClosed) {
 		return longpoll.ErrClosed
 	}
-	return fmt.Errorf("redis: %s: %w: %w", op, longpoll.ErrUnavailable, err)
+	return fmt.Errorf("redis: %s: %w: %w", op, protocol.ErrUnavailable, err)
 }
 
 // group is the publications of one script call: topics of one slot (or of
@@ -367,7 +369,7 @@ func (b *Broker) appendGroup(ctx context.Context, g *group, pubs []longpoll.Publ
 
 // Read returns messages of topic after from, as described by
 // longpoll.Broker.
-func (b *Broker) Read(ctx context.Context, topic string, from longpoll.Position, limit int) (longpoll.Page, error) {
+func (b *Broker) Read(ctx context.Context, topic string, from protocol.Position, limit int) (longpoll.Page, error) {
 	var page longpoll.Page
 	err := b.call(ctx, "read", func(ctx context.Context) error {
 		var err error
@@ -391,7 +393,7 @@ type logState struct {
 	elements    []string
 }
 
-func (b *Broker) readScript(ctx context.Context, topic string, from longpoll.Position, limit int) (logState, error) {
+func (b *Broker) readScript(ctx context.Context, topic string, from protocol.Position, limit int) (logState, error) {
 	m, l, i := b.keys(topic)
 	res, err := readScript.Run(ctx, b.rdb, []string{m, l, i},
 		b.nowArg(), b.maxAgeMicros(), MessageOverhead, topic,
@@ -417,26 +419,26 @@ func (b *Broker) readScript(ctx context.Context, topic string, from longpoll.Pos
 	return st, nil
 }
 
-func (b *Broker) read(ctx context.Context, topic string, from longpoll.Position, limit int) (longpoll.Page, error) {
+func (b *Broker) read(ctx context.Context, topic string, from protocol.Position, limit int) (longpoll.Page, error) {
 	st, err := b.readScript(ctx, topic, from, limit)
 	if err != nil {
 		return longpoll.Page{}, err
 	}
 	var page longpoll.Page
 	if !st.exists {
-		if from != (longpoll.Position{}) {
-			page.Gap = &longpoll.Gap{Topic: topic, Reason: longpoll.GapReset}
+		if from != (protocol.Position{}) {
+			page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapReset}
 		}
 		return page, nil
 	}
 	switch st.gap {
 	case "reset":
-		page.Gap = &longpoll.Gap{Topic: topic, Reason: longpoll.GapReset}
+		page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapReset}
 	case "expired":
-		page.Gap = &longpoll.Gap{Topic: topic, Reason: longpoll.GapExpired, Missed: st.missed}
+		page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapExpired, Missed: st.missed}
 	}
 	if len(st.elements) > 0 {
-		page.Messages = make([]longpoll.Message, len(st.elements))
+		page.Messages = make([]protocol.Message, len(st.elements))
 		for k, el := range st.elements {
 			m, err := decode(topic, st.after+1+uint64(k), el)
 			if err != nil {
@@ -444,9 +446,9 @@ func (b *Broker) read(ctx context.Context, topic string, from longpoll.Position,
 			}
 			page.Messages[k] = m
 		}
-		page.Next = longpoll.Position{Epoch: st.epoch, Seq: st.after + uint64(len(st.elements))}
+		page.Next = protocol.Position{Epoch: st.epoch, Seq: st.after + uint64(len(st.elements))}
 	} else if page.Gap != nil {
-		page.Next = longpoll.Position{Epoch: st.epoch, Seq: st.after}
+		page.Next = protocol.Position{Epoch: st.epoch, Seq: st.after}
 	} else {
 		page.Next = from
 	}
@@ -454,9 +456,9 @@ func (b *Broker) read(ctx context.Context, topic string, from longpoll.Position,
 }
 
 // decode parses a list element: "<time µs>,<len(id)>,<id><data>".
-func decode(topic string, seq uint64, el string) (longpoll.Message, error) {
-	bad := func() (longpoll.Message, error) {
-		return longpoll.Message{}, fmt.Errorf("redis: topic %q seq %d: malformed message in Redis", topic, seq)
+func decode(topic string, seq uint64, el string) (protocol.Message, error) {
+	bad := func() (protocol.Message, error) {
+		return protocol.Message{}, fmt.Errorf("redis: topic %q seq %d: malformed message in Redis", topic, seq)
 	}
 	ts, rest, ok := strings.Cut(el, ",")
 	if !ok {
@@ -471,7 +473,7 @@ func decode(topic string, seq uint64, el string) (longpoll.Message, error) {
 	if err1 != nil || err2 != nil || idLen < 0 || idLen > len(rest) {
 		return bad()
 	}
-	return longpoll.Message{
+	return protocol.Message{
 		Topic: topic,
 		Seq:   seq,
 		Time:  time.UnixMicro(us).UTC(),
@@ -484,7 +486,7 @@ func decode(topic string, seq uint64, el string) (longpoll.Message, error) {
 func (b *Broker) Stat(ctx context.Context, topic string) (longpoll.TopicStat, error) {
 	var ts longpoll.TopicStat
 	err := b.call(ctx, "stat", func(ctx context.Context) error {
-		st, err := b.readScript(ctx, topic, longpoll.Position{}, 0)
+		st, err := b.readScript(ctx, topic, protocol.Position{}, 0)
 		if err != nil || !st.exists {
 			return err
 		}
@@ -511,7 +513,7 @@ func (b *Broker) Watch(topic string, wake func(topic string)) (stop func()) {
 }
 
 // Ping reports whether Redis answers (every master in Cluster) and the
-// pub/sub connections are up; an error wraps longpoll.ErrUnavailable.
+// pub/sub connections are up; an error wraps protocol.ErrUnavailable.
 func (b *Broker) Ping(ctx context.Context) error {
 	return b.call(ctx, "ping", func(ctx context.Context) error {
 		if b.cluster != nil {

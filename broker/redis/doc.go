@@ -76,7 +76,7 @@
 //
 // Every call is bounded by Timeout (2 s) and dials by DialTimeout (1 s).
 // A Redis that cannot serve makes calls fail fast with an error wrapping
-// longpoll.ErrUnavailable (longpoll.ErrStoreFull when Redis is out of
+// protocol.ErrUnavailable (protocol.ErrStoreFull when Redis is out of
 // memory under maxmemory with noeviction); Ping fails while Redis or a
 // pub/sub connection is down, so readiness turns 503. Everything recovers
 // by itself when Redis is back.

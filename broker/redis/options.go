@@ -18,7 +18,7 @@ const (
 	// SUBSCRIBE and UNSUBSCRIBE on every poll.
 	DefaultLinger = 30 * time.Second
 	// DefaultTimeout bounds every call to Redis, so that an unreachable
-	// Redis fails calls fast with longpoll.ErrUnavailable.
+	// Redis fails calls fast with protocol.ErrUnavailable.
 	DefaultTimeout = 2 * time.Second
 	// DefaultDialTimeout bounds each connection attempt.
 	DefaultDialTimeout = time.Second

@@ -1,0 +1,52 @@
+package protocol
+
+import "time"
+
+// Error codes: the "code" of the protocol's JSON errors.
+const (
+	CodeInvalidTopic     = "invalid_topic"
+	CodeReservedTopic    = "reserved_topic"
+	CodeInvalidCursor    = "invalid_cursor"
+	CodeInvalidParameter = "invalid_parameter"
+	CodeInvalidBody      = "invalid_body"
+	CodeTooManyTopics    = "too_many_topics"
+	CodeTooLarge         = "too_large"
+	CodeUnsupportedMedia = "unsupported_media_type"
+	CodeNotFound         = "not_found"
+	CodeMethodNotAllowed = "method_not_allowed"
+	CodeOverloaded       = "overloaded"
+	CodeStoreFull        = "store_full"
+	CodeUnavailable      = "broker_unavailable"
+	CodeShuttingDown     = "shutting_down"
+	CodeInternal         = "internal"
+	CodeUnauthorized     = "unauthorized"
+	CodeTokenExpired     = "token_expired"
+	CodeForbidden        = "forbidden"
+	CodeRateLimited      = "rate_limited"
+)
+
+// Error is an error with a protocol code. The server maps codes to HTTP
+// statuses in one table; errors.Is matches two Errors by code.
+type Error struct {
+	Code    string
+	Message string
+	// RetryAfter, when positive, is the base delay a client should wait
+	// before trying again (the server spreads it with jitter).
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string { return "longpoll: " + e.Message }
+
+// Is reports whether target is an *Error with the same code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Code == e.Code
+}
+
+// Sentinel errors that brokers return and callers branch on with errors.Is.
+var (
+	// ErrStoreFull: the broker has no room for more topics or bytes.
+	ErrStoreFull = &Error{Code: CodeStoreFull, Message: "store is full", RetryAfter: 5 * time.Second}
+	// ErrUnavailable: the broker's store cannot be reached now.
+	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "broker unavailable", RetryAfter: 2 * time.Second}
+)
