@@ -5,18 +5,16 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/longpoll/longpoll/internal/hub"
 	"github.com/longpoll/longpoll/internal/transport"
+	"github.com/longpoll/longpoll/internal/wheel"
 )
 
-// Parked polls: an event-loop transport (internal/dense) hands a poll
+// Parked polls: an event-loop transport (internal/eventloop) hands a poll
 // request to the server with a sink; a poll that must wait is kept as a
 // parked record, with no goroutine and no timer of its own, until a
 // wake-up, its deadline, its client leaving or shutdown ends it.
@@ -39,36 +37,6 @@ const (
 	stDone
 )
 
-// Transport returns the server as longpoll's own transports see it: the
-// event loop parks polls on it, sends it what it reads under /v1/, and
-// counts its connections' waiting output in its reply budget. It is for
-// the transports in this module; wrapping the server in a handler hides
-// none of this from them.
-func (s *Server) Transport() transport.Server { return (*parkServer)(s) }
-
-// parkServer is the server as a transport.Server.
-type parkServer Server
-
-func (ps *parkServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*Server)(ps).ServeHTTP(w, r)
-}
-
-func (ps *parkServer) ServePoll(w http.ResponseWriter, r *http.Request, sink transport.Sink) transport.Poll {
-	if p := (*Server)(ps).serve(w, r, sink); p != nil {
-		return p
-	}
-	return nil // not a nil *parked in a non-nil interface
-}
-
-// Bare: without an Authenticator, the server reads a poll's
-// X-Request-Id, and Origin, Access-Control-Request-Method and
-// X-Forwarded-For, none of which a bare poll carries.
-func (ps *parkServer) Bare() bool { return ps.cfg.auth == nil }
-
-func (ps *parkServer) Pause() { ps.fanout.wait() }
-
-func (ps *parkServer) Budget() *transport.Budget { return ps.budget }
-
 // parked is one parked poll. Its fields are ordered to keep it small:
 // every held poll has one.
 type parked struct {
@@ -78,7 +46,6 @@ type parked struct {
 	// expires: at the deadline the poll is answered 401 token_expired,
 	// not with a timeout.
 	expires bool
-	inWheel bool // under home's lock
 	unsent  bool // its client was gone when its reply was due (send)
 	sink    transport.Sink
 	w       hub.Waiter // its registration, kept here to save an allocation
@@ -91,15 +58,13 @@ type parked struct {
 	limit  int32
 	// The request id is extra[ridAt:ridEnd]: the id's own header line.
 	ridAt, ridEnd int32
-	// The deadline wheel's bookkeeping, under home's lock.
-	wslot, wix int32
-	home       *wheelShard
-	extra      []byte        // the reply's header lines set before parking (X-Request-Id, CORS)
-	start      time.Duration // since monoBase
-	client     string        // the per-client limit's key, when one counts this poll
-	// deadline is when the hold ends, in Unix nanoseconds.
-	deadline int64
-	log      *parkLog // nil unless access logging is on
+	extra         []byte        // the reply's header lines set before parking (X-Request-Id, CORS)
+	start         time.Duration // since monoBase
+	client        string        // the per-client limit's key, when one counts this poll
+	// wheel holds the poll's deadline, when its hold ends, and the
+	// deadline wheel's bookkeeping.
+	wheel wheel.Entry
+	log   *parkLog // nil unless access logging is on
 }
 
 // monoBase is what parked polls' start times count from: a Duration is a
@@ -193,15 +158,15 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	if s.log.Enabled(ctx, slog.LevelInfo) {
 		p.log = &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}
 	}
-	p.deadline = start.Add(d).UnixNano() // the hold counts from the poll's start
-	s.hub.Park(&p.w, c.topics, p)
-	s.wheel.add(p)
+	p.wheel.Deadline = start.Add(d).UnixNano() // the hold counts from the poll's start
+	s.hub.RegisterParkedIn(&p.w, c.topics, p)
+	s.wheel.Add(p)
 	for {
 		err := c.collect(ctx, s.broker)
 		if err != nil || !c.empty() {
 			p.state.Store(stDone)
 			s.hub.Unregister(&p.w)
-			s.wheel.remove(p)
+			s.wheel.Remove(p)
 			if err != nil {
 				s.brokerError(w, r, rid, "read", err)
 				return nil, OutcomeError
@@ -364,7 +329,7 @@ func (p *parked) settle(outcome PollOutcome, status, n int, now time.Time) {
 	s := p.s
 	p.state.Store(stDone)
 	s.hub.Unregister(&p.w)
-	s.wheel.remove(p)
+	s.wheel.Remove(p)
 	if p.unsent {
 		outcome = OutcomeCancelled
 	}
@@ -392,7 +357,7 @@ func (p *parked) rearm() {
 		case s.draining.Load():
 			p.shutdown()
 			return
-		case time.Now().UnixNano() >= p.deadline:
+		case time.Now().UnixNano() >= p.wheel.Deadline:
 			p.timeout()
 			return
 		}
@@ -444,167 +409,14 @@ func (p *parked) brokerFailed(err error) {
 	p.fail(e)
 }
 
-// deliver is the hub's DeliverFunc: it answers the claimed polls off the
-// publisher's goroutine, so a publish never waits for its fan-out.
-func (s *Server) deliver(batch []hub.Parked) {
-	if r, ok := batch[0].(*parked).sink.(transport.Runner); ok {
-		r.Run(func() { s.deliverBatch(batch) })
-		return
-	}
-	go s.deliverBatch(batch)
-}
+// WheelEntry implements wheel.Item.
+func (p *parked) WheelEntry() *wheel.Entry { return &p.wheel }
 
-// fanoutGate is the size of a group of polls whose replies go out before
-// any new poll starts.
-const fanoutGate = 256
+// Ended implements wheel.Item.
+func (p *parked) Ended() bool { return p.state.Load() == stDone }
 
-// gate holds back the start of new parked polls while a large fan-out's
-// replies are being written, as an event loop that writes every waiter
-// of a publish before it reads the next request would: on a busy core the
-// re-polls of the first subscribers served would otherwise share it with
-// the writes to the rest, and the last subscriber would get its message
-// later. It covers only the writes, which never block, so a slow broker
-// read cannot hold polls back. Measured on one core, 19,000 subscribers:
-// time until all received 311 -> 248 ms (docs/performance.md).
-type gate struct {
-	active atomic.Int32
-	mu     sync.Mutex
-	done   chan struct{} // closed when active returns to 0
-}
-
-func (g *gate) enter() {
-	g.mu.Lock()
-	if g.active.Add(1) == 1 {
-		g.done = make(chan struct{})
-	}
-	g.mu.Unlock()
-}
-
-func (g *gate) leave() {
-	g.mu.Lock()
-	if g.active.Add(-1) == 0 {
-		close(g.done)
-	}
-	g.mu.Unlock()
-}
-
-// wait returns once no large fan-out is being written: at once, with an
-// atomic load, when none is.
-func (g *gate) wait() {
-	if g.active.Load() == 0 {
-		return
-	}
-	g.mu.Lock()
-	done, n := g.done, g.active.Load()
-	g.mu.Unlock()
-	if n > 0 {
-		<-done
-	}
-}
-
-// deliverBatch reads once for each group of polls with the same topics
-// and positions, encodes that reply once, and writes the same bytes to
-// every poll of the group.
-func (s *Server) deliverBatch(batch []hub.Parked) {
-	// Most often every poll of a batch is at the same place (subscribers
-	// that keep up with one topic): one group, found with no key.
-	all := make([]*parked, len(batch))
-	same := true
-	for i, b := range batch {
-		p := b.(*parked)
-		all[i] = p
-		if same && i > 0 {
-			q := all[0]
-			same = p.limit == q.limit && slices.Equal(p.topics, q.topics) && slices.Equal(p.pos, q.pos)
-		}
-	}
-	if same {
-		s.deliverGroup(all)
-		return
-	}
-	groups := make(map[string][]*parked)
-	var order []string
-	var key []byte
-	for _, p := range all {
-		c := p.collector()
-		key = c.appendKey(key[:0])
-		g, ok := groups[string(key)]
-		if !ok {
-			order = append(order, string(key))
-		}
-		groups[string(key)] = append(g, p)
-	}
-	for _, k := range order {
-		s.deliverGroup(groups[k])
-	}
-}
-
-// appendKey appends what makes two polls' replies identical: topics,
-// positions and limit.
-func (c *collector) appendKey(b []byte) []byte {
-	b = strconv.AppendInt(b, int64(c.limit), 10)
-	for i, t := range c.topics {
-		b = append(b, 0)
-		b = append(b, t...)
-		b = append(b, 0)
-		b = strconv.AppendUint(b, c.pos[i].Epoch, 36)
-		b = append(b, ':')
-		b = strconv.AppendUint(b, c.pos[i].Seq, 36)
-	}
-	return b
-}
-
-func (s *Server) deliverGroup(g []*parked) {
-	lead := g[0]
-	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit), maxBytes: s.cfg.maxReplyBytes}
-	if err := c.collect(context.Background(), s.broker); err != nil {
-		for _, p := range g {
-			p.brokerFailed(err)
-		}
-		return
-	}
-	if c.empty() {
-		for _, p := range g {
-			p.rearm()
-		}
-		return
-	}
-	size := c.replySize()
-	if !s.reserveReply(&c, size) {
-		for _, p := range g {
-			p.fail(errRepliesFull)
-		}
-		return
-	}
-	body, bp := replyBuffer(size)
-	body = appendReply(body, &c, false, 0)
-	now := time.Now()
-	// Every reply is written first, and the bookkeeping (hub, wheel,
-	// metrics) done after: the last subscriber of a large group gets its
-	// message that much sooner.
-	gated := len(g) >= fanoutGate
-	if gated {
-		s.fanout.enter()
-	}
-	for _, p := range g {
-		p.send(http.StatusOK, nil, body, now)
-	}
-	if gated {
-		s.fanout.leave()
-	}
-	s.budget.Add(-size)
-	for _, p := range g {
-		s.m.Delivered(now, c.out)
-		for _, gp := range c.gaps {
-			s.m.GapReported(gp.Reason)
-		}
-		p.settle(OutcomeMessages, http.StatusOK, len(body), now)
-	}
-	putReplyBuffer(body, bp)
-}
-
-// expire is the wheel's callback for polls whose deadline has come.
-func (p *parked) expire() bool {
+// Expire implements wheel.Item: the poll's deadline has come.
+func (p *parked) Expire() bool {
 	if p.state.CompareAndSwap(stHeld, stClaimed) {
 		p.timeout()
 		return true
@@ -614,145 +426,9 @@ func (p *parked) expire() bool {
 
 // shutdownParked answers every parked poll; Shutdown calls it.
 func (s *Server) shutdownParked() {
-	for _, p := range s.wheel.all() {
+	for _, p := range s.wheel.All() {
 		if p.state.CompareAndSwap(stHeld, stClaimed) {
 			p.shutdown()
 		}
 	}
-}
-
-// The deadline wheel: parked polls sorted into slots of wheelTick by
-// deadline, over a few shards each with its own lock and one timer that
-// runs only while the shard holds polls.
-const (
-	wheelTick   = 50 * time.Millisecond
-	wheelShards = 4
-)
-
-type wheel struct {
-	span   time.Duration // the longest hold
-	shards [wheelShards]wheelShard
-	next   atomic.Uint32
-}
-
-type wheelShard struct {
-	mu    sync.Mutex
-	slots [][]*parked // a ring: slot i holds deadlines in ticks ≡ i; nil for a poll removed
-	n     int         // polls held
-	done  int64       // every tick up to this one has been expired
-	timer *time.Timer
-}
-
-func tickOf(ns int64) int64 { return ns / int64(wheelTick) }
-
-// untilTick is how long after ns the next tick begins. Every shard's timer
-// fires at a tick's start, so that one wake-up of the runtime serves them
-// all, not one each.
-func untilTick(ns int64) time.Duration {
-	return time.Duration(int64(wheelTick) - ns%int64(wheelTick))
-}
-
-func (w *wheel) add(p *parked) {
-	sh := &w.shards[w.next.Add(1)%wheelShards]
-	sh.mu.Lock()
-	p.home = sh
-	if sh.slots == nil {
-		sh.slots = make([][]*parked, int(w.span/wheelTick)+3)
-	}
-	if sh.n == 0 {
-		now := time.Now().UnixNano()
-		sh.done = tickOf(now) - 1
-		if sh.timer == nil {
-			sh.timer = time.AfterFunc(untilTick(now), sh.fire)
-		} else {
-			sh.timer.Reset(untilTick(now))
-		}
-	}
-	sh.insert(p)
-	sh.mu.Unlock()
-}
-
-// insert files p by its deadline; a deadline already past goes into the
-// next tick's slot.
-func (sh *wheelShard) insert(p *parked) {
-	t := max(tickOf(p.deadline), sh.done+1)
-	i := int32(t % int64(len(sh.slots)))
-	p.inWheel, p.wslot, p.wix = true, i, int32(len(sh.slots[i]))
-	if sh.slots[i] == nil {
-		// A slot keeps its array from one revolution to the next; its
-		// first is made room for 16 polls at once rather than grown
-		// from 1, which took five allocations for a slot's first 16.
-		sh.slots[i] = make([]*parked, 0, 16)
-	}
-	sh.slots[i] = append(sh.slots[i], p)
-	sh.n++
-}
-
-func (w *wheel) remove(p *parked) {
-	sh := p.home // set before the poll could be claimed
-	sh.mu.Lock()
-	if p.inWheel {
-		// A hole, not a swap with the slot's last poll: that would touch
-		// another poll's record, most often not in cache. The slot is
-		// emptied when its tick passes, so holes last one revolution.
-		sh.slots[p.wslot][p.wix] = nil
-		sh.n--
-		p.inWheel = false
-	}
-	sh.mu.Unlock()
-}
-
-// fire expires the polls of every tick that has wholly passed: a poll
-// is answered within one tick after its deadline.
-func (sh *wheelShard) fire() {
-	last := tickOf(time.Now().UnixNano()) - 1
-	var due []*parked
-	sh.mu.Lock()
-	for t := sh.done + 1; t <= last && t <= sh.done+int64(len(sh.slots)); t++ {
-		i := t % int64(len(sh.slots))
-		for _, p := range sh.slots[i] {
-			if p != nil {
-				p.inWheel = false
-				due = append(due, p)
-				sh.n--
-			}
-		}
-		clear(sh.slots[i])
-		sh.slots[i] = sh.slots[i][:0]
-	}
-	sh.done = max(sh.done, last)
-	sh.mu.Unlock()
-	for _, p := range due {
-		if !p.expire() {
-			// Being answered: look again next tick unless it has ended.
-			sh.mu.Lock()
-			if p.state.Load() != stDone {
-				sh.insert(p)
-			}
-			sh.mu.Unlock()
-		}
-	}
-	sh.mu.Lock()
-	if sh.n > 0 {
-		sh.timer.Reset(untilTick(time.Now().UnixNano()))
-	}
-	sh.mu.Unlock()
-}
-
-// all returns every poll in the wheel.
-func (w *wheel) all() []*parked {
-	var out []*parked
-	for i := range w.shards {
-		sh := &w.shards[i]
-		sh.mu.Lock()
-		for _, s := range sh.slots {
-			for _, p := range s {
-				if p != nil {
-					out = append(out, p)
-				}
-			}
-		}
-		sh.mu.Unlock()
-	}
-	return out
 }

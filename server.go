@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/longpoll/longpoll/internal/wheel"
+
 	"github.com/longpoll/longpoll/protocol"
 
 	"github.com/longpoll/longpoll/internal/hub"
@@ -28,8 +30,8 @@ import (
 type Server struct {
 	broker Broker
 	hub    *hub.Hub
-	wheel  wheel // deadlines of parked polls
-	fanout gate  // held while a large fan-out is written
+	wheel  wheel.Wheel[*parked] // deadlines of parked polls
+	fanout gate                 // held while a large fan-out is written
 	limit  *limit.Limiter
 	budget *transport.Budget // reply bytes not yet taken by clients
 	cfg    config
@@ -87,7 +89,7 @@ func New(b Broker, opts ...Option) (*Server, error) {
 	// Subscribers re-poll straight after each delivery, so a topic all of
 	// whose waiters were just answered keeps its broker watch a moment.
 	s.hub.SetLinger(time.Second)
-	s.wheel.span = cfg.maxHold
+	s.wheel.Span = cfg.maxHold
 	l := cfg.limits
 	s.limit = limit.New(limit.Config{
 		PublishRate: l.PublishesPerSecond, PublishBurst: l.PublishBurst,

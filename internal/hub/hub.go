@@ -140,14 +140,14 @@ func (h *Hub) SetDeliver(d DeliverFunc) { h.deliver = d }
 // p.Claim, and the waiters claimed go to the Deliver function.
 func (h *Hub) RegisterParked(topics []string, p Parked) *Waiter {
 	w := new(Waiter)
-	h.Park(w, topics, p)
+	h.RegisterParkedIn(w, topics, p)
 	return w
 }
 
-// Park is RegisterParked into a Waiter the caller keeps, perhaps inside
-// p itself, which saves an allocation per poll. w must be zero or
-// unregistered.
-func (h *Hub) Park(w *Waiter, topics []string, p Parked) {
+// RegisterParkedIn is RegisterParked into a Waiter the caller keeps,
+// perhaps inside p itself, which saves an allocation per poll. w must be
+// zero or unregistered.
+func (h *Hub) RegisterParkedIn(w *Waiter, topics []string, p Parked) {
 	*w = Waiter{parked: p}
 	w.setTopics(topics)
 	h.register(w)

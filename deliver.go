@@ -1,0 +1,123 @@
+package longpoll
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/longpoll/longpoll/internal/hub"
+	"github.com/longpoll/longpoll/internal/transport"
+)
+
+// deliver is the hub's DeliverFunc: it answers the claimed polls off the
+// publisher's goroutine, so a publish never waits for its fan-out.
+func (s *Server) deliver(batch []hub.Parked) {
+	if r, ok := batch[0].(*parked).sink.(transport.Runner); ok {
+		r.Run(func() { s.deliverBatch(batch) })
+		return
+	}
+	go s.deliverBatch(batch)
+}
+
+// deliverBatch reads once for each group of polls with the same topics
+// and positions, encodes that reply once, and writes the same bytes to
+// every poll of the group.
+func (s *Server) deliverBatch(batch []hub.Parked) {
+	// Most often every poll of a batch is at the same place (subscribers
+	// that keep up with one topic): one group, found with no key.
+	all := make([]*parked, len(batch))
+	same := true
+	for i, b := range batch {
+		p := b.(*parked)
+		all[i] = p
+		if same && i > 0 {
+			q := all[0]
+			same = p.limit == q.limit && slices.Equal(p.topics, q.topics) && slices.Equal(p.pos, q.pos)
+		}
+	}
+	if same {
+		s.deliverGroup(all)
+		return
+	}
+	groups := make(map[string][]*parked)
+	var order []string
+	var key []byte
+	for _, p := range all {
+		c := p.collector()
+		key = c.appendKey(key[:0])
+		g, ok := groups[string(key)]
+		if !ok {
+			order = append(order, string(key))
+		}
+		groups[string(key)] = append(g, p)
+	}
+	for _, k := range order {
+		s.deliverGroup(groups[k])
+	}
+}
+
+// appendKey appends what makes two polls' replies identical: topics,
+// positions and limit.
+func (c *collector) appendKey(b []byte) []byte {
+	b = strconv.AppendInt(b, int64(c.limit), 10)
+	for i, t := range c.topics {
+		b = append(b, 0)
+		b = append(b, t...)
+		b = append(b, 0)
+		b = strconv.AppendUint(b, c.pos[i].Epoch, 36)
+		b = append(b, ':')
+		b = strconv.AppendUint(b, c.pos[i].Seq, 36)
+	}
+	return b
+}
+
+func (s *Server) deliverGroup(g []*parked) {
+	lead := g[0]
+	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit), maxBytes: s.cfg.maxReplyBytes}
+	if err := c.collect(context.Background(), s.broker); err != nil {
+		for _, p := range g {
+			p.brokerFailed(err)
+		}
+		return
+	}
+	if c.empty() {
+		for _, p := range g {
+			p.rearm()
+		}
+		return
+	}
+	size := c.replySize()
+	if !s.reserveReply(&c, size) {
+		for _, p := range g {
+			p.fail(errRepliesFull)
+		}
+		return
+	}
+	body, bp := replyBuffer(size)
+	body = appendReply(body, &c, false, 0)
+	now := time.Now()
+	// Every reply is written first, and the bookkeeping (hub, wheel,
+	// metrics) done after: the last subscriber of a large group gets its
+	// message that much sooner.
+	gated := len(g) >= fanoutGate
+	if gated {
+		s.fanout.enter()
+	}
+	for _, p := range g {
+		p.send(http.StatusOK, nil, body, now)
+	}
+	if gated {
+		s.fanout.leave()
+	}
+	s.budget.Add(-size)
+	for _, p := range g {
+		s.m.Delivered(now, c.out)
+		for _, gp := range c.gaps {
+			s.m.GapReported(gp.Reason)
+		}
+		p.settle(OutcomeMessages, http.StatusOK, len(body), now)
+	}
+	putReplyBuffer(body, bp)
+}
