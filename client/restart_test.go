@@ -2,18 +2,20 @@ package client_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/broker/memory"
 	"github.com/longpoll/longpoll/client"
 )
 
@@ -110,34 +112,53 @@ func testRestart(t *testing.T, graceful bool, dataDir string) {
 }
 
 // TestReconnectsAreSpreadAfterRestart holds 1000 subscribers' polls on a
-// server, crashes it with a new one already listening, and measures when
-// each client dials again: the jitter of the backoff (base 1s) must spread
-// the first attempts over the second, not send them together. The dial
-// times are taken in the clients, so that the new server's own queueing
-// does not blur them.
+// server, crashes it with a new one already listening, and notes when each
+// client dials again: the jitter of the backoff (base 1s) must spread the
+// first attempts over the second, not send them together, and net/http
+// must not re-send the held polls at once on its own.
+//
+// It runs in a synctest bubble, over an in-memory network, with the real
+// server, client and http.Transport: the clock moves only when every
+// goroutine waits, so a dial's instant is the one its client chose, however
+// late a loaded machine runs the goroutine. Over loopback sockets the
+// instants would be the machine's: a stalled process bunches them.
 func TestReconnectsAreSpreadAfterRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("long test")
 	}
+	synctest.Test(t, testReconnectsAreSpread)
+}
+
+func testReconnectsAreSpread(t *testing.T) {
 	const clients = 1000
 	const base = time.Second
+	var network pipeNet
 
-	// Server A answers each client's first poll at once, so that the
-	// held one comes on a reused connection (as in a long-running
-	// client), and tells when all the held ones have arrived.
+	// Server A, a longpoll server, answers each client's first poll at
+	// once, so that the held one comes on a reused connection (as in a
+	// long-running client), and tells when all the held ones have arrived.
 	arrivedA := make(chan struct{}, clients)
-	s := startServer(t, serverConfig{wrap: func(h http.Handler) http.Handler {
-		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			q := r.URL.Query()
-			if q.Get("cursor") == "" {
-				q.Set("timeout", "0")
-				r.URL.RawQuery = q.Encode()
-			} else {
-				arrivedA <- struct{}{}
-			}
-			h.ServeHTTP(w, r)
-		})
-	}})
+	brokerA := memory.New()
+	srvA, err := longpoll.New(brokerA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		if q.Get("cursor") == "" {
+			q.Set("timeout", "0")
+			r.URL.RawQuery = q.Encode()
+		} else {
+			arrivedA <- struct{}{}
+		}
+		srvA.ServeHTTP(w, r)
+	})}
+	go a.Serve(network.listen())
+	defer func() {
+		a.Close()
+		srvA.Shutdown(context.Background())
+		brokerA.Close()
+	}()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
@@ -150,8 +171,7 @@ func TestReconnectsAreSpreadAfterRestart(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	for i := range clients {
-		var d net.Dialer
-		tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		tr := &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			if crashed.Load() {
 				now := time.Now()
 				mu.Lock()
@@ -160,10 +180,10 @@ func TestReconnectsAreSpreadAfterRestart(t *testing.T) {
 				}
 				mu.Unlock()
 			}
-			return d.DialContext(ctx, network, addr)
+			return network.dial(ctx)
 		}}
-		t.Cleanup(tr.CloseIdleConnections)
-		c := newClient(t, s.URL, client.WithHTTPClient(&http.Client{Transport: tr}),
+		defer tr.CloseIdleConnections()
+		c := newClient(t, "http://longpoll.test", client.WithHTTPClient(&http.Client{Transport: tr}),
 			client.WithPollTimeout(30*time.Second), client.WithBackoff(base, base))
 		wg.Go(func() {
 			for _, err := range c.Subscribe(ctx, []string{fmt.Sprintf("j.%d", i)}) {
@@ -181,32 +201,23 @@ func TestReconnectsAreSpreadAfterRestart(t *testing.T) {
 		}
 	}
 
-	// Server B, on the same address, ends each subscription with a 404
-	// (fewer goroutines to hold) and tells when every client came back.
+	// Server B takes the network's new connections before A's are cut. It
+	// ends each subscription with a 404 (fewer goroutines to hold) and
+	// tells when every client came back.
 	var back sync.Map
 	var count atomic.Int64
 	all := make(chan struct{})
-	b := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	b := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if _, loaded := back.LoadOrStore(r.URL.Query().Get("topic"), true); !loaded && count.Add(1) == clients {
 			close(all)
 		}
 		writeErr(w, http.StatusNotFound, "not_found")
-	}))
-	s.mu.Lock()
-	a := s.hs
-	s.mu.Unlock()
-	a.Listener.Close()
-	ln, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.Listener.Close()
-	b.Listener = ln
-	b.Start()
+	})}
+	go b.Serve(network.listen())
 	defer b.Close()
 	cut := time.Now()
 	crashed.Store(true)
-	a.CloseClientConnections()
+	a.Close() // its listener and every connection, nothing answered
 
 	select {
 	case <-all:
@@ -227,10 +238,14 @@ func TestReconnectsAreSpreadAfterRestart(t *testing.T) {
 	}
 	busiest := slices.Max(buckets[:])
 	t.Logf("first reconnect attempts after the crash: min %v, p10 %v, median %v, p90 %v, max %v; p10-p90 %v; busiest 10ms holds %d of %d",
-		q(0).Round(time.Millisecond), q(0.1).Round(time.Millisecond), q(0.5).Round(time.Millisecond),
+		q(0), q(0.1).Round(time.Millisecond), q(0.5).Round(time.Millisecond),
 		q(0.9).Round(time.Millisecond), q(1).Round(time.Millisecond), (q(0.9) - q(0.1)).Round(time.Millisecond), busiest, clients)
 	// Full jitter over [0, 1s): p10 near 100ms, p90 near 900ms, about 10
-	// clients per 10ms. Synchronised clients would come within a few ms.
+	// clients per 10ms. Synchronised clients, or net/http re-sending the
+	// held polls, would all come at the same instant.
+	if q(0) < 0 || q(1) >= base {
+		t.Errorf("reconnect attempts from %v to %v after the crash, outside the backoff's [0, %v)", q(0), q(1), base)
+	}
 	if q(0.9)-q(0.1) < base/2 {
 		t.Errorf("the middle 80%% of reconnect attempts came within %v: not spread by the jitter", q(0.9)-q(0.1))
 	}
@@ -238,3 +253,68 @@ func TestReconnectsAreSpreadAfterRestart(t *testing.T) {
 		t.Errorf("%d of %d reconnect attempts came within the same 10ms", busiest, clients)
 	}
 }
+
+// pipeNet is a network in memory, for a synctest bubble, where a loopback
+// socket's wait would not count as blocked: a dial hands one end of a
+// net.Pipe to the listener that listened last.
+type pipeNet struct {
+	mu    sync.Mutex
+	ln    *pipeListener
+	ports int
+}
+
+func (n *pipeNet) listen() *pipeListener {
+	ln := &pipeListener{conns: make(chan net.Conn), done: make(chan struct{})}
+	n.mu.Lock()
+	n.ln = ln
+	n.mu.Unlock()
+	return ln
+}
+
+func (n *pipeNet) dial(ctx context.Context) (net.Conn, error) {
+	n.mu.Lock()
+	ln := n.ln
+	n.ports++
+	// The server reads the client's address as an IP and port.
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1024 + n.ports}
+	n.mu.Unlock()
+	c, s := net.Pipe()
+	select {
+	case ln.conns <- addrConn{s, remote}:
+		return c, nil
+	case <-ln.done:
+		return nil, &net.OpError{Op: "dial", Net: "pipe", Err: errors.New("connection refused")}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+type pipeListener struct {
+	conns chan net.Conn
+	done  chan struct{}
+	once  sync.Once
+}
+
+func (l *pipeListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *pipeListener) Close() error {
+	l.once.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *pipeListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80} }
+
+// addrConn is a connection with the remote address a socket would have.
+type addrConn struct {
+	net.Conn
+	remote net.Addr
+}
+
+func (c addrConn) RemoteAddr() net.Addr { return c.remote }
