@@ -1,22 +1,5 @@
 //go:build linux
 
-// Package dense is longpoll's event-loop transport for cleartext HTTP/1.1
-// on Linux. Connections live on an epoll loop (loop.go) instead of two
-// goroutines and two bufio buffers each: a plain GET /v1/poll is parsed
-// here and handed to the server, which either answers at once or parks
-// the poll as a small record; the parked poll's reply is written back
-// from whichever goroutine readies it, on the server's request one of
-// this transport's workers (transport.Runner). A plain POST /v1/publish whose
-// body arrives with its head, and the protocol's small requests (topic
-// info, CORS preflights, health checks), are served here too: those
-// under /v1/ straight by the server, health checks through the net/http
-// server's handler.
-//
-// Every other request (pages, metrics, a POST poll, a slow or large
-// publish, anything unusual or malformed) and every connection that
-// opens with the HTTP/2 preface moves, with the bytes read so far, to the
-// standard net/http server, which serves it exactly as it serves a plain
-// listener: statuses, limits and timeouts stay those of net/http.
 package eventloop
 
 import (
@@ -454,49 +437,26 @@ type job struct {
 	n    uint32 // c.reqs when it began
 }
 
+// onData takes input read from c on the loop, or nil from a reply that
+// has gone out (the connection may now serve what it kept). It goes in
+// steps, each of which may end it:
+//
+//  1. notReady: a connection that is not idle (serving a request, its
+//     poll parked, its last reply still going out, handed over, closed)
+//     keeps the input or passes it on, and parses nothing now;
+//  2. the input joins what was kept (gather); with nothing at all, only
+//     the end of input is left to act on;
+//  3. the head is parsed: a request the loop does not serve itself goes
+//     to net/http (handOver); a head not all there waits (awaitHead);
+//  4. begin marks the request being served and keeps what follows it;
+//  5. dispatch serves it, inline or on a worker.
 func (c *conn) onData(data []byte) {
 	c.mu.Lock()
-	if len(data) == 0 && c.state != idle {
-		c.mu.Unlock() // served already (reply's call with nil)
-		return
-	}
-	switch c.state {
-	case handed:
-		std := c.std
-		c.mu.Unlock()
-		std.feed(data)
-		return
-	case closed:
-		c.mu.Unlock()
-		return
-	case busy, waiting:
-		// A request pipelined behind a poll: keep it, and ask the parked
-		// poll to answer now so that the next one can be served.
-		c.keep(data)
-		var p transport.Poll
-		if c.state == waiting {
-			p = c.poll
-		}
-		c.mu.Unlock()
-		if p != nil {
-			p.Release()
-		}
-		return
-	}
-	if c.flushing {
-		// The last reply is not all in the socket: the next request
-		// waits for it (outDrained), as under net/http, whose write
-		// blocks, so a client that does not read holds one reply.
-		c.keep(data)
-		c.mu.Unlock()
+	if c.notReady(data) {
 		return
 	}
 	first := len(c.buf) == 0
-	in := data
-	if !first {
-		c.buf = append(c.buf, data...)
-		in = c.buf
-	}
+	in := c.gather(data, first)
 	if len(in) == 0 { // nothing buffered: only the end of input to act on
 		end := c.eof
 		c.mu.Unlock()
@@ -511,17 +471,90 @@ func (c *conn) onData(data []byte) {
 		c.handOver(first, in)
 		return
 	case h == nil:
-		if first {
-			c.buf = append(c.buf, data...)
-		}
-		if c.eof { // a head cut short by the end of input
-			c.badHead()
-			return
-		}
-		c.startHead(time.Now().UnixNano())
-		c.mu.Unlock()
+		c.awaitHead(data, first)
 		return
 	}
+	n, resume := c.begin(h, in, first)
+	c.mu.Unlock()
+	if resume {
+		c.resume()
+	}
+	c.dispatch(job{c: c, h: h, url: u, body: body, n: n})
+}
+
+// notReady deals with input that c cannot parse now, and then reports
+// true, having unlocked c.mu; it reports false, c.mu still held, when c
+// is idle with its last reply out, ready for a request. The caller holds
+// c.mu.
+func (c *conn) notReady(data []byte) bool {
+	if len(data) == 0 && c.state != idle {
+		c.mu.Unlock() // served already (reply's call with nil)
+		return true
+	}
+	switch c.state {
+	case handed:
+		std := c.std
+		c.mu.Unlock()
+		std.feed(data)
+		return true
+	case closed:
+		c.mu.Unlock()
+		return true
+	case busy, waiting:
+		// A request pipelined behind a poll: keep it, and ask the parked
+		// poll to answer now so that the next one can be served.
+		c.keep(data)
+		var p transport.Poll
+		if c.state == waiting {
+			p = c.poll
+		}
+		c.mu.Unlock()
+		if p != nil {
+			p.Release()
+		}
+		return true
+	}
+	if c.flushing {
+		// The last reply is not all in the socket: the next request
+		// waits for it (outDrained), as under net/http, whose write
+		// blocks, so a client that does not read holds one reply.
+		c.keep(data)
+		c.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// gather returns the input to parse: data itself when nothing was kept
+// (first), else what was kept with data after it. The caller holds c.mu.
+func (c *conn) gather(data []byte, first bool) []byte {
+	if first {
+		return data
+	}
+	c.buf = append(c.buf, data...)
+	return c.buf
+}
+
+// awaitHead keeps a head that is not all there, and starts the time it
+// has to end; a head cut short by the end of input is answered 400 as
+// net/http answers it. The caller holds c.mu; awaitHead unlocks it.
+func (c *conn) awaitHead(data []byte, first bool) {
+	if first {
+		c.buf = append(c.buf, data...)
+	}
+	if c.eof {
+		c.badHead()
+		return
+	}
+	c.startHead(time.Now().UnixNano())
+	c.mu.Unlock()
+}
+
+// begin marks the request h, at the start of in, as being served, and
+// keeps what follows it for the next. It returns the request's number
+// and whether the loop must read c again (it had stopped, with too much
+// kept). The caller holds c.mu.
+func (c *conn) begin(h *head, in []byte, first bool) (n uint32, resume bool) {
 	// What follows the request stays for the next: copied out of the
 	// loop's read buffer, or the rest of c.buf itself (its array is let
 	// go once an append outgrows it, or it is all served).
@@ -535,7 +568,6 @@ func (c *conn) onData(data []byte) {
 	}
 	// Past maxPending of input behind this request, the loop reads no
 	// more until the buffer is served; below it, it reads again.
-	resume := false
 	if len(c.buf) > maxPending {
 		c.held.Store(true)
 	} else {
@@ -543,18 +575,18 @@ func (c *conn) onData(data []byte) {
 	}
 	c.state, c.poll, c.closeAfter, c.finished = busy, nil, h.close, false
 	c.reqs++
-	c.headAt = 0 // a head that follows starts its time once this request is served
-	n := c.reqs
+	c.headAt = 0         // a head that follows starts its time once this request is served
 	c.setIdleDeadline(0) // the hold has its own deadline
-	c.mu.Unlock()
-	if resume {
-		c.resume()
-	}
-	j := job{c: c, h: h, url: u, body: body, n: n}
+	return c.reqs, resume
+}
+
+// dispatch serves j: on this goroutine while the loop serves requests
+// itself, else on a worker.
+func (c *conn) dispatch(j job) {
 	if c.t.inline.Load() {
 		// As on a worker: the job holds nothing of the loop's read
 		// buffer (the head, the body and the input after them were
-		// copied above), and it reads no input itself.
+		// copied by begin), and it reads no input itself.
 		c.t.doInline(j)
 		return
 	}
