@@ -168,12 +168,18 @@ func parseJWKS(b []byte) ([]any, map[string]any, error) {
 			}
 			x, err1 := b64int(k.X)
 			y, err2 := b64int(k.Y)
-			if err1 != nil || err2 != nil {
+			if err1 != nil || err2 != nil || x.BitLen() > 256 || y.BitLen() > 256 {
 				return nil, nil, fmt.Errorf("key %d: bad EC x or y", i)
 			}
-			pub := &ecdsa.PublicKey{Curve: elliptic.P256(), X: x, Y: y}
-			// Reject points off the curve before they reach a verifier.
-			if _, err := pub.ECDH(); err != nil {
+			// The uncompressed point 0x04 || x || y, each 32 bytes; the
+			// parser rejects a point off the curve before it reaches a
+			// verifier.
+			point := make([]byte, 65)
+			point[0] = 4
+			x.FillBytes(point[1:33])
+			y.FillBytes(point[33:])
+			pub, err := ecdsa.ParseUncompressedPublicKey(elliptic.P256(), point)
+			if err != nil {
 				return nil, nil, fmt.Errorf("key %d: point is not on P-256", i)
 			}
 			key = pub

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -38,10 +37,8 @@ func longpollBinary(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "longpoll")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
-		}
+		// go test puts its own go first on the PATH of what it runs.
+		const goTool = "go"
 		out, err := exec.Command(goTool, "build", "-o", binPath, "github.com/longpoll/longpoll/cmd/longpoll").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)

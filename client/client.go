@@ -57,7 +57,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		return nil, fmt.Errorf("client: base URL: %w", err)
 	}
 	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("client: base URL %q: want http://host[:port][/prefix] or https://...", baseURL)
+		return nil, fmt.Errorf("client: base URL %q: want http://host[:port][/prefix] or https://host[:port][/prefix]", baseURL)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("client: base URL %q: must not have a query or fragment", baseURL)

@@ -180,12 +180,6 @@ func (s *testServer) certificate() *x509.Certificate {
 	return s.hs.Certificate()
 }
 
-func (s *testServer) server() *longpoll.Server {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.srv
-}
-
 func newClient(t *testing.T, url string, opts ...client.Option) *client.Client {
 	t.Helper()
 	c, err := client.New(url, opts...)

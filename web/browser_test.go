@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -78,10 +77,8 @@ func setup(t *testing.T) {
 			return
 		}
 		binPath = filepath.Join(binDir, "longpoll")
-		goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goTool); err != nil {
-			goTool = "go"
-		}
+		// go test puts its own go first on the PATH of what it runs.
+		const goTool = "go"
 		if setupErr = run(t.Context(), "", nil, goTool, "build", "-o", binPath, "github.com/longpoll/longpoll/cmd/longpoll"); setupErr != nil {
 			return
 		}

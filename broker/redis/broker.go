@@ -141,19 +141,6 @@ func (b *Broker) keys(topic string) (m, l, i string) {
 
 func (b *Broker) channel(topic string) string { return b.cfg.prefix + "{" + topic + "}:w" }
 
-// topicOf returns the topic of a wake-up channel, or "" if ch is not one.
-func (b *Broker) topicOf(ch string) string {
-	s, ok := strings.CutPrefix(ch, b.cfg.prefix+"{")
-	if !ok {
-		return ""
-	}
-	s, ok = strings.CutSuffix(s, "}:w")
-	if !ok {
-		return ""
-	}
-	return s
-}
-
 // nowArg is the clock argument of the scripts: 0 asks for Redis's TIME.
 func (b *Broker) nowArg() string {
 	if b.cfg.now == nil {
