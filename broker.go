@@ -81,6 +81,15 @@ type Broker interface {
 	// was appended. It returns only once every message is as durable as the
 	// broker promises, and visible to Read. Callers validate topics and data
 	// first; a broker may still refuse with ErrStoreFull or ErrUnavailable.
+	//
+	// One exception, which a broker states in its documentation: a broker
+	// that keeps topics on shards it cannot change in one step (broker/redis
+	// on a Redis Cluster, for a batch whose topics span hash slots) may
+	// append such a batch in part when a shard fails between its check and
+	// its own append. It then returns an error matching ErrPartialAppend.
+	// A batch of one topic is always all or nothing, and the messages of a
+	// batch that carry ids are appended once each whatever the retries: a
+	// publisher that retries the batch completes it without duplicates.
 	Append(ctx context.Context, pubs []Publication) ([]Receipt, error)
 
 	// Read returns up to limit messages of topic after the position from.

@@ -42,4 +42,7 @@ var (
 	ErrUnavailable = protocol.ErrUnavailable
 	// ErrClosed: the broker or server was closed.
 	ErrClosed = errors.New("longpoll: closed")
+	// ErrPartialAppend: a batch spanning shards was appended in part, the
+	// one exception to Append's all or nothing (see Broker.Append).
+	ErrPartialAppend = errors.New("longpoll: batch appended in part")
 )

@@ -38,6 +38,10 @@ type Broker struct {
 
 	closed    atomic.Bool
 	closeOnce sync.Once
+
+	// afterCheck, when set, runs between the check of a batch spanning
+	// Cluster slots and its appends: a test kills a node there.
+	afterCheck func()
 }
 
 // Open connects to the Redis named by rawURL:
@@ -237,6 +241,9 @@ func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]lon
 		if err != nil {
 			return nil, err
 		}
+		if b.afterCheck != nil {
+			b.afterCheck()
+		}
 	}
 	var done atomic.Int32
 	err := b.call(ctx, "append", func(ctx context.Context) error {
@@ -252,7 +259,7 @@ func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]lon
 		if n := done.Load(); n > 0 {
 			b.cfg.log.Error("a batch spanning Redis Cluster slots was appended in part",
 				"slots", len(groups), "appended", n, "error", err)
-			return nil, fmt.Errorf("redis: append: %d of the batch's %d slots were appended: %w", n, len(groups), err)
+			return nil, fmt.Errorf("redis: append: %d of the batch's %d slots were appended (%w): %w", n, len(groups), longpoll.ErrPartialAppend, err)
 		}
 		return nil, err
 	}

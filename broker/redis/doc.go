@@ -45,8 +45,9 @@
 // which Redis refuses exactly as it would refuse the append: out of
 // memory, a node down, a slot moving), then appended slot by slot. Only a
 // node failing between the check and its own append leaves such a batch
-// appended in part; Append then returns an error saying how many slots
-// were appended and logs it. Single-topic batches are always atomic. Each
+// appended in part; Append then returns an error matching
+// longpoll.ErrPartialAppend that says how many slots were appended, and
+// logs it: the exception the Broker contract allows. Single-topic batches are always atomic. Each
 // append call carries a random token, so a call retried after a lost reply
 // is not appended twice.
 //

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -685,5 +686,62 @@ func TestClusterNodeRestart(t *testing.T) {
 			appendOK(t, a, pub(topic, "2"))
 			waitWake(t, woken[topic], topic+" once recovered")
 		}
+	}
+}
+
+// TestClusterPartialAppend: the one exception to Append's all or nothing.
+// A batch whose topics live on two masters passes its check on both; one
+// master dies before its own append (killed from the hook between the
+// two steps, the only way to place a real failure there). The batch is
+// then appended on the other master alone, and Append says so with an
+// error matching longpoll.ErrPartialAppend; retried with the same ids
+// once the master is back, it completes without a duplicate.
+func TestClusterPartialAppend(t *testing.T) {
+	cl := redistest.StartCluster(t)
+	b := open(t, cl.URL(), WithPrefix(uniquePrefix()))
+	victim := cl.Nodes[0]
+	// onVictim reports whether the victim master serves topic's keys.
+	onVictim := func(topic string) bool {
+		m, _, _ := b.keys(topic)
+		return !strings.Contains(victim.Do("exists", m), "MOVED")
+	}
+	var here, there string
+	for i := 0; here == "" || there == ""; i++ {
+		topic := fmt.Sprintf("part-%d", i)
+		if onVictim(topic) {
+			here = cmp.Or(here, topic)
+		} else {
+			there = cmp.Or(there, topic)
+		}
+	}
+	batch := []longpoll.Publication{
+		{Topic: here, ID: "a", Data: json.RawMessage(`1`)},
+		{Topic: there, ID: "b", Data: json.RawMessage(`2`)},
+	}
+	b.afterCheck = func() { victim.Kill() }
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	rs, err := b.Append(ctx, batch)
+	b.afterCheck = nil
+	if !errors.Is(err, longpoll.ErrPartialAppend) || rs != nil {
+		t.Fatalf("Append with a master killed after the check: %v %v, want an error matching ErrPartialAppend", rs, err)
+	}
+	if page, err := b.Read(t.Context(), there, longpoll.Position{}, 10); err != nil || len(page.Messages) != 1 {
+		t.Fatalf("the surviving master's part: %+v %v, want its one message", page, err)
+	}
+	victim.Restart()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		rs, err = b.Append(t.Context(), batch)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the retried batch still fails: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if rs[0].Duplicate || !rs[1].Duplicate || rs[1].Seq != 1 {
+		t.Fatalf("retried batch: %+v, want the first appended and the second a duplicate of seq 1", rs)
 	}
 }
