@@ -18,8 +18,8 @@ import (
 // runtime's monitor thread, which then polls every 20 µs for a while, and
 // one that runs past a monitor tick, as a loopback write that carries the
 // receiver's TCP processing can, has its processor handed to another
-// thread. On a busy single core that was a context switch or more per
-// delivery.
+// thread: on a busy single core, a context switch per delivery or more
+// (the fan-out scenarios of longpoll bench show it, docs/performance.md).
 
 // maxIov bounds the buffers of one writev; more are written by the next.
 const maxIov = 8
