@@ -86,24 +86,7 @@ func serveControl(ctx context.Context, dir string, b backuper, log *slog.Logger)
 		}
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /backup", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/octet-stream")
-		// A write that fails (the reader gone, or stalled past the write
-		// timeout) fails the copy, which ends its read transaction before
-		// Backup returns.
-		n, err := b.Backup(r.Context(), w)
-		if err != nil {
-			if r.Context().Err() != nil {
-				log.Warn("backup abandoned: the reader went away or took nothing for the write timeout", "bytes", n, "write_timeout", timeout)
-			} else {
-				log.Error("backup failed", "bytes", n, "error", err)
-			}
-			// Abort the stream so the client cannot take a partial copy
-			// for a whole one.
-			panic(http.ErrAbortHandler)
-		}
-		log.Info("backup taken", "bytes", n)
-	})
+	mux.Handle("GET /backup", backupHandler(b, timeout, log))
 	hs := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if c, ok := r.Context().Value(controlConnKey{}).(*controlConn); !ok || c.refused != "" {
@@ -136,6 +119,29 @@ func serveControl(ctx context.Context, dir string, b backuper, log *slog.Logger)
 		hs.Close()
 		<-done
 		_ = os.Remove(path)
+	}
+}
+
+// backupHandler streams a consistent copy of b's store. timeout is the
+// control socket's write timeout, named in the log when a copy is cut.
+func backupHandler(b backuper, timeout time.Duration, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		// A write that fails (the reader gone, or stalled past the write
+		// timeout) fails the copy, which ends its read transaction before
+		// Backup returns.
+		n, err := b.Backup(r.Context(), w)
+		if err != nil {
+			if r.Context().Err() != nil {
+				log.Warn("backup abandoned: the reader went away or took nothing for the write timeout", "bytes", n, "write_timeout", timeout)
+			} else {
+				log.Error("backup failed", "bytes", n, "error", err)
+			}
+			// Abort the stream so the client cannot take a partial copy
+			// for a whole one.
+			panic(http.ErrAbortHandler)
+		}
+		log.Info("backup taken", "bytes", n)
 	}
 }
 

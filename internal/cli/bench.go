@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"flag"
 	"fmt"
 
 	"github.com/longpoll/longpoll/internal/bench"
@@ -45,9 +46,60 @@ func runBench(ctx context.Context, args []string, io IO) int {
 		return bench.Worker(ctx, io.Stdin, io.Stdout)
 	}
 	var c bench.Config
-	var jsonFile, svgFile, compare string
-	var quiet bool
+	var o benchOutput
 	fs := newFlagSet("bench", "", io)
+	benchFlags(fs, &c, &o)
+	flagsUsage := fs.Usage
+	fs.Usage = func() {
+		flagsUsage()
+		fmt.Fprintf(io.Stderr, "\n%s\n", benchDoc)
+	}
+	pos, code, ok := parseArgs(fs, args, nil, io)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		return usageError(io, "bench", "unexpected argument %q", pos[0])
+	}
+	if err := c.Check(); err != nil {
+		return usageError(io, "bench", "%v", err)
+	}
+	var others []*bench.Result
+	if o.compare != "" {
+		if o.svg == "" {
+			return usageError(io, "bench", "--compare draws into --svg: give both")
+		}
+		r, err := bench.ReadJSONFile(o.compare)
+		if err != nil {
+			return usageError(io, "bench", "--compare: %v", err)
+		}
+		others = append(others, r)
+	}
+	if !o.quiet {
+		c.Progress = io.Stderr
+	}
+	res, err := bench.Run(ctx, c)
+	if res != nil {
+		if werr := o.write(res, others, io); werr != nil {
+			fmt.Fprintf(io.Stderr, "longpoll bench: %v\n", werr)
+			return ExitError
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(io.Stderr, "longpoll bench: %v\n", err)
+		return ExitError
+	}
+	return ExitOK
+}
+
+// benchOutput is where longpoll bench puts its result besides the table
+// on stdout, and whether it shows its progress.
+type benchOutput struct {
+	json, svg, compare string
+	quiet              bool
+}
+
+func benchFlags(fs *flag.FlagSet, c *bench.Config, o *benchOutput) {
 	fs.StringVar(&c.Scenario, "scenario", bench.Fanout, "capacity, fanout, throughput or burst")
 	fs.StringVar(&c.Protocol, "protocol", bench.ProtocolLongpoll, "longpoll or nchan")
 	fs.StringVar(&c.Server, "server", "http://127.0.0.1:8080", "base URL of the server; several comma-separated are nodes of one cluster: subscriber i polls URL (i / topics) mod N, every publish goes to the first, held polls are summed over all")
@@ -69,58 +121,23 @@ func runBench(ctx context.Context, args []string, io IO) int {
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 0, fmt.Sprintf("loopback source addresses 127.0.0.1 to .N (0: one per %d subscribers on a loopback server, else none)", bench.ConnsPerSourceAddr))
 	fs.StringVar(&c.ServerPID, "server-pid", "", "pid of the server, to read its RSS and CPU time from /proc; with several --server URLs, their pids comma-separated in the same order (at most one per URL), summed")
 	fs.StringVar(&c.Spawn, "spawn", "", `command (run with /bin/sh -c) that starts the server; the bench measures it and stops it; the word "longpoll" names this binary; one --server URL only`)
-	fs.StringVar(&jsonFile, "json", "", "file to write the result to, as JSON")
-	fs.StringVar(&svgFile, "svg", "", "file to write a chart of the latency distribution to, as SVG")
-	fs.StringVar(&compare, "compare", "", "a --json file of an earlier run to draw beside this one in --svg")
-	fs.BoolVar(&quiet, "quiet", false, "no progress bar")
-	flagsUsage := fs.Usage
-	fs.Usage = func() {
-		flagsUsage()
-		fmt.Fprintf(io.Stderr, "\n%s\n", benchDoc)
-	}
-	pos, code, ok := parseArgs(fs, args, nil, io)
-	if !ok {
-		return code
-	}
-	if len(pos) > 0 {
-		return usageError(io, "bench", "unexpected argument %q", pos[0])
-	}
-	if err := c.Check(); err != nil {
-		return usageError(io, "bench", "%v", err)
-	}
-	var others []*bench.Result
-	if compare != "" {
-		if svgFile == "" {
-			return usageError(io, "bench", "--compare draws into --svg: give both")
-		}
-		o, err := bench.ReadJSONFile(compare)
-		if err != nil {
-			return usageError(io, "bench", "--compare: %v", err)
-		}
-		others = append(others, o)
-	}
-	if !quiet {
-		c.Progress = io.Stderr
-	}
-	res, err := bench.Run(ctx, c)
-	if res != nil {
-		bench.WriteTable(io.Stdout, res)
-		if jsonFile != "" {
-			if werr := bench.WriteJSONFile(jsonFile, res); werr != nil {
-				fmt.Fprintf(io.Stderr, "longpoll bench: %v\n", werr)
-				return ExitError
-			}
-		}
-		if svgFile != "" {
-			if werr := bench.WriteSVGFile(svgFile, res, others...); werr != nil {
-				fmt.Fprintf(io.Stderr, "longpoll bench: %v\n", werr)
-				return ExitError
-			}
+	fs.StringVar(&o.json, "json", "", "file to write the result to, as JSON")
+	fs.StringVar(&o.svg, "svg", "", "file to write a chart of the latency distribution to, as SVG")
+	fs.StringVar(&o.compare, "compare", "", "a --json file of an earlier run to draw beside this one in --svg")
+	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
+}
+
+// write prints res as a table, then writes it to --json and draws it, beside
+// others, into --svg.
+func (o *benchOutput) write(res *bench.Result, others []*bench.Result, io IO) error {
+	bench.WriteTable(io.Stdout, res)
+	if o.json != "" {
+		if err := bench.WriteJSONFile(o.json, res); err != nil {
+			return err
 		}
 	}
-	if err != nil {
-		fmt.Fprintf(io.Stderr, "longpoll bench: %v\n", err)
-		return ExitError
+	if o.svg != "" {
+		return bench.WriteSVGFile(o.svg, res, others...)
 	}
-	return ExitOK
+	return nil
 }

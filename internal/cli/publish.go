@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -66,16 +67,58 @@ the same id.`
 // maxBatchBytes keeps a batch well under the server's 8 MiB body limit.
 const maxBatchBytes = 4 << 20
 
+// publishConfig is every setting of longpoll publish.
+type publishConfig struct {
+	server, id, idPrefix, follow string
+	raw, h2c                     bool
+	batch                        int
+	retryFor                     time.Duration
+}
+
+func publishFlags(fs *flag.FlagSet, c *publishConfig) {
+	fs.StringVar(&c.server, "server", defaultServer, "URL of the longpoll server")
+	fs.StringVar(&c.id, "id", "", "idempotency id of DATA (at most 256 bytes)")
+	fs.StringVar(&c.idPrefix, "id-prefix", "", "with stdin: each line's id is this prefix and the line's number, right only for input replayed whole (see WARNING); with --follow: the start of each id")
+	fs.StringVar(&c.follow, "follow", "", "publish each line of FILE, following it as it grows and is rotated (see above)")
+	fs.BoolVar(&c.raw, "raw", false, "send DATA or each line as a JSON string rather than parse it as JSON")
+	fs.IntVar(&c.batch, "batch", 100, "most lines per publish (1 to 1000)")
+	fs.DurationVar(&c.retryFor, "retry-for", time.Minute, "how long to retry a failed publish before giving up")
+	fs.BoolVar(&c.h2c, "h2c", false, "speak cleartext HTTP/2 to an http:// server (prior knowledge)")
+}
+
+// check returns the first thing wrong with the settings and the
+// arguments, TOPIC [DATA], or nil.
+func (c *publishConfig) check(pos []string) error {
+	switch {
+	case len(pos) == 0:
+		return errors.New("TOPIC is required")
+	case len(pos) > 2:
+		return fmt.Errorf("unexpected argument %q (quote DATA as one argument)", pos[2])
+	case c.batch < 1 || c.batch > longpoll.DefaultMaxBatch:
+		return fmt.Errorf("--batch must be 1 to %d", longpoll.DefaultMaxBatch)
+	case c.retryFor <= 0:
+		return errors.New("--retry-for must be positive")
+	case len(pos) == 2 && c.follow != "":
+		return errors.New("--follow publishes the lines of FILE; give no DATA")
+	case len(pos) == 2 && c.idPrefix != "":
+		return errors.New("--id-prefix is for stdin lines; use --id with DATA")
+	case len(pos) == 1 && c.id != "":
+		return errors.New("--id is for DATA; use --id-prefix with stdin lines")
+	case len(c.id) > longpoll.MaxIDLen:
+		return fmt.Errorf("--id is longer than %d bytes", longpoll.MaxIDLen)
+	case c.follow != "" && len(c.idPrefix) > longpoll.MaxIDLen-maxFollowIDSuffix:
+		return fmt.Errorf("--id-prefix with --follow is longer than %d bytes", longpoll.MaxIDLen-maxFollowIDSuffix)
+	}
+	if err := longpoll.ValidateTopic(pos[0]); err != nil {
+		return fmt.Errorf("topic %q: %s", pos[0], topicProblem(err))
+	}
+	return nil
+}
+
 func runPublish(ctx context.Context, args []string, sio IO) int {
+	var pc publishConfig
 	fs := newFlagSet("publish", "TOPIC [DATA]", sio)
-	server := fs.String("server", defaultServer, "URL of the longpoll server")
-	id := fs.String("id", "", "idempotency id of DATA (at most 256 bytes)")
-	idPrefix := fs.String("id-prefix", "", "with stdin: each line's id is this prefix and the line's number, right only for input replayed whole (see WARNING); with --follow: the start of each id")
-	follow := fs.String("follow", "", "publish each line of FILE, following it as it grows and is rotated (see above)")
-	raw := fs.Bool("raw", false, "send DATA or each line as a JSON string rather than parse it as JSON")
-	batch := fs.Int("batch", 100, "most lines per publish (1 to 1000)")
-	retryFor := fs.Duration("retry-for", time.Minute, "how long to retry a failed publish before giving up")
-	h2c := fs.Bool("h2c", false, "speak cleartext HTTP/2 to an http:// server (prior knowledge)")
+	publishFlags(fs, &pc)
 	// An id in the environment would make every publish the same message.
 	noEnv := map[string]bool{"id": true, "id-prefix": true, "follow": true}
 	setUsage(fs, "publish", "TOPIC [DATA]", publishDoc, sio, noEnv)
@@ -89,31 +132,11 @@ func runPublish(ctx context.Context, args []string, sio IO) int {
 	if !ok {
 		return code
 	}
-	switch {
-	case len(pos) == 0:
-		return usageError(sio, "publish", "TOPIC is required")
-	case len(pos) > 2:
-		return usageError(sio, "publish", "unexpected argument %q (quote DATA as one argument)", pos[2])
-	case *batch < 1 || *batch > longpoll.DefaultMaxBatch:
-		return usageError(sio, "publish", "--batch must be 1 to %d", longpoll.DefaultMaxBatch)
-	case *retryFor <= 0:
-		return usageError(sio, "publish", "--retry-for must be positive")
-	case len(pos) == 2 && *follow != "":
-		return usageError(sio, "publish", "--follow publishes the lines of FILE; give no DATA")
-	case len(pos) == 2 && *idPrefix != "":
-		return usageError(sio, "publish", "--id-prefix is for stdin lines; use --id with DATA")
-	case len(pos) == 1 && *id != "":
-		return usageError(sio, "publish", "--id is for DATA; use --id-prefix with stdin lines")
-	case len(*id) > longpoll.MaxIDLen:
-		return usageError(sio, "publish", "--id is longer than %d bytes", longpoll.MaxIDLen)
-	case *follow != "" && len(*idPrefix) > longpoll.MaxIDLen-maxFollowIDSuffix:
-		return usageError(sio, "publish", "--id-prefix with --follow is longer than %d bytes", longpoll.MaxIDLen-maxFollowIDSuffix)
+	if err := pc.check(pos); err != nil {
+		return usageError(sio, "publish", "%v", err)
 	}
 	topic := pos[0]
-	if err := longpoll.ValidateTopic(topic); err != nil {
-		return usageError(sio, "publish", "topic %q: %s", topic, topicProblem(err))
-	}
-	c, err := newClient(*server, client.DefaultPollTimeout, *h2c, sio)
+	c, err := newClient(pc.server, client.DefaultPollTimeout, pc.h2c, sio)
 	if err != nil {
 		return usageError(sio, "publish", "%v", err)
 	}
@@ -122,26 +145,31 @@ func runPublish(ctx context.Context, args []string, sio IO) int {
 	defer out.Flush()
 
 	if len(pos) == 2 {
-		data, err := encodeData([]byte(pos[1]), *raw)
-		if err != nil {
-			return usageError(sio, "publish", "DATA %v", err)
-		}
-		pctx, cancel := context.WithTimeout(ctx, *retryFor)
-		defer cancel()
-		r, err := c.Publish(pctx, topic, data, client.WithID(*id))
-		if err != nil {
-			return publishFailed(ctx, sio, err, "DATA")
-		}
-		writeReceipt(out, r)
-		return ExitOK
+		return publishData(ctx, c, &pc, topic, pos[1], out, sio)
 	}
+	p := &linePublisher{c: c, topic: topic, raw: pc.raw, batch: pc.batch, retryFor: pc.retryFor, out: out, io: sio}
+	if pc.follow != "" {
+		p.follow = pc.follow
+		return p.run(ctx, newFollower(pc.follow, pc.idPrefix).run)
+	}
+	return p.run(ctx, stdinLines(sio.Stdin, pc.idPrefix))
+}
 
-	p := &linePublisher{c: c, topic: topic, raw: *raw, batch: *batch, retryFor: *retryFor, out: out, io: sio}
-	if *follow != "" {
-		p.follow = *follow
-		return p.run(ctx, newFollower(*follow, *idPrefix).run)
+// publishData publishes DATA, the one message given as an argument, and
+// prints its receipt.
+func publishData(ctx context.Context, c *client.Client, pc *publishConfig, topic, text string, out io.Writer, sio IO) int {
+	data, err := encodeData([]byte(text), pc.raw)
+	if err != nil {
+		return usageError(sio, "publish", "DATA %v", err)
 	}
-	return p.run(ctx, stdinLines(sio.Stdin, *idPrefix))
+	pctx, cancel := context.WithTimeout(ctx, pc.retryFor)
+	defer cancel()
+	r, err := c.Publish(pctx, topic, data, client.WithID(pc.id))
+	if err != nil {
+		return publishFailed(ctx, sio, err, "DATA")
+	}
+	writeReceipt(out, r)
+	return ExitOK
 }
 
 // encodeData returns text as the JSON value to publish: as given when it
@@ -291,64 +319,90 @@ func (p *linePublisher) run(ctx context.Context, read func(context.Context, chan
 				return ExitOK
 			}
 		}
-		// Take what else has arrived, without waiting for more.
-		pubs, ls := make([]client.Publication, 0, p.batch), make([]line, 0, p.batch)
-		size := 0
-		var bad error
-		add := func(l line) {
-			if bad != nil {
-				return
+		b := p.collect(first, lines)
+		if len(b.pubs) > 0 {
+			n, code, ok := p.publish(ctx, b)
+			if !ok {
+				return code
 			}
-			if !p.raw && len(strings.TrimSpace(string(l.text))) == 0 {
-				return
-			}
-			data, err := encodeData(l.text, p.raw)
-			if err != nil {
-				bad = fmt.Errorf("%s %v", p.name(l, l), err)
-				return
-			}
-			pubs = append(pubs, client.Publication{Topic: p.topic, Data: data, ID: l.id})
-			ls = append(ls, l)
-			size += len(data) + len(l.id) + 64
+			published += n
 		}
-		add(first)
-	fill:
-		for bad == nil && len(pubs) < p.batch && size < maxBatchBytes {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					break fill
-				}
-				add(l)
-			default:
-				break fill
-			}
-		}
-		if len(pubs) > 0 {
-			pctx, cancel := context.WithTimeout(ctx, p.retryFor)
-			rs, err := p.c.PublishBatch(pctx, pubs)
-			cancel()
-			if err != nil {
-				p.out.Flush()
-				if p.follow != "" && ctx.Err() != nil {
-					return ExitOK // the next run sends them again, under the same ids
-				}
-				return publishFailed(ctx, p.io, err, p.name(ls[0], ls[len(ls)-1]))
-			}
-			for _, r := range rs {
-				writeReceipt(p.out, r)
-			}
-			published += len(rs)
-			if err := p.out.Flush(); err != nil {
-				fmt.Fprintf(p.io.Stderr, "longpoll publish: writing to stdout: %v\n", err)
-				return ExitError
-			}
-		}
-		if bad != nil {
-			fmt.Fprintf(p.io.Stderr, "longpoll publish: %v; the lines before it were published\n", bad)
+		if b.bad != nil {
+			fmt.Fprintf(p.io.Stderr, "longpoll publish: %v; the lines before it were published\n", b.bad)
 			return ExitError
 		}
 	}
+}
+
+// lineBatch is the lines of one publish.
+type lineBatch struct {
+	pubs  []client.Publication
+	lines []line // pubs' lines, for naming them in an error
+	size  int    // an estimate of the request body's bytes
+	bad   error  // a line that is not valid JSON ends the batch, without it
+}
+
+// collect returns a batch of first and the lines that have arrived after
+// it, taken without waiting for more, up to --batch lines, maxBatchBytes
+// or a line that is not valid JSON.
+func (p *linePublisher) collect(first line, lines <-chan line) *lineBatch {
+	b := &lineBatch{pubs: make([]client.Publication, 0, p.batch), lines: make([]line, 0, p.batch)}
+	p.add(b, first)
+	for b.bad == nil && len(b.pubs) < p.batch && b.size < maxBatchBytes {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				return b
+			}
+			p.add(b, l)
+		default:
+			return b
+		}
+	}
+	return b
+}
+
+// add adds l to b, unless l is blank in JSON mode or b has ended at a bad
+// line.
+func (p *linePublisher) add(b *lineBatch, l line) {
+	if b.bad != nil {
+		return
+	}
+	if !p.raw && len(strings.TrimSpace(string(l.text))) == 0 {
+		return
+	}
+	data, err := encodeData(l.text, p.raw)
+	if err != nil {
+		b.bad = fmt.Errorf("%s %v", p.name(l, l), err)
+		return
+	}
+	b.pubs = append(b.pubs, client.Publication{Topic: p.topic, Data: data, ID: l.id})
+	b.lines = append(b.lines, l)
+	b.size += len(data) + len(l.id) + 64
+}
+
+// publish sends b, retrying for --retry-for, and prints its receipts. It
+// returns how many messages it published, or false and the exit code
+// when the command must end.
+func (p *linePublisher) publish(ctx context.Context, b *lineBatch) (n, code int, ok bool) {
+	pctx, cancel := context.WithTimeout(ctx, p.retryFor)
+	rs, err := p.c.PublishBatch(pctx, b.pubs)
+	cancel()
+	if err != nil {
+		p.out.Flush()
+		if p.follow != "" && ctx.Err() != nil {
+			return 0, ExitOK, false // the next run sends them again, under the same ids
+		}
+		return 0, publishFailed(ctx, p.io, err, p.name(b.lines[0], b.lines[len(b.lines)-1])), false
+	}
+	for _, r := range rs {
+		writeReceipt(p.out, r)
+	}
+	if err := p.out.Flush(); err != nil {
+		fmt.Fprintf(p.io.Stderr, "longpoll publish: writing to stdout: %v\n", err)
+		return 0, ExitError, false
+	}
+	return len(rs), 0, true
 }
 
 func trimEOL(b []byte) []byte {

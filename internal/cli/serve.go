@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/internal/eventloop"
 	"github.com/longpoll/longpoll/internal/headtime"
 	"github.com/longpoll/longpoll/internal/stats"
@@ -175,6 +176,10 @@ func runServe(ctx context.Context, args []string, io IO) int {
 
 // serve runs the server until ctx is cancelled, then shuts it down
 // gracefully. ready, when not nil, receives the listening address.
+//
+// It goes in four steps: the broker, the server over it, the front end
+// that accepts connections for the server, and the run. A step that fails
+// returns after the deferred releases of the steps before it.
 func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- string) error {
 	nofile, err := sysx.RaiseOpenFiles()
 	if err != nil {
@@ -188,23 +193,83 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	}
 	defer ln.Close()
 	addr := ln.Addr().String()
-	if c.storeConfig.dataDir == "" {
-		c.storeConfig.dataDir = dataDirFor(addr)
-	}
-	b, storeDesc, err := openStore(c.store, &c.storeConfig, log)
+
+	b, err := openBroker(ctx, c, addr, log)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		if err := b.Close(); err != nil {
-			log.Error("closing the store", "error", err)
-		}
-	}()
-	if bk, ok := b.(backuper); ok && c.store == "disk" {
-		stop := serveControl(ctx, c.storeConfig.dataDir, bk, log)
-		defer stop()
+	defer b.close(log)
+	s, err := newServer(c, b.b, ln.Addr(), log)
+	if err != nil {
+		return err
+	}
+	defer s.close() // before the store closes
+	fe, err := newFrontEnd(c, s, log)
+	if err != nil {
+		return err
 	}
 
+	log.Info("longpoll listening",
+		"addr", addr, "url", fe.scheme+"://"+addr, "version", Version, "store", b.desc, "transport", fe.transport,
+		"poll_timeout", c.pollTimeout, "max_hold", c.maxHold, "max_held_polls", s.maxHeld,
+		"max_topics_per_poll", c.maxTopicsPerPoll, "max_message_size", c.maxMessageSize,
+		"max_batch", c.maxBatch, "max_body_size", c.maxBodySize, "open_files", nofile,
+		"auth", c.auth.mode, "cors_origins", c.auth.corsOrigins.String())
+	if ready != nil {
+		ready <- addr
+	}
+	return run(ctx, c, s, fe, ln, log)
+}
+
+// servedBroker is the broker under the server, as opened by openBroker.
+type servedBroker struct {
+	b           longpoll.Broker
+	desc        string // for the start-up line
+	stopControl func() // the disk store's control socket; nil for the others
+}
+
+// openBroker opens the broker that --store names: bolt in a data
+// directory (named after addr, the address bound, unless --data-dir
+// says), Redis, or memory. The disk store also gets its control socket,
+// which longpoll backup reaches while the server runs.
+func openBroker(ctx context.Context, c *serveConfig, addr string, log *slog.Logger) (*servedBroker, error) {
+	if c.storeConfig.dataDir == "" {
+		c.storeConfig.dataDir = dataDirFor(addr)
+	}
+	b, desc, err := openStore(c.store, &c.storeConfig, log)
+	if err != nil {
+		return nil, err
+	}
+	sb := &servedBroker{b: b, desc: desc}
+	if bk, ok := b.(backuper); ok && c.store == "disk" {
+		sb.stopControl = serveControl(ctx, c.storeConfig.dataDir, bk, log)
+	}
+	return sb, nil
+}
+
+// close stops the control socket, then closes the broker.
+func (sb *servedBroker) close(log *slog.Logger) {
+	if sb.stopControl != nil {
+		sb.stopControl()
+	}
+	if err := sb.b.Close(); err != nil {
+		log.Error("closing the store", "error", err)
+	}
+}
+
+// apiServer is the protocol server and what is built with it.
+type apiServer struct {
+	srv     *longpoll.Server
+	reg     *prometheus.Registry // the server's metrics and the process's
+	jwt     *auth.JWT            // nil unless --auth jwt; SIGHUP reloads its keys
+	maxHeld int                  // --max-held-polls, or its default from the open-file limit
+	stats   *stats.Publisher     // nil under --stats-interval 0
+}
+
+// newServer builds the protocol server over b from the flags: its
+// limits, authentication and Prometheus metrics; and starts the
+// publisher of its stats (named after addr), which close stops.
+func newServer(c *serveConfig, b longpoll.Broker, addr net.Addr, log *slog.Logger) (*apiServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts := []longpoll.Option{
@@ -220,9 +285,9 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		longpoll.WithMaxReplyMemory(c.maxReplyMemory),
 		longpoll.WithRetryAfter(c.retryAfter),
 	}
-	authOpts, jwtAuth, err := c.auth.options()
+	authOpts, jwt, err := c.auth.options()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	opts = append(opts, authOpts...)
 	if c.auth.mode == "none" && !loopback(c.addr) {
@@ -235,11 +300,72 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 	opts = append(opts, longpoll.WithMaxHeldPolls(maxHeld))
 	srv, err := longpoll.New(b, opts...)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	prommetrics.RegisterReplyBytes(reg, srv.ReplyBytesPending, srv.ReplyBytesUnread)
+	s := &apiServer{srv: srv, reg: reg, jwt: jwt, maxHeld: maxHeld}
+	if c.statsInterval > 0 {
+		s.stats, err = stats.Start(srv, stats.Config{Gatherer: reg, Interval: c.statsInterval, Broker: b, Logger: log, Node: nodeName(addr)})
+		if err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
 
-	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+// close stops the stats publisher.
+func (s *apiServer) close() {
+	if s.stats != nil {
+		s.stats.Close()
+	}
+}
+
+// frontEnd is what accepts connections for the server: net/http's
+// server, the event loop in front of it under --transport dense, and the
+// admin server under --admin-addr.
+type frontEnd struct {
+	hs        *http.Server
+	dt        *eventloop.Transport // nil unless dense serves
+	admin     *http.Server         // nil without --admin-addr
+	cert      *certFiles           // nil without --tls-cert
+	scheme    string               // http or https
+	transport string               // dense or std, as served
+}
+
+// newFrontEnd builds the front end of s from the flags: the routes, the
+// HTTP server with its timeouts and protocols, TLS, and the transport.
+// The dense transport serves cleartext HTTP/1.1 polls on its event loop
+// and hands everything else to net/http; TLS is always net/http's.
+func newFrontEnd(c *serveConfig, s *apiServer, log *slog.Logger) (*frontEnd, error) {
+	mux, admin := routes(c, s)
+	fe := &frontEnd{hs: newHTTPServer(c, apiFirst(s.srv, mux), log), admin: admin, scheme: "http", transport: "std"}
+	if c.tlsCert != "" {
+		fe.cert = &certFiles{cert: c.tlsCert, key: c.tlsKey}
+		if err := fe.cert.load(); err != nil {
+			return nil, err
+		}
+		fe.hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: fe.cert.get}
+		fe.hs.Protocols.SetHTTP2(true)
+		fe.scheme = "https"
+	} else {
+		fe.hs.Protocols.SetUnencryptedHTTP2(true)
+	}
+	if c.transport == "dense" && fe.hs.TLSConfig == nil {
+		fe.transport = "dense"
+		// On the memory store nothing a poll or a publish does waits on
+		// I/O, so the loop serves them itself.
+		fe.dt = eventloop.New(eventloop.Config{Server: s.srv.Transport(), Std: fe.hs, ReadHeaderTimeout: c.readHeaderTime, IdleTimeout: fe.hs.IdleTimeout,
+			Logger: log, Inline: c.store == "memory"})
+	}
+	return fe, nil
+}
+
+// routes returns the main listener's routes (the web pages, and the
+// metrics and profiles unless an admin server has them) and, under
+// --admin-addr, the admin server. The protocol's own routes go to the
+// server first (apiFirst).
+func routes(c *serveConfig, s *apiServer) (*http.ServeMux, *http.Server) {
+	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
 	mux := http.NewServeMux()
 	var admin *http.Server
 	if c.auth.adminAddr != "" {
@@ -248,27 +374,25 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		if c.pprof {
 			mountPprof(amux, nil)
 		}
-		amux.Handle("/", srv)
-		admin = &http.Server{Handler: apiFirst(srv, amux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+		amux.Handle("/", s.srv)
+		admin = &http.Server{Handler: apiFirst(s.srv, amux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	} else {
-		mux.Handle("GET /metrics", srv.RequireAdmin(metrics))
+		mux.Handle("GET /metrics", s.srv.RequireAdmin(metrics))
 		if c.pprof {
-			mountPprof(mux, srv.RequireAdmin)
+			mountPprof(mux, s.srv.RequireAdmin)
 		}
 	}
-	mux.Handle("/", web.Handler(web.Options{Demo: c.demo, Dashboard: c.dashboard, Admin: srv.RequireAdmin, Next: srv}))
-	if c.statsInterval > 0 {
-		sp, err := stats.Start(srv, stats.Config{Gatherer: reg, Interval: c.statsInterval, Broker: b, Logger: log, Node: nodeName(ln.Addr())})
-		if err != nil {
-			return err
-		}
-		defer sp.Close() // before the store closes
-	}
+	mux.Handle("/", web.Handler(web.Options{Demo: c.demo, Dashboard: c.dashboard, Admin: s.srv.RequireAdmin, Next: s.srv}))
+	return mux, admin
+}
 
+// newHTTPServer returns net/http's server of h, speaking HTTP/1.1;
+// newFrontEnd adds HTTP/2 over TLS or cleartext.
+func newHTTPServer(c *serveConfig, h http.Handler, log *slog.Logger) *http.Server {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
-	hs := &http.Server{
-		Handler:           apiFirst(srv, mux),
+	return &http.Server{
+		Handler:           h,
 		ReadHeaderTimeout: c.readHeaderTime,
 		// Polls extend both deadlines to their hold plus a margin; these
 		// bound everything else, slow senders included.
@@ -286,142 +410,146 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready chan<- s
 		// from its first byte (internal/headtime).
 		ConnState: headtime.ConnState(nil),
 	}
-	scheme := "http"
-	var cert atomic.Pointer[tls.Certificate]
-	loadCert := func() error {
-		kp, err := tls.LoadX509KeyPair(c.tlsCert, c.tlsKey)
-		if err != nil {
-			return fmt.Errorf("loading TLS certificate: %w", err)
-		}
-		cert.Store(&kp)
-		return nil
-	}
-	if c.tlsCert != "" {
-		if err := loadCert(); err != nil {
-			return err
-		}
-		// The certificate is looked up per handshake, so a reload takes
-		// effect for new connections and drops none.
-		hs.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-			return cert.Load(), nil
-		}}
-		protocols.SetHTTP2(true)
-		scheme = "https"
-	} else {
-		protocols.SetUnencryptedHTTP2(true)
-	}
+}
 
-	// The dense transport serves cleartext HTTP/1.1 polls on its event
-	// loop and hands everything else to hs; TLS is always net/http's.
-	var dt *eventloop.Transport
-	transport := "std"
-	if c.transport == "dense" && hs.TLSConfig == nil {
-		transport = "dense"
-		// On the memory store nothing a poll or a publish does waits on
-		// I/O, so the loop serves them itself.
-		dt = eventloop.New(eventloop.Config{Server: srv.Transport(), Std: hs, ReadHeaderTimeout: c.readHeaderTime, IdleTimeout: hs.IdleTimeout,
-			Logger: log, Inline: c.store == "memory"})
+// serve serves ln until the front end is closed or shut down.
+func (fe *frontEnd) serve(ln net.Listener) error {
+	switch {
+	case fe.dt != nil:
+		return fe.dt.Serve(ln)
+	case fe.hs.TLSConfig != nil:
+		return fe.hs.ServeTLS(ln, "", "")
+	default:
+		return fe.hs.Serve(headtime.Listen(ln, fe.hs.ReadHeaderTimeout))
 	}
-	closeAll := hs.Close
-	if dt != nil {
-		closeAll = dt.Close
-	}
-	log.Info("longpoll listening",
-		"addr", addr, "url", scheme+"://"+addr, "version", Version, "store", storeDesc, "transport", transport,
-		"poll_timeout", c.pollTimeout, "max_hold", c.maxHold, "max_held_polls", maxHeld,
-		"max_topics_per_poll", c.maxTopicsPerPoll, "max_message_size", c.maxMessageSize,
-		"max_batch", c.maxBatch, "max_body_size", c.maxBodySize, "open_files", nofile,
-		"auth", c.auth.mode, "cors_origins", c.auth.corsOrigins.String())
-	if ready != nil {
-		ready <- addr
-	}
+}
 
+// shutdown stops accepting, waits for the handlers to return and closes
+// idle connections, until ctx ends.
+func (fe *frontEnd) shutdown(ctx context.Context) error {
+	if fe.dt != nil {
+		return fe.dt.Shutdown(ctx)
+	}
+	return fe.hs.Shutdown(ctx)
+}
+
+// close closes the listener and every connection at once.
+func (fe *frontEnd) close() {
+	if fe.dt != nil {
+		fe.dt.Close()
+		return
+	}
+	fe.hs.Close()
+}
+
+// certFiles is the TLS certificate served, loaded from its files at the
+// start and again at each SIGHUP. It is looked up per handshake, so a
+// reload takes effect for new connections and drops none.
+type certFiles struct {
+	cert, key string
+	loaded    atomic.Pointer[tls.Certificate]
+}
+
+func (f *certFiles) load() error {
+	kp, err := tls.LoadX509KeyPair(f.cert, f.key)
+	if err != nil {
+		return fmt.Errorf("loading TLS certificate: %w", err)
+	}
+	f.loaded.Store(&kp)
+	return nil
+}
+
+func (f *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	return f.loaded.Load(), nil
+}
+
+// run serves ln and the admin address until ctx is cancelled, then shuts
+// down gracefully; SIGHUP meanwhile reloads the JWT keys and the TLS
+// certificate without dropping a connection. A server that fails ends
+// the run with its error, after the other is closed.
+func run(ctx context.Context, c *serveConfig, s *apiServer, fe *frontEnd, ln net.Listener, log *slog.Logger) error {
 	errc := make(chan error, 1)
+	go func() { errc <- fe.serve(ln) }()
 	var aerrc chan error // the admin server's; nil (never ready) without one
-	go func() {
-		switch {
-		case dt != nil:
-			errc <- dt.Serve(ln)
-		case hs.TLSConfig != nil:
-			errc <- hs.ServeTLS(ln, "", "")
-		default:
-			errc <- hs.Serve(headtime.Listen(ln, c.readHeaderTime))
-		}
-	}()
-	if admin != nil {
+	if fe.admin != nil {
 		aln, err := net.Listen("tcp", c.auth.adminAddr)
 		if err != nil {
-			closeAll()
+			fe.close()
 			<-errc
 			return fmt.Errorf("listening on --admin-addr %s: %w", c.auth.adminAddr, err)
 		}
 		log.Info("admin listening", "addr", aln.Addr().String())
 		aerrc = make(chan error, 1)
-		go func() { aerrc <- admin.Serve(aln) }()
+		go func() { aerrc <- fe.admin.Serve(aln) }()
 		defer func() {
-			admin.Close()
+			fe.admin.Close()
 			if err := <-aerrc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("admin server", "error", err)
 			}
 		}()
 	}
 
-	// SIGHUP reloads the JWT keys and the TLS certificate without
-	// dropping a connection.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-wait:
 	for {
 		select {
 		case err := <-errc:
 			return fmt.Errorf("serving: %w", err)
 		case err := <-aerrc:
-			closeAll()
+			fe.close()
 			<-errc
 			aerrc <- err // for the deferred close
 			return fmt.Errorf("serving --admin-addr: %w", err)
 		case <-hup:
-			if jwtAuth != nil {
-				if err := jwtAuth.Reload(); err != nil {
-					log.Error("reloading JWT keys; keeping the old ones", "error", err)
-				} else {
-					log.Info("reloaded JWT keys")
-				}
-			}
-			if c.tlsCert != "" {
-				if err := loadCert(); err != nil {
-					log.Error("reloading the TLS certificate; keeping the old one", "error", err)
-				} else {
-					log.Info("reloaded the TLS certificate")
-				}
-			}
+			reload(s.jwt, fe.cert, log)
 		case <-ctx.Done():
-			break wait
+			shutdown(c.shutdownGrace, s.srv, fe, errc, log)
+			return nil
 		}
 	}
-	log.Info("shutting down", "grace", c.shutdownGrace)
-	grace, cancel := context.WithTimeout(context.Background(), c.shutdownGrace)
-	defer cancel()
-	// The server answers its held polls itself; net/http's Shutdown then
-	// waits for the handlers to return and closes idle connections.
-	drained := make(chan error, 1)
-	go func() { drained <- srv.Shutdown(grace) }()
-	if dt != nil {
-		err = dt.Shutdown(grace)
-	} else {
-		err = hs.Shutdown(grace)
+}
+
+// reload rereads the JWT keys and the TLS certificate, each where one is
+// in use, keeping the old ones when the new fail to load.
+func reload(jwt *auth.JWT, cert *certFiles, log *slog.Logger) {
+	if jwt != nil {
+		if err := jwt.Reload(); err != nil {
+			log.Error("reloading JWT keys; keeping the old ones", "error", err)
+		} else {
+			log.Info("reloaded JWT keys")
+		}
 	}
+	if cert != nil {
+		if err := cert.load(); err != nil {
+			log.Error("reloading the TLS certificate; keeping the old one", "error", err)
+		} else {
+			log.Info("reloaded the TLS certificate")
+		}
+	}
+}
+
+// shutdown ends the run gracefully within grace: the server answers its
+// held polls itself, since net/http's Shutdown would not wake them, and
+// the front end then waits for the handlers to return and closes idle
+// connections. Past grace, every connection is closed. served receives
+// the end of fe's serve.
+func shutdown(grace time.Duration, srv *longpoll.Server, fe *frontEnd, served <-chan error, log *slog.Logger) {
+	log.Info("shutting down", "grace", grace)
+	ctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	drained := make(chan error, 1)
+	go func() { drained <- srv.Shutdown(ctx) }()
+	err := fe.shutdown(ctx)
 	if derr := <-drained; err == nil {
 		err = derr
 	}
-	<-errc
+	<-served
 	if err != nil {
-		closeAll()
+		fe.close()
 		log.Warn("grace period over with requests in flight", "error", err)
 	}
 	log.Info("stopped")
-	return nil
 }
 
 // h2Streams bounds the concurrent streams of an HTTP/2 connection.

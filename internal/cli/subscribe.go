@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"iter"
 	"log/slog"
 	"strconv"
 	"time"
@@ -50,28 +51,9 @@ func runSubscribe(ctx context.Context, args []string, io IO) int {
 	if !ok {
 		return code
 	}
-	if len(topics) == 0 {
-		return usageError(io, "subscribe", "at least one TOPIC is required")
-	}
-	for _, t := range topics {
-		if err := longpoll.ValidateTopic(t); err != nil {
-			return usageError(io, "subscribe", "topic %q: %s", t, topicProblem(err))
-		}
-	}
-	var sinceOpt client.Since
-	switch *since {
-	case "head":
-		sinceOpt = client.Head
-	case "earliest":
-		sinceOpt = client.Earliest
-	default:
-		return usageError(io, "subscribe", `--since must be "head" or "earliest", not %q`, *since)
-	}
-	if *timeout <= 0 {
-		return usageError(io, "subscribe", "--timeout must be positive")
-	}
-	if *limit < 0 {
-		return usageError(io, "subscribe", "--limit must not be negative")
+	sinceOpt, err := checkSubscribe(topics, *since, *timeout, *limit)
+	if err != nil {
+		return usageError(io, "subscribe", "%v", err)
 	}
 	c, err := newClient(*server, *timeout, *h2c, io)
 	if err != nil {
@@ -80,29 +62,70 @@ func runSubscribe(ctx context.Context, args []string, io IO) int {
 	defer c.Close()
 
 	out := bufio.NewWriterSize(io.Stdout, 64<<10)
-	// The client saves after the loop has taken a whole batch: flush the
-	// batch's lines first, so that a saved position was always printed.
+	opts := []client.SubscribeOption{client.WithSince(sinceOpt), cursorFuncs(*cursorFile, out)}
+	if *limit > 0 {
+		opts = append(opts, client.WithLimit(*limit))
+	}
+	return printEvents(ctx, c.Subscribe(ctx, topics, opts...), out, io)
+}
+
+// checkSubscribe returns the first thing wrong with the topics and the
+// settings, or the start that --since names.
+func checkSubscribe(topics []string, since string, timeout time.Duration, limit int) (client.Since, error) {
+	if len(topics) == 0 {
+		return client.Head, errors.New("at least one TOPIC is required")
+	}
+	for _, t := range topics {
+		if err := longpoll.ValidateTopic(t); err != nil {
+			return client.Head, fmt.Errorf("topic %q: %s", t, topicProblem(err))
+		}
+	}
+	var s client.Since
+	switch since {
+	case "head":
+		s = client.Head
+	case "earliest":
+		s = client.Earliest
+	default:
+		return client.Head, fmt.Errorf(`--since must be "head" or "earliest", not %q`, since)
+	}
+	if timeout <= 0 {
+		return client.Head, errors.New("--timeout must be positive")
+	}
+	if limit < 0 {
+		return client.Head, errors.New("--limit must not be negative")
+	}
+	return s, nil
+}
+
+// cursorFuncs keeps the position in file, when it is not "". The client
+// saves after the loop has taken a whole batch: the batch's lines are
+// flushed first, so that a saved position was always printed.
+func cursorFuncs(file string, out *bufio.Writer) client.SubscribeOption {
 	load := func(context.Context) (string, error) {
-		if *cursorFile == "" {
+		if file == "" {
 			return "", nil
 		}
-		return client.ReadCursorFile(*cursorFile)
+		return client.ReadCursorFile(file)
 	}
 	save := func(_ context.Context, cursor string) error {
 		if err := out.Flush(); err != nil {
 			return fmt.Errorf("writing to stdout: %w", err)
 		}
-		if *cursorFile == "" {
+		if file == "" {
 			return nil
 		}
-		return client.WriteCursorFile(*cursorFile, cursor)
+		return client.WriteCursorFile(file, cursor)
 	}
-	opts := []client.SubscribeOption{client.WithSince(sinceOpt), client.WithCursorFuncs(load, save)}
-	if *limit > 0 {
-		opts = append(opts, client.WithLimit(*limit))
-	}
+	return client.WithCursorFuncs(load, save)
+}
+
+// printEvents prints events as JSON lines until they end: at an
+// interrupt (ctx done; exit status 0, the position saved) or at an error
+// that retrying cannot mend.
+func printEvents(ctx context.Context, events iter.Seq2[client.Event, error], out *bufio.Writer, io IO) int {
 	var line []byte
-	for ev, err := range c.Subscribe(ctx, topics, opts...) {
+	for ev, err := range events {
 		if err != nil {
 			ferr := out.Flush()
 			if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
