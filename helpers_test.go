@@ -71,6 +71,13 @@ func serveTest(t *testing.T, srv *longpoll.Server) (string, func()) {
 	done := make(chan error, 1)
 	go func() { done <- dt.Serve(ln) }()
 	return "http://" + ln.Addr().String(), func() {
+		// Shutdown, not Close: it waits for the connections handed to
+		// net/http, as httptest.Server.Close does for std, so that none
+		// outlives the test (net/http lingers up to 500 ms on one whose
+		// request body it refused, in closeWriteAndWait).
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		dt.Shutdown(ctx)
 		dt.Close()
 		<-done
 	}
