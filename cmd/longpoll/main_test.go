@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -24,14 +25,19 @@ import (
 
 var binary string
 
+// covering is set when the binary the tests run counts in their coverage
+// (see buildArgs).
+var covering bool
+
 func TestMain(m *testing.M) {
+	flag.Parse()
 	dir, err := os.MkdirTemp("", "longpoll-bin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "longpoll")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", buildArgs(binary)...).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building longpoll: %v\n%s", err, out)
 		os.Exit(1)
 	}
@@ -44,6 +50,34 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
+}
+
+// buildArgs returns the arguments of the go command that builds the
+// binary at path. The tests run the binary as a child process, which the
+// test binary's coverage cannot see; so under go test -cover the binary is
+// built with -cover over the whole module, in the tests' counter mode, and
+// each run of it writes its counters to the tests' -test.gocoverdir,
+// through GOCOVERDIR, which every child inherits. go test alone sets that
+// directory to one it discards; .ci/run names its own
+// (go test -cover -coverpkg=./... ./... -args -test.gocoverdir=DIR) and
+// counts both with go tool covdata percent -i=DIR.
+func buildArgs(path string) []string {
+	args := []string{"build", "-o", path}
+	mode := testing.CoverMode()
+	f := flag.Lookup("test.gocoverdir")
+	if mode == "" || f == nil || f.Value.String() == "" {
+		return append(args, ".")
+	}
+	dir, err := filepath.Abs(f.Value.String())
+	if err == nil {
+		err = os.Setenv("GOCOVERDIR", dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	covering = true
+	return append(args, "-cover", "-covermode="+mode, "-coverpkg=github.com/longpoll/longpoll/...", ".")
 }
 
 // server is a longpoll serve child process.
@@ -103,6 +137,9 @@ func startServerVia(t *testing.T, wrapper []string, env []string, args ...string
 		}
 	}()
 	t.Cleanup(func() {
+		if covering {
+			stopForCounters(cmd.Process, logDone)
+		}
 		cmd.Process.Kill()
 		<-logDone
 	})
@@ -115,6 +152,23 @@ func startServerVia(t *testing.T, wrapper []string, env []string, args ...string
 		t.Fatal("server did not start")
 	}
 	return s
+}
+
+// stopForCounters ends a server that a test leaves running as an operator
+// would, since a killed process writes no coverage counters: SIGTERM,
+// then a second one, which exits at once (cli.Main), each given a moment.
+// exited is closed when the process has exited.
+func stopForCounters(p *os.Process, exited <-chan struct{}) {
+	for range 2 {
+		if p.Signal(syscall.SIGTERM) != nil {
+			return // exited already
+		}
+		select {
+		case <-exited:
+			return
+		case <-time.After(2 * time.Second):
+		}
+	}
 }
 
 func TestVersion(t *testing.T) {
