@@ -4,28 +4,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/longpoll/longpoll"
 )
-
-func TestReservedInAnyCase(t *testing.T) {
-	for name, want := range map[string]bool{
-		"_longpoll.stats": true,
-		"_LONGPOLL.stats": true,
-		"_LongPoll.x":     true,
-		"_lOnGpOlL.":      true,
-		"_longpoll":       false, // no dot: not the prefix
-		"_longpollx.a":    false,
-		"longpoll.a":      false,
-		"x_longpoll.a":    false,
-		"_longpoll,a":     false,
-		"":                false,
-	} {
-		if got := longpoll.Reserved(name); got != want {
-			t.Errorf("Reserved(%q) = %v, want %v", name, got, want)
-		}
-	}
-}
 
 // TestReservedTopicsRefusedInAnyCase: a client may not publish to a
 // reserved topic spelled in another case, nor read one without admin.

@@ -38,9 +38,14 @@ func TestValidateTopic(t *testing.T) {
 func TestReserved(t *testing.T) {
 	for name, want := range map[string]bool{
 		"_longpoll.stats": true,
+		"_LONGPOLL.stats": true,
 		"_LongPoll.x":     true,
-		"_longpoll":       false,
+		"_lOnGpOlL.":      true,
+		"_longpoll":       false, // no dot: not the prefix
+		"_longpollx.a":    false,
 		"longpoll.a":      false,
+		"x_longpoll.a":    false,
+		"_longpoll,a":     false,
 		"":                false,
 	} {
 		if got := protocol.Reserved(name); got != want {
