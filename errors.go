@@ -26,6 +26,7 @@ const (
 	CodeInternal         = protocol.CodeInternal
 	CodeUnauthorized     = protocol.CodeUnauthorized
 	CodeTokenExpired     = protocol.CodeTokenExpired
+	CodeTokenRevoked     = protocol.CodeTokenRevoked
 	CodeForbidden        = protocol.CodeForbidden
 	CodeRateLimited      = protocol.CodeRateLimited
 )

@@ -175,7 +175,7 @@ type response struct {
 
 // call sends one request and returns its 200 reply, or an *Error for any
 // other status, a *tokenError, or a transport error. A 401 token_expired
-// refreshes the token and is sent again at once, once.
+// or token_revoked refreshes the token and is sent again at once, once.
 func (c *Client) call(ctx context.Context, method, u string, body []byte) (*response, error) {
 	refreshed := false
 	for {
@@ -194,8 +194,8 @@ func (c *Client) call(ctx context.Context, method, u string, body []byte) (*resp
 			return res, nil
 		}
 		e := parseError(res)
-		if e.Status == http.StatusUnauthorized && e.Code == protocol.CodeTokenExpired && c.auth != nil && !refreshed {
-			c.log.retry(ctx, "token expired; refreshing", e, 0)
+		if e.staleToken() && c.auth != nil && !refreshed {
+			c.log.retry(ctx, "token "+strings.TrimPrefix(e.Code, "token_")+"; refreshing", e, 0)
 			if _, err := c.auth.refresh(ctx, tok); err != nil {
 				return nil, err
 			}

@@ -56,6 +56,14 @@ func (e *Error) temporary() bool {
 	return e.Status >= 500 || e.Status == http.StatusTooManyRequests || e.Status == http.StatusRequestTimeout
 }
 
+// staleToken reports whether the server refused the request's token as one
+// that a new token from the hook may replace: expired, or revoked (which
+// no server sends yet; it is handled the same way so that clients in the
+// field are ready for it).
+func (e *Error) staleToken() bool {
+	return e.Status == http.StatusUnauthorized && (e.Code == protocol.CodeTokenExpired || e.Code == protocol.CodeTokenRevoked)
+}
+
 // tokenError is a failure of the WithToken hook. It is never retried: the
 // hook does its own retrying.
 type tokenError struct{ err error }
@@ -71,11 +79,12 @@ func (e *protocolError) Error() string { return "reply is not longpoll protocol 
 
 // retryable reports whether an attempt that failed with err is worth
 // repeating after a wait: network failures, truncated replies, 5xx, 429,
-// 408, and a token_expired that a refreshed token did not mend.
+// 408, and a token_expired or token_revoked that a refreshed token did not
+// mend.
 func (c *Client) retryable(err error) bool {
 	var e *Error
 	if errors.As(err, &e) {
-		return e.temporary() || (e.Status == http.StatusUnauthorized && e.Code == protocol.CodeTokenExpired && c.auth != nil)
+		return e.temporary() || (e.staleToken() && c.auth != nil)
 	}
 	var te *tokenError
 	var pe *protocolError

@@ -62,7 +62,8 @@ type Option func(*config) error
 // WithToken sets the hook that supplies the bearer token sent as
 // "Authorization: Bearer <token>" on every request. It is called before
 // the first request, and again, at once, when the server answers 401
-// token_expired; a second token_expired in a row is retried with backoff.
+// token_expired or token_revoked; a second such answer in a row is retried
+// with backoff, asking the hook again.
 // An error from the hook ends the call or subscription that needed the
 // token: the hook does its own retrying. It may be called from several
 // goroutines, never concurrently.

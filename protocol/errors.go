@@ -23,6 +23,11 @@ const (
 	CodeTokenExpired     = "token_expired"
 	CodeForbidden        = "forbidden"
 	CodeRateLimited      = "rate_limited"
+
+	// CodeTokenRevoked: the token was withdrawn before its expiry. No
+	// server sends it yet (revocation comes with an admin API); clients
+	// treat it as token_expired: get a new token and try once more.
+	CodeTokenRevoked = "token_revoked"
 )
 
 // Error is an error with a protocol code. The server maps codes to HTTP
