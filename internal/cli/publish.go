@@ -62,7 +62,11 @@ fails (exit status 1, naming the lines that may not be published). An
 interrupt (Ctrl-C, SIGTERM) while waiting for stdin ends it with status 0;
 during a publish, with status 1. With --follow an interrupt always ends it
 with status 0: the next run sends any line not yet acknowledged again, under
-the same id.`
+the same id.
+
+A server under --auth jwt needs a token: --token, --token-file or
+LONGPOLL_TOKEN (or LONGPOLL_TOKEN_FILE). --token-file is read again when
+the server refuses the token as expired or revoked.`
 
 // maxBatchBytes keeps a batch well under the server's 8 MiB body limit.
 const maxBatchBytes = 4 << 20
@@ -71,6 +75,7 @@ const maxBatchBytes = 4 << 20
 type publishConfig struct {
 	server, id, idPrefix, follow string
 	raw, h2c                     bool
+	token                        tokenConfig
 	batch                        int
 	retryFor                     time.Duration
 }
@@ -84,6 +89,7 @@ func publishFlags(fs *flag.FlagSet, c *publishConfig) {
 	fs.IntVar(&c.batch, "batch", 100, "most lines per publish (1 to 1000)")
 	fs.DurationVar(&c.retryFor, "retry-for", time.Minute, "how long to retry a failed publish before giving up")
 	fs.BoolVar(&c.h2c, "h2c", false, "speak cleartext HTTP/2 to an http:// server (prior knowledge)")
+	tokenFlags(fs, &c.token)
 }
 
 // check returns the first thing wrong with the settings and the
@@ -122,21 +128,24 @@ func runPublish(ctx context.Context, args []string, sio IO) int {
 	// An id in the environment would make every publish the same message.
 	noEnv := map[string]bool{"id": true, "id-prefix": true, "follow": true}
 	setUsage(fs, "publish", "TOPIC [DATA]", publishDoc, sio, noEnv)
-	getenv := func(k string) (string, bool) {
+	hidden, getenv := tokenEnv(func(k string) (string, bool) {
 		if k == envName("id") || k == envName("id-prefix") || k == envName("follow") {
 			return "", false
 		}
 		return os.LookupEnv(k)
-	}
-	pos, code, ok := parseArgs(fs, args, getenv, sio)
+	})
+	pos, code, ok := parseArgs(fs, args, hidden, sio)
 	if !ok {
 		return code
+	}
+	if err := pc.token.fromEnv(fs, getenv); err != nil {
+		return usageError(sio, "publish", "%v", err)
 	}
 	if err := pc.check(pos); err != nil {
 		return usageError(sio, "publish", "%v", err)
 	}
 	topic := pos[0]
-	c, err := newClient(pc.server, client.DefaultPollTimeout, pc.h2c, sio)
+	c, err := newClient(pc.server, client.DefaultPollTimeout, pc.h2c, sio, pc.token.options()...)
 	if err != nil {
 		return usageError(sio, "publish", "%v", err)
 	}
@@ -207,7 +216,7 @@ func publishFailed(ctx context.Context, sio IO, err error, what string) int {
 		fmt.Fprintf(sio.Stderr, "longpoll publish: interrupted; %s may not have been published\n", what)
 		return ExitError
 	}
-	fmt.Fprintf(sio.Stderr, "longpoll publish: %v; %s may not have been published\n", err, what)
+	fmt.Fprintf(sio.Stderr, "longpoll publish: %v; %s may not have been published\n", explainAuth(err), what)
 	return ExitError
 }
 

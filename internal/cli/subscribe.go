@@ -36,7 +36,14 @@ stopped: a clean stop (Ctrl-C, SIGTERM) saves the last lines printed, so
 nothing is printed twice across it; after a crash (SIGKILL) the batch
 printed but not yet saved is printed again (at least once). Failed polls
 are retried with backoff; errors that retrying cannot mend end the
-command with exit status 1.`
+command with exit status 1.
+
+A server under --auth jwt needs a token: --token, --token-file or
+LONGPOLL_TOKEN (or LONGPOLL_TOKEN_FILE). When the server refuses the token
+as expired or revoked, --token-file is read again, so a token that another
+process rotates on disk is picked up without a restart; if the file still
+holds the refused token, or the new one is refused too, the command stops
+with exit status 1.`
 
 func runSubscribe(ctx context.Context, args []string, io IO) int {
 	fs := newFlagSet("subscribe", "TOPIC...", io)
@@ -46,16 +53,22 @@ func runSubscribe(ctx context.Context, args []string, io IO) int {
 	timeout := fs.Duration("timeout", client.DefaultPollTimeout, "how long the server holds each poll; keep it under every proxy's idle timeout")
 	limit := fs.Int("limit", 0, "most messages per batch (0: the server's default)")
 	h2c := fs.Bool("h2c", false, "speak cleartext HTTP/2 to an http:// server (prior knowledge)")
+	var tc tokenConfig
+	tokenFlags(fs, &tc)
 	setUsage(fs, "subscribe", "TOPIC...", subscribeDoc, io, nil)
-	topics, code, ok := parseArgs(fs, args, nil, io)
+	hidden, getenv := tokenEnv(nil)
+	topics, code, ok := parseArgs(fs, args, hidden, io)
 	if !ok {
 		return code
+	}
+	if err := tc.fromEnv(fs, getenv); err != nil {
+		return usageError(io, "subscribe", "%v", err)
 	}
 	sinceOpt, err := checkSubscribe(topics, *since, *timeout, *limit)
 	if err != nil {
 		return usageError(io, "subscribe", "%v", err)
 	}
-	c, err := newClient(*server, *timeout, *h2c, io)
+	c, err := newClient(*server, *timeout, *h2c, io, tc.options()...)
 	if err != nil {
 		return usageError(io, "subscribe", "%v", err)
 	}
@@ -135,7 +148,7 @@ func printEvents(ctx context.Context, events iter.Seq2[client.Event, error], out
 				}
 				return ExitOK // interrupted: the position is saved
 			}
-			fmt.Fprintf(io.Stderr, "longpoll subscribe: %v\n", err)
+			fmt.Fprintf(io.Stderr, "longpoll subscribe: %v\n", explainAuth(err))
 			return ExitError
 		}
 		line = appendEvent(line[:0], ev)
@@ -190,9 +203,9 @@ func appendEvent(b []byte, ev client.Event) []byte {
 
 // newClient returns the client of the publish and subscribe commands; it
 // reports retries on stderr.
-func newClient(server string, pollTimeout time.Duration, h2c bool, io IO) (*client.Client, error) {
+func newClient(server string, pollTimeout time.Duration, h2c bool, io IO, extra ...client.Option) (*client.Client, error) {
 	log := slog.New(slog.NewTextHandler(io.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	opts := []client.Option{client.WithLogger(log), client.WithPollTimeout(pollTimeout)}
+	opts := append([]client.Option{client.WithLogger(log), client.WithPollTimeout(pollTimeout)}, extra...)
 	if h2c {
 		opts = append(opts, client.WithH2C())
 	}
