@@ -306,6 +306,15 @@ func (t *Transport) stop() {
 	})
 }
 
+// Conns returns the number of connections the event loop serves now,
+// not counting those handed to net/http. It takes the lock the accept
+// and the close take; it is meant for a metrics scrape.
+func (t *Transport) Conns() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.conns
+}
+
 func (t *Transport) forget(dc *conn) {
 	t.mu.Lock()
 	t.conns--

@@ -56,6 +56,10 @@ type shard struct {
 	mu     sync.Mutex
 	topics map[string]*waitSet
 	idle   []string // topics whose set emptied, for the sweep to look at
+	// waited counts the topics with at least one waiter; written under
+	// mu where a set gains its first waiter or loses its last, read by
+	// Topics without it.
+	waited atomic.Int64
 }
 
 // waitSet is one topic's waiters. Entries are unordered; removal swaps the
@@ -169,6 +173,9 @@ func (h *Hub) register(w *Waiter) {
 		}
 		w.idx[k] = len(ws.entries)
 		ws.entries = append(ws.entries, entry{w, k})
+		if len(ws.entries) == 1 {
+			s.waited.Add(1)
+		}
 		s.mu.Unlock()
 		if created {
 			// Start the watch outside the shard lock: it may wait on the
@@ -204,6 +211,9 @@ func (h *Hub) Unregister(w *Waiter) {
 		}
 		ws.entries[last] = entry{}
 		ws.entries = ws.entries[:last]
+		if last == 0 {
+			s.waited.Add(-1)
+		}
 		var stop func()
 		switch {
 		case last > 0:
@@ -304,4 +314,15 @@ func (h *Hub) Waiting(topic string) int {
 		return len(ws.entries)
 	}
 	return 0
+}
+
+// Topics returns the number of topics with at least one waiter now. It
+// adds up a count per shard, kept as topics gain their first waiter and
+// lose their last: it scans no topic.
+func (h *Hub) Topics() int {
+	n := int64(0)
+	for i := range h.shards {
+		n += h.shards[i].waited.Load()
+	}
+	return int(n)
 }
