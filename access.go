@@ -1,6 +1,7 @@
 package longpoll
 
 import (
+	"errors"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -178,13 +179,32 @@ func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 		return nil, nil
 	}
 	p, err := s.cfg.auth.Authenticate(r)
+	if err == nil && p == nil {
+		err = &Error{Code: CodeUnauthorized, Message: "a bearer token is required"}
+	}
+	if s.ma.token != nil {
+		s.ma.token.TokenVerified(tokenResult(err))
+	}
 	if err != nil {
 		return nil, err
 	}
-	if p == nil {
-		return nil, &Error{Code: CodeUnauthorized, Message: "a bearer token is required"}
-	}
 	return p, nil
+}
+
+// tokenResult classes an Authenticator's answer for the metrics.
+func tokenResult(err error) TokenResult {
+	var e *Error
+	switch {
+	case err == nil:
+		return TokenOK
+	case !errors.As(err, &e):
+		return TokenError
+	case e.Code == CodeTokenExpired:
+		return TokenExpired
+	case e.Code == CodeUnauthorized:
+		return TokenInvalid
+	}
+	return TokenError
 }
 
 // unauthenticated returns the answer to a request that authenticate

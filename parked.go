@@ -335,6 +335,9 @@ func (p *parked) settle(outcome PollOutcome, status, n int, now time.Time) {
 	}
 	held := now.Sub(p.started())
 	s.endPoll(outcome, held, p.client)
+	if !p.unsent && s.ma.req != nil {
+		s.ma.req.RequestServed(RoutePoll, status, n, 0)
+	}
 	if p.log != nil {
 		st := status
 		if outcome == OutcomeCancelled {

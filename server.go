@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -37,6 +38,7 @@ type Server struct {
 	cfg    config
 	log    *slog.Logger
 	m      Metrics
+	ma     abilities // m's optional abilities
 
 	polls    atomic.Int64 // polls in flight
 	active   atomic.Int64 // publishes and polls in flight, for Shutdown
@@ -80,6 +82,7 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		cfg:    cfg,
 		log:    cfg.logger,
 		m:      cfg.metrics,
+		ma:     abilitiesOf(cfg.metrics),
 		done:   make(chan struct{}),
 		idle:   make(chan struct{}),
 		budget: transport.NewBudget(cfg.maxReplyMemory),
@@ -131,27 +134,68 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink transport.Si
 		s.fanout.wait()
 	}
 	rid := requestID(r)
-	if pw, ok := w.(*transport.Response); ok {
+	pw, bare := w.(*transport.Response)
+	if bare {
 		pw.RequestID = rid // no header map for it
 	} else {
 		w.Header().Set("X-Request-Id", rid)
 	}
 	logged := s.log.Enabled(r.Context(), slog.LevelInfo)
+	counted := s.ma.req != nil || s.ma.pub != nil
+	route := routeOf(r.URL.Path)
 	rw := w
 	var (
 		rec   *recorder
 		start time.Time
 	)
-	if logged {
+	// A poll's time is its hold, which PollEnded records: no clock read.
+	if logged || counted && route != RoutePoll {
 		start = time.Now()
-		rec = &recorder{ResponseWriter: w, status: http.StatusOK}
+	}
+	// A transport.Response keeps its status and body; net/http's writer
+	// does not, so it is wrapped, in a pooled recorder.
+	if logged || counted && !bare {
+		rec = recorders.Get().(*recorder)
+		*rec = recorder{ResponseWriter: w, status: http.StatusOK}
 		rw = rec
 	}
 	p := s.route(rw, r, rid, sink)
-	if p == nil && logged {
-		s.accessLog(rid, &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}, rec.status, rec.bytes, time.Since(start))
+	if p != nil {
+		return p // parked: its reply is counted when it settles
 	}
-	return p
+	status, n, answered := http.StatusOK, 0, true
+	if rec != nil {
+		status, n = rec.status, int(rec.bytes)
+		answered = rec.wrote || r.Context().Err() == nil
+	} else if bare && pw.Status != 0 {
+		status, n = pw.Status, len(pw.Body)
+	}
+	if logged {
+		s.accessLog(rid, &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}, status, int64(n), time.Since(start))
+	}
+	if counted && answered {
+		s.countRequest(route, status, n, start)
+	}
+	if rec != nil {
+		*rec = recorder{}
+		recorders.Put(rec)
+	}
+	return nil
+}
+
+// countRequest records an answered request of route that arrived at
+// start (zero for a poll).
+func (s *Server) countRequest(route Route, status, n int, start time.Time) {
+	var took time.Duration
+	if !start.IsZero() {
+		took = time.Since(start)
+	}
+	if s.ma.req != nil {
+		s.ma.req.RequestServed(route, status, n, took)
+	}
+	if route == RoutePublish && status < 300 && s.ma.pub != nil {
+		s.ma.pub.PublishAcked(took)
+	}
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink transport.Sink) *parked {
@@ -260,21 +304,43 @@ func (s *Server) methodNotAllowed(w http.ResponseWriter, rid, allow string) {
 }
 
 func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
-	if s.draining.Load() {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	switch err := s.Ready(ctx); {
+	case errors.Is(err, errDraining):
 		writeJSON(w, http.StatusServiceUnavailable, []byte(`{"status":"unavailable","reason":"shutting down"}`))
-		return
+	case err != nil:
+		body, _ := json.Marshal(map[string]string{"status": "unavailable", "reason": err.Error()})
+		writeJSON(w, http.StatusServiceUnavailable, body)
+	default:
+		writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+	}
+}
+
+var errDraining = errors.New("shutting down")
+
+// Ready returns nil when the server would answer /readyz 200: it is not
+// shutting down and its broker, if it is a Pinger, answers a ping within
+// ctx. Otherwise it returns why not.
+func (s *Server) Ready(ctx context.Context) error {
+	if s.draining.Load() {
+		return errDraining
 	}
 	if p, ok := s.broker.(Pinger); ok {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
 		if err := p.Ping(ctx); err != nil {
-			body, _ := json.Marshal(map[string]string{"status": "unavailable", "reason": "broker unreachable: " + err.Error()})
-			writeJSON(w, http.StatusServiceUnavailable, body)
-			return
+			return fmt.Errorf("broker unreachable: %w", err)
 		}
 	}
-	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`))
+	return nil
 }
+
+// Draining reports whether the server is draining: it has begun to shut
+// down, and refuses new polls and publishes.
+func (s *Server) Draining() bool { return s.draining.Load() }
+
+// TopicsWaited returns the number of topics with at least one poll
+// waiting on this server now.
+func (s *Server) TopicsWaited() int { return s.hub.Topics() }
 
 func (s *Server) serveTopic(w http.ResponseWriter, r *http.Request, rid string, pr *Principal) {
 	// The name may hold '/', sent as %2F: take it from the escaped path.
@@ -393,6 +459,11 @@ func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
 	if !errors.As(err, &e) {
 		e = &Error{Code: CodeInternal, Message: "internal error"}
 	}
+	if s.ma.refused != nil {
+		if why, ok := refusalOf(e.Code); ok {
+			s.ma.refused.Refused(why)
+		}
+	}
 	status, ok := statusOf[e.Code]
 	if !ok {
 		status = http.StatusInternalServerError
@@ -472,15 +543,26 @@ func requestID(r *http.Request) string {
 	return string(b[:])
 }
 
-// recorder notes the status and size of a reply for the access log.
+// recorder notes the status and size of a reply for the access log and
+// the metrics.
 type recorder struct {
 	http.ResponseWriter
 	status int
 	bytes  int64
+	wrote  bool
 }
 
-func (r *recorder) WriteHeader(code int) { r.status = code; r.ResponseWriter.WriteHeader(code) }
+var recorders = sync.Pool{New: func() any { return new(recorder) }}
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.status, r.wrote = code, true
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
 func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
 	n, err := r.ResponseWriter.Write(b)
 	r.bytes += int64(n)
 	return n, err
