@@ -261,6 +261,7 @@ func (sb *servedBroker) close(log *slog.Logger) {
 type apiServer struct {
 	srv     *longpoll.Server
 	reg     *prometheus.Registry // the server's metrics and the process's
+	pm      *prommetrics.Metrics // the server's metrics, for the routes beside it
 	jwt     *auth.JWT            // nil unless --auth jwt; SIGHUP reloads its keys
 	maxHeld int                  // --max-held-polls, or its default from the open-file limit
 	stats   *stats.Publisher     // nil under --stats-interval 0
@@ -272,9 +273,11 @@ type apiServer struct {
 func newServer(c *serveConfig, b longpoll.Broker, addr net.Addr, log *slog.Logger) (*apiServer, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	pm := prommetrics.New(reg)
+	prommetrics.RegisterBuildInfo(reg, Version)
 	opts := []longpoll.Option{
 		longpoll.WithLogger(log),
-		longpoll.WithMetrics(prommetrics.New(reg)),
+		longpoll.WithMetrics(pm),
 		longpoll.WithPollTimeout(c.pollTimeout),
 		longpoll.WithMaxHold(c.maxHold),
 		longpoll.WithMaxTopicsPerPoll(c.maxTopicsPerPoll),
@@ -303,7 +306,8 @@ func newServer(c *serveConfig, b longpoll.Broker, addr net.Addr, log *slog.Logge
 		return nil, err
 	}
 	prommetrics.RegisterReplyBytes(reg, srv.ReplyBytesPending, srv.ReplyBytesUnread)
-	s := &apiServer{srv: srv, reg: reg, jwt: jwt, maxHeld: maxHeld}
+	prommetrics.RegisterServer(reg, srv)
+	s := &apiServer{srv: srv, reg: reg, pm: pm, jwt: jwt, maxHeld: maxHeld}
 	if c.statsInterval > 0 {
 		s.stats, err = stats.Start(srv, stats.Config{Gatherer: reg, Interval: c.statsInterval, Broker: b, Logger: log, Node: nodeName(addr)})
 		if err != nil {
@@ -330,6 +334,7 @@ type frontEnd struct {
 	cert      *certFiles           // nil without --tls-cert
 	scheme    string               // http or https
 	transport string               // dense or std, as served
+	stdConns  atomic.Int64         // connections net/http serves
 }
 
 // newFrontEnd builds the front end of s from the flags: the routes, the
@@ -339,6 +344,7 @@ type frontEnd struct {
 func newFrontEnd(c *serveConfig, s *apiServer, log *slog.Logger) (*frontEnd, error) {
 	mux, admin := routes(c, s)
 	fe := &frontEnd{hs: newHTTPServer(c, apiFirst(s.srv, mux), log), admin: admin, scheme: "http", transport: "std"}
+	fe.hs.ConnState = headtime.ConnState(fe.countConn)
 	if c.tlsCert != "" {
 		fe.cert = &certFiles{cert: c.tlsCert, key: c.tlsKey}
 		if err := fe.cert.load(); err != nil {
@@ -357,7 +363,24 @@ func newFrontEnd(c *serveConfig, s *apiServer, log *slog.Logger) (*frontEnd, err
 		fe.dt = eventloop.New(eventloop.Config{Server: s.srv.Transport(), Std: fe.hs, ReadHeaderTimeout: c.readHeaderTime, IdleTimeout: fe.hs.IdleTimeout,
 			Logger: log, Inline: c.store == "memory"})
 	}
+	var dense func() int
+	if cc, ok := any(fe.dt).(interface{ Conns() int }); ok && fe.dt != nil { // Linux only
+		dense = cc.Conns
+	}
+	prommetrics.RegisterConnections(s.reg, dense, func() int { return int(fe.stdConns.Load()) })
 	return fe, nil
+}
+
+// countConn counts the connections net/http serves, for
+// longpoll_connections_open; under the dense transport, those the event
+// loop handed over.
+func (fe *frontEnd) countConn(_ net.Conn, st http.ConnState) {
+	switch st {
+	case http.StateNew:
+		fe.stdConns.Add(1)
+	case http.StateHijacked, http.StateClosed:
+		fe.stdConns.Add(-1)
+	}
 }
 
 // routes returns the main listener's routes (the web pages, and the
@@ -365,24 +388,34 @@ func newFrontEnd(c *serveConfig, s *apiServer, log *slog.Logger) (*frontEnd, err
 // --admin-addr, the admin server. The protocol's own routes go to the
 // server first (apiFirst).
 func routes(c *serveConfig, s *apiServer) (*http.ServeMux, *http.Server) {
+	// Each route beside the server counts its requests as the server
+	// counts its own; what the pages hand to the server counts there.
 	metrics := promhttp.HandlerFor(s.reg, promhttp.HandlerOpts{})
+	profiles := func(guard func(http.Handler) http.Handler) func(http.Handler) http.Handler {
+		return func(h http.Handler) http.Handler {
+			if guard != nil {
+				h = guard(h)
+			}
+			return s.pm.Handler(longpoll.RouteAdmin, h)
+		}
+	}
 	mux := http.NewServeMux()
 	var admin *http.Server
 	if c.auth.adminAddr != "" {
 		amux := http.NewServeMux()
-		amux.Handle("GET /metrics", metrics)
+		amux.Handle("GET /metrics", s.pm.Handler(longpoll.RouteMetrics, metrics))
 		if c.pprof {
-			mountPprof(amux, nil)
+			mountPprof(amux, profiles(nil))
 		}
 		amux.Handle("/", s.srv)
 		admin = &http.Server{Handler: apiFirst(s.srv, amux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	} else {
-		mux.Handle("GET /metrics", s.srv.RequireAdmin(metrics))
+		mux.Handle("GET /metrics", s.pm.Handler(longpoll.RouteMetrics, s.srv.RequireAdmin(metrics)))
 		if c.pprof {
-			mountPprof(mux, s.srv.RequireAdmin)
+			mountPprof(mux, profiles(s.srv.RequireAdmin))
 		}
 	}
-	mux.Handle("/", web.Handler(web.Options{Demo: c.demo, Dashboard: c.dashboard, Admin: s.srv.RequireAdmin, Next: s.srv}))
+	mux.Handle("/", s.pm.Handler(longpoll.RouteStatic, web.Handler(web.Options{Demo: c.demo, Dashboard: c.dashboard, Admin: s.srv.RequireAdmin, Next: prommetrics.Pass(s.srv)})))
 	return mux, admin
 }
 
