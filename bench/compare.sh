@@ -39,7 +39,7 @@ one() { # one longpoll|nchan RUN: writes $out/KIND-RUN.json
 		mkdir -p /tmp/longpoll-nchan
 		target=(--protocol nchan --spawn "exec taskset -c 0 nginx -p /tmp/longpoll-nchan/ -c $conf -e stderr" --server http://127.0.0.1:8090)
 	fi
-	taskset -c 1 "$bin" bench --quiet --json "$out/$kind-$run.json" "${target[@]}" "${args[@]}" >/dev/null
+	taskset -c 1 "$bin" bench --quiet --json-file "$out/$kind-$run.json" "${target[@]}" "${args[@]}" >/dev/null
 	sleep 3 # let the sockets of the run close
 }
 

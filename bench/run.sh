@@ -15,7 +15,7 @@ bench() { # bench dense|std|nchan NAME ARGS...
   *) set -- --spawn "$LP --transport dense" --server http://127.0.0.1:8080 "$@" ;;
   esac
   echo "=== $kind $name"
-  taskset -c 1 longpoll bench --quiet --json "$name-$kind.json" --svg "$name-$kind.svg" "$@"
+  taskset -c 1 longpoll bench --quiet --json-file "$name-$kind.json" --svg "$name-$kind.svg" "$@"
   sleep 3
 }
 for k in dense nchan std; do bench $k capacity-19000 --scenario capacity --subscribers 19000; done
@@ -24,4 +24,4 @@ for k in dense nchan std; do bench $k fanout-19000 --scenario fanout --subscribe
 for k in dense nchan std; do bench $k fanout-10000-read-first --scenario fanout --subscribers 10000 --messages 10 --read-first; done
 for k in dense nchan std; do bench $k fanout-19000-read-first --scenario fanout --subscribers 19000 --messages 10 --read-first; done
 for k in dense nchan std; do bench $k throughput-1000x10 --scenario throughput --subscribers 10000 --topics 1000 --rate 500 --duration 10s; done
-for k in dense nchan; do bench $k burst-1000 --scenario burst --subscribers 1000 --messages 1000 --timeout 4m; done
+for k in dense nchan; do bench $k burst-1000 --scenario burst --subscribers 1000 --messages 1000 --run-timeout 4m; done

@@ -89,7 +89,7 @@ for run in $(seq "$runs"); do
 	fanout-10000 | fanout-19000)
 		n=${scenario#fanout-} period=1
 		[ "$n" = 19000 ] && period=3
-		args=(--scenario fanout --subscribers "$n" --messages "${ROUNDS:-10}" --round-every "${period}s" --timeout 3m)
+		args=(--scenario fanout --subscribers "$n" --messages "${ROUNDS:-10}" --round-every "${period}s" --run-timeout 3m)
 		bturn=(--round-offset "$((period * 500))ms") ;;
 	*)
 		echo "unknown SCENARIO $scenario" >&2
@@ -97,9 +97,9 @@ for run in $(seq "$runs"); do
 	esac
 	args+=(--quiet --source-addrs 4 --start-after 35s)
 	args+=("${extra[@]}")
-	taskset -c 1 "$bin" bench "${args[@]}" "${aturn[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json "$out/a.json" >/dev/null &
+	taskset -c 1 "$bin" bench "${args[@]}" "${aturn[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json-file "$out/a.json" >/dev/null &
 	la=$!
-	taskset -c 1 "$bin" bench "${args[@]}" "${bturn[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json "$out/b.json" >/dev/null &
+	taskset -c 1 "$bin" bench "${args[@]}" "${bturn[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json-file "$out/b.json" >/dev/null &
 	lb=$!
 	wait "$la" "$lb"
 	kill "$apid" "$bpid"

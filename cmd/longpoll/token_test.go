@@ -339,3 +339,50 @@ func TestSubscribeTokenRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestBenchSecretFile: a bench against --auth jwt with --secret-file holds
+// more subscribers than --max-held-per-client lets one identity hold,
+// each under a token of its own, and delivers every round to all of them.
+// The old flag names still work, with a warning.
+func TestBenchSecretFile(t *testing.T) {
+	s, secret, _ := jwtServer(t, "--max-held-per-client", "10")
+	file := filepath.Join(t.TempDir(), "result.json")
+	code, out, errs := run(t, nil, "bench", "--server", s.url, "--secret-file", secret,
+		"--scenario", "fanout", "--subscribers", "30", "--messages", "2", "--warmup", "0",
+		"--workers", "1", "--source-addrs", "1", "--quiet", "--timeout", "30s", "--json", file)
+	if code != 0 {
+		t.Fatalf("bench: exit %d\n%s%s", code, out, errs)
+	}
+	var res struct {
+		Subscribers int
+		Published   uint64
+		Delivered   uint64
+		Lost        uint64
+		PollErrors  uint64 `json:"poll_errors"`
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	if res.Subscribers != 30 || res.Published != 2 || res.Delivered != 60 || res.Lost != 0 || res.PollErrors != 0 {
+		t.Fatalf("result %+v, want 2 rounds delivered to 30 subscribers\n%s", res, b)
+	}
+	for _, old := range []string{"--timeout is deprecated", "--json is deprecated"} {
+		if !strings.Contains(errs, old) {
+			t.Errorf("no warning %q in stderr:\n%s", old, errs)
+		}
+	}
+
+	for _, args := range [][]string{
+		{"--secret-file", secret, "--token", "x"},
+		{"--timeout", "1m", "--run-timeout", "1m"},
+	} {
+		code, _, errs := run(t, nil, append([]string{"bench", "--server", s.url}, args...)...)
+		if code != 2 {
+			t.Errorf("bench %v: exit %d, want 2; stderr %q", args, code, errs)
+		}
+	}
+}

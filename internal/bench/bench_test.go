@@ -58,12 +58,12 @@ func runBench(t *testing.T, args ...string) (int, string, string, *bench.Result)
 	var stdout, stderr bytes.Buffer
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	code := cli.Run(ctx, append([]string{"bench", "--json", file}, args...), cli.IO{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
+	code := cli.Run(ctx, append([]string{"bench", "--json-file", file}, args...), cli.IO{Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr})
 	var res *bench.Result
 	if b, err := os.ReadFile(file); err == nil {
 		res = new(bench.Result)
 		if err := json.Unmarshal(b, res); err != nil {
-			t.Fatalf("the --json file: %v\n%s", err, b)
+			t.Fatalf("the --json-file: %v\n%s", err, b)
 		}
 	}
 	return code, stdout.String(), stderr.String(), res
@@ -319,7 +319,7 @@ func TestUsageErrors(t *testing.T) {
 		{"--server", "ftp://x"},
 		{"--subscribers", "-1"},
 		{"--subscribers", "10", "--topics", "11"},
-		{"--duration", "5m", "--timeout", "1m"},
+		{"--duration", "5m", "--run-timeout", "1m"},
 		{"--server-pid", "1", "--spawn", "x"},
 		{"--server", "http://example.com", "--source-addrs", "2"},
 		{"extra"},

@@ -65,7 +65,7 @@ func TestClusterFanout(t *testing.T) {
 	nodes := newCluster(t, 2)
 	servers := []string{nodes[0].url, nodes[1].url}
 	code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", strings.Join(servers, ","),
-		"--subscribers", "30", "--messages", "3", "--warmup", "0", "--workers", "2", "--source-addrs", "2", "--timeout", "30s", "--quiet")
+		"--subscribers", "30", "--messages", "3", "--warmup", "0", "--workers", "2", "--source-addrs", "2", "--run-timeout", "30s", "--quiet")
 	if code != cli.ExitOK || res == nil {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -167,7 +167,7 @@ func TestClusterCapacity(t *testing.T) {
 	url1, pid1 := startServeProcess(t)
 	code, out, errOut, res := runBench(t, "--scenario", "capacity", "--server", url0+", "+url1,
 		"--server-pid", fmt.Sprintf("%d,%d", pid0, pid1), "--subscribers", "40", "--workers", "2",
-		"--duration", "300ms", "--timeout", "30s", "--quiet")
+		"--duration", "300ms", "--run-timeout", "30s", "--quiet")
 	if code != cli.ExitOK || res == nil {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}
@@ -232,7 +232,7 @@ func TestConfigCheck(t *testing.T) {
 		{"fewer subscribers than URLs", bench.Config{Server: two + ",http://127.0.0.1:3", Subscribers: 2}, "--subscribers (2) must be at least the number of --server URLs (3)"},
 		{"a negative warm-up", bench.Config{Server: two, Warmup: -1}, "--warmup must be 0 to 100"},
 		{"a negative start", bench.Config{Server: two, StartAfter: -time.Second}, "--start-after must be 0 or more"},
-		{"a start past the timeout", bench.Config{Server: two, StartAfter: time.Minute, Timeout: time.Minute}, "shorter than --timeout"},
+		{"a start past the timeout", bench.Config{Server: two, StartAfter: time.Minute, Timeout: time.Minute}, "shorter than --run-timeout"},
 		{"a negative period", bench.Config{Server: two, Scenario: bench.Fanout, RoundEvery: -time.Second}, "--round-every and --round-offset must be 0 or more"},
 		{"an offset alone", bench.Config{Server: two, Scenario: bench.Fanout, RoundOffset: time.Second}, "--round-offset needs --round-every"},
 		{"turns outside a fanout", bench.Config{Server: two, Scenario: bench.Burst, RoundEvery: time.Second}, "--round-every is for the fanout scenario"},

@@ -100,6 +100,15 @@ type Config struct {
 	ServerPID string
 	Spawn     string    // command that starts the server (one URL only)
 	Progress  io.Writer // where the progress bar goes; nil: nowhere
+	// Token, when set, is sent as a bearer token with the publishes and the
+	// topic-info requests, and with every subscriber's polls unless
+	// SubscriberToken is set.
+	Token string
+	// SubscriberToken, when set, returns the bearer token of subscriber i
+	// (from 0) of the run, whose topics are all named "bench.<run>.<n>":
+	// one identity per subscriber, so that a server's per-client limit on
+	// held polls does not cap the run.
+	SubscriberToken func(i int) (string, error)
 
 	servers []string // Server split by Check
 	pids    []int    // ServerPID split by Check
@@ -201,7 +210,7 @@ func (c *Config) Check() error {
 		c.Timeout = 2 * time.Minute
 	}
 	if c.Timeout < 0 || c.Timeout > MaxTimeout {
-		bad("--timeout must be positive and at most %v", MaxTimeout)
+		bad("--run-timeout must be positive and at most %v", MaxTimeout)
 	}
 	if c.Duration == 0 {
 		switch c.Scenario {
@@ -212,10 +221,10 @@ func (c *Config) Check() error {
 		}
 	}
 	if c.Duration < 0 || c.Duration >= c.Timeout {
-		bad("--duration must be positive and shorter than --timeout (%v)", c.Timeout)
+		bad("--duration must be positive and shorter than --run-timeout (%v)", c.Timeout)
 	}
 	if c.StartAfter < 0 || c.StartAfter >= c.Timeout {
-		bad("--start-after must be 0 or more and shorter than --timeout (%v)", c.Timeout)
+		bad("--start-after must be 0 or more and shorter than --run-timeout (%v)", c.Timeout)
 	}
 	if c.RoundEvery < 0 || c.RoundOffset < 0 {
 		bad("--round-every and --round-offset must be 0 or more")

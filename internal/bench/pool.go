@@ -49,7 +49,18 @@ func startPool(cfg *Config, topics []string) (*pool, error) {
 		j := job{
 			Protocol: cfg.Protocol, Servers: cfg.servers, Topics: topics, First: first, Count: count,
 			SourceAddrs: addrs, Hold: cfg.PollTimeout, PerNumber: cfg.Scenario == Fanout,
-			Unmeasured: uint64(cfg.Warmup), ReadFirst: cfg.ReadFirst,
+			Unmeasured: uint64(cfg.Warmup), ReadFirst: cfg.ReadFirst, Token: cfg.Token,
+		}
+		if cfg.SubscriberToken != nil {
+			j.Tokens = make([]string, count)
+			for k := range j.Tokens {
+				tok, err := cfg.SubscriberToken(first + k)
+				if err != nil {
+					p.kill()
+					return nil, fmt.Errorf("token of subscriber %d: %w", first+k, err)
+				}
+				j.Tokens[k] = tok
+			}
 		}
 		first += count
 		w, err := startWorker(exe, &j)

@@ -53,6 +53,15 @@ func encodePayload(n uint64, t time.Time, pad string) []byte {
 type subState struct {
 	cursor             string // longpoll
 	lastModified, etag string // nchan
+	auth               string // "Authorization: Bearer <token>\r\n", or ""
+}
+
+// authLine is the header line that carries tok, or "" without one.
+func authLine(tok string) string {
+	if tok == "" {
+		return ""
+	}
+	return "Authorization: Bearer " + tok + "\r\n"
 }
 
 // target is a server and the protocol to speak to it.
@@ -61,6 +70,7 @@ type target struct {
 	base     *url.URL // scheme, host, path prefix without a trailing /
 	http     *http.Client
 	hold     time.Duration
+	token    string // bearer token of publishes and topic info; "" for none
 }
 
 func newTarget(protocol, server string, hold time.Duration, conns int) (*target, error) {
@@ -103,6 +113,7 @@ func (t *target) pollRequest(buf []byte, topic string, st *subState) []byte {
 	buf = append(buf, " HTTP/1.1\r\nHost: "...)
 	buf = append(buf, t.base.Host...)
 	buf = append(buf, "\r\nUser-Agent: longpoll-bench\r\n"...)
+	buf = append(buf, st.auth...)
 	if st.lastModified != "" {
 		buf = append(buf, "If-Modified-Since: "...)
 		buf = append(buf, st.lastModified...)
@@ -203,6 +214,7 @@ func (t *target) publish(ctx context.Context, topic string, data []byte) error {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	t.authorize(req)
 	resp, err := t.http.Do(req)
 	if err != nil {
 		return err
@@ -213,6 +225,12 @@ func (t *target) publish(ctx context.Context, topic string, data []byte) error {
 		return fmt.Errorf("publish: %s: %.200s", resp.Status, b)
 	}
 	return nil
+}
+
+func (t *target) authorize(req *http.Request) {
+	if t.token != "" {
+		req.Header.Set("Authorization", "Bearer "+t.token)
+	}
 }
 
 // waiting returns the number of polls the server holds on topic.
@@ -229,6 +247,7 @@ func (t *target) waiting(ctx context.Context, topic string) (int, error) {
 		return 0, err
 	}
 	req.Header.Set("Accept", "text/json")
+	t.authorize(req)
 	resp, err := t.http.Do(req)
 	if err != nil {
 		return 0, err

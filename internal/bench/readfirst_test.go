@@ -166,11 +166,11 @@ func (d *dropOne) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // TestFanoutGoesOnAfterALoss checks that a message the server never
 // delivers to one subscriber counts as lost, and that the rounds after it
-// still run, rather than the run waiting for it until --timeout.
+// still run, rather than the run waiting for it until --run-timeout.
 func TestFanoutGoesOnAfterALoss(t *testing.T) {
 	url := newWrappedServer(t, func(h http.Handler) http.Handler { return &dropOne{h: h} })
 	code, out, errOut, res := runBench(t, "--scenario", "fanout", "--server", url, "--subscribers", "3",
-		"--messages", "2", "--warmup", "0", "--quiet", "--timeout", "30s")
+		"--messages", "2", "--warmup", "0", "--quiet", "--run-timeout", "30s")
 	if code != cli.ExitOK || res == nil {
 		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
 	}

@@ -147,6 +147,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
+		t.token = cfg.Token
 		r.targets = append(r.targets, t)
 		defer t.close()
 	}
@@ -372,7 +373,7 @@ func (r *runner) waitHeld(ctx context.Context, phase string, received uint64) er
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %d of %d polls held when the run's --timeout ended: %w", phase, r.held.Load(), n, ctx.Err())
+			return fmt.Errorf("%s: %d of %d polls held when the run's --run-timeout ended: %w", phase, r.held.Load(), n, ctx.Err())
 		case <-tick.C:
 		}
 	}

@@ -47,6 +47,10 @@ type job struct {
 	// ReadFirst: a subscriber re-polls once every subscriber of the
 	// worker has read the message it read, or readFirstWait after.
 	ReadFirst bool `json:"read_first,omitempty"`
+	// Token is every subscriber's bearer token, unless Tokens gives
+	// subscriber First+k its own as Tokens[k].
+	Token  string   `json:"token,omitempty"`
+	Tokens []string `json:"tokens,omitempty"`
 }
 
 // stopMsg ends a worker's job, the second line on its stdin; it tells how
@@ -243,6 +247,11 @@ func newWorkerSet(j *job) (*workerSet, error) {
 	for k := range ws.subs {
 		i := j.First + k
 		ws.subs[k] = subscriber{ws: ws, topicIdx: i % len(j.Topics), serverIdx: (i / len(j.Topics)) % len(ws.targets), dialer: ws.dialer[i%len(ws.dialer)]}
+		tok := j.Token
+		if k < len(j.Tokens) {
+			tok = j.Tokens[k]
+		}
+		ws.subs[k].st.auth = authLine(tok)
 	}
 	return ws, nil
 }

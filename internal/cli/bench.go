@@ -2,8 +2,13 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
 
 	"github.com/longpoll/longpoll/internal/bench"
 )
@@ -25,8 +30,22 @@ nchan, see bench/nchan/nginx.conf), with one of four scenarios:
 Subscribers run in --workers worker processes (this binary again) and
 connect from --source-addrs loopback addresses, so a run is not bounded by
 one process's open-file limit or one address's ports. Every run ends within
---timeout. A progress bar goes to stderr, a table to stdout; --json and
---svg write the figures and a chart of the latency distribution.
+--run-timeout. A progress bar goes to stderr, a table to stdout; --json-file
+and --svg write the figures and a chart of the latency distribution.
+(--timeout and --json are the old names of --run-timeout and --json-file:
+they still work, with a warning, and go in the next version.)
+
+Against a server under --auth jwt, --token (or --token-file, or
+LONGPOLL_TOKEN) is sent by the publishes and by every subscriber: they are
+then one client to the server, whose --max-held-per-client (100 by
+default) caps the polls it holds. --secret-file FILE, the server's HS256
+secret (as longpoll token --secret-file takes it), instead mints one token
+per subscriber, subject bench-<n>, allowed to subscribe to bench.> (the
+bench's topics are bench.<run>.<n>), and one for the publishes, subject
+bench, allowed to publish and subscribe there; each is valid for the run's
+--run-timeout and a minute more. The server's per-client rates still apply
+to each identity: the publishes all come from one, so a throughput or burst
+run wants the server's --rate-publish 0.
 
 Several --server URLs, comma-separated, measure the nodes of one cluster
 (longpoll serve processes sharing a Redis store): subscriber i polls URL
@@ -39,7 +58,7 @@ Example, the server pinned to CPU 0 and the load to CPU 1:
 
   taskset -c 1 longpoll bench --scenario fanout --subscribers 10000 \
     --spawn 'taskset -c 0 longpoll serve --addr 127.0.0.1:8080 --log-level warn' \
-    --server http://127.0.0.1:8080 --json fanout.json --svg fanout.svg`
+    --server http://127.0.0.1:8080 --json-file fanout.json --svg fanout.svg`
 
 func runBench(ctx context.Context, args []string, io IO) int {
 	if bench.IsWorker() {
@@ -47,21 +66,41 @@ func runBench(ctx context.Context, args []string, io IO) int {
 	}
 	var c bench.Config
 	var o benchOutput
+	var ba benchAuth
 	fs := newFlagSet("bench", "", io)
 	benchFlags(fs, &c, &o)
+	tokenFlags(fs, &ba.token, "read once, at the start")
+	fs.StringVar(&ba.secretFile, "secret-file", "", "the server's HS256 secret: mint one token per subscriber (subject bench-<n>), so that --max-held-per-client does not cap the run (see below)")
+	old := deprecatedBenchFlags(fs)
 	flagsUsage := fs.Usage
 	fs.Usage = func() {
 		flagsUsage()
 		fmt.Fprintf(io.Stderr, "\n%s\n", benchDoc)
 	}
-	pos, code, ok := parseArgs(fs, args, nil, io)
+	hidden, getenv := tokenEnv(func(k string) (string, bool) {
+		// LONGPOLL_TIMEOUT is subscribe's poll hold, not a bench's bound.
+		if k == envName("timeout") || k == envName("json") {
+			return "", false
+		}
+		return os.LookupEnv(k)
+	})
+	pos, code, ok := parseArgs(fs, args, hidden, io)
 	if !ok {
 		return code
 	}
 	if len(pos) > 0 {
 		return usageError(io, "bench", "unexpected argument %q", pos[0])
 	}
+	if err := old.apply(fs, &c, &o, io); err != nil {
+		return usageError(io, "bench", "%v", err)
+	}
+	if err := ba.token.fromEnv(fs, getenv); err != nil {
+		return usageError(io, "bench", "%v", err)
+	}
 	if err := c.Check(); err != nil {
+		return usageError(io, "bench", "%v", err)
+	}
+	if err := ba.configure(&c); err != nil {
 		return usageError(io, "bench", "%v", err)
 	}
 	var others []*bench.Result
@@ -111,7 +150,7 @@ func benchFlags(fs *flag.FlagSet, c *bench.Config, o *benchOutput) {
 	fs.Float64Var(&c.Rate, "rate", 0, "throughput: messages per second in all (0: as fast as replies come)")
 	fs.IntVar(&c.Size, "size", 0, "bytes of padding in each message")
 	fs.DurationVar(&c.Duration, "duration", 0, "throughput: publishing time (0: 10s); capacity: holding time (0: 5s)")
-	fs.DurationVar(&c.Timeout, "timeout", 0, "bound on the whole run (0: 2m)")
+	fs.DurationVar(&c.Timeout, "run-timeout", 0, "bound on the whole run (0: 2m)")
 	fs.DurationVar(&c.StartAfter, "start-after", 0, "begin the scenario this long after the run began, once every subscriber is held (0: at once), so that benches started together publish together")
 	fs.DurationVar(&c.RoundEvery, "round-every", 0, "fanout: publish round n no sooner than --start-after + --round-offset + (n-1) x this after the run began (0: as soon as every subscriber is held again), so that two benches take turns; the subscribers stay until the turn after the last round")
 	fs.DurationVar(&c.RoundOffset, "round-offset", 0, "fanout: where in each --round-every period this bench's rounds begin")
@@ -121,13 +160,13 @@ func benchFlags(fs *flag.FlagSet, c *bench.Config, o *benchOutput) {
 	fs.IntVar(&c.SourceAddrs, "source-addrs", 0, fmt.Sprintf("loopback source addresses 127.0.0.1 to .N (0: one per %d subscribers on a loopback server, else none)", bench.ConnsPerSourceAddr))
 	fs.StringVar(&c.ServerPID, "server-pid", "", "pid of the server, to read its RSS and CPU time from /proc; with several --server URLs, their pids comma-separated in the same order (at most one per URL), summed")
 	fs.StringVar(&c.Spawn, "spawn", "", `command (run with /bin/sh -c) that starts the server; the bench measures it and stops it; the word "longpoll" names this binary; one --server URL only`)
-	fs.StringVar(&o.json, "json", "", "file to write the result to, as JSON")
+	fs.StringVar(&o.json, "json-file", "", "file to write the result to, as JSON")
 	fs.StringVar(&o.svg, "svg", "", "file to write a chart of the latency distribution to, as SVG")
-	fs.StringVar(&o.compare, "compare", "", "a --json file of an earlier run to draw beside this one in --svg")
+	fs.StringVar(&o.compare, "compare", "", "a --json-file of an earlier run to draw beside this one in --svg")
 	fs.BoolVar(&o.quiet, "quiet", false, "no progress bar")
 }
 
-// write prints res as a table, then writes it to --json and draws it, beside
+// write prints res as a table, then writes it to --json-file and draws it, beside
 // others, into --svg.
 func (o *benchOutput) write(res *bench.Result, others []*bench.Result, io IO) error {
 	bench.WriteTable(io.Stdout, res)
@@ -138,6 +177,86 @@ func (o *benchOutput) write(res *bench.Result, others []*bench.Result, io IO) er
 	}
 	if o.svg != "" {
 		return bench.WriteSVGFile(o.svg, res, others...)
+	}
+	return nil
+}
+
+// deprecatedBench holds the bench's old flag names, kept for one version:
+// --timeout bounded a run here but is a poll's hold in subscribe, and
+// LONGPOLL_TIMEOUT set both; --json became --json-file, a file like --svg.
+type deprecatedBench struct {
+	timeout time.Duration
+	json    string
+}
+
+func deprecatedBenchFlags(fs *flag.FlagSet) *deprecatedBench {
+	d := &deprecatedBench{}
+	fs.DurationVar(&d.timeout, "timeout", 0, "deprecated: use --run-timeout (not read from LONGPOLL_TIMEOUT, which is subscribe's)")
+	fs.StringVar(&d.json, "json", "", "deprecated: use --json-file (not read from LONGPOLL_JSON)")
+	return d
+}
+
+// apply moves the old flags given on the command line to their new
+// names, with a warning.
+func (d *deprecatedBench) apply(fs *flag.FlagSet, c *bench.Config, o *benchOutput, io IO) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for _, m := range []struct{ old, new string }{{"timeout", "run-timeout"}, {"json", "json-file"}} {
+		if !set[m.old] {
+			continue
+		}
+		if set[m.new] {
+			return fmt.Errorf("--%s is the old name of --%s: give one of them", m.old, m.new)
+		}
+		fmt.Fprintf(io.Stderr, "longpoll bench: --%s is deprecated and goes in the next version; use --%s\n", m.old, m.new)
+	}
+	if set["timeout"] {
+		c.Timeout = d.timeout
+	}
+	if set["json"] {
+		o.json = d.json
+	}
+	return nil
+}
+
+// benchAuth is how the bench authenticates: one token for everything, or
+// tokens it mints from the server's secret.
+type benchAuth struct {
+	token      tokenConfig
+	secretFile string
+}
+
+// benchTopics is the grant that covers every topic a bench names.
+const benchTopics = "bench.>"
+
+// configure sets c's tokens; c has passed Check, so its Timeout is set.
+func (a *benchAuth) configure(c *bench.Config) error {
+	if a.secretFile != "" && (a.token.token != "" || a.token.file != "") {
+		return errors.New("--secret-file mints the tokens: give no --token or --token-file (nor LONGPOLL_TOKEN)")
+	}
+	if a.token.file != "" {
+		b, err := os.ReadFile(a.token.file)
+		if err != nil {
+			return fmt.Errorf("--token-file: %w", err)
+		}
+		a.token.token = strings.TrimSpace(string(b))
+		if a.token.token == "" {
+			return fmt.Errorf("--token-file %s is empty", a.token.file)
+		}
+	}
+	c.Token = a.token.token
+	if a.secretFile == "" {
+		return nil
+	}
+	ttl := c.Timeout + time.Minute
+	pub, err := mintHS256(a.secretFile, "bench", []string{benchTopics}, []string{benchTopics}, ttl)
+	if err != nil {
+		return fmt.Errorf("--secret-file: %w", err)
+	}
+	c.Token = pub
+	secret := a.secretFile
+	c.SubscriberToken = func(i int) (string, error) {
+		return mintHS256(secret, "bench-"+strconv.Itoa(i), []string{benchTopics}, nil, ttl)
 	}
 	return nil
 }

@@ -89,7 +89,7 @@ func publishFlags(fs *flag.FlagSet, c *publishConfig) {
 	fs.IntVar(&c.batch, "batch", 100, "most lines per publish (1 to 1000)")
 	fs.DurationVar(&c.retryFor, "retry-for", time.Minute, "how long to retry a failed publish before giving up")
 	fs.BoolVar(&c.h2c, "h2c", false, "speak cleartext HTTP/2 to an http:// server (prior knowledge)")
-	tokenFlags(fs, &c.token)
+	tokenFlags(fs, &c.token, rereadUsage)
 }
 
 // check returns the first thing wrong with the settings and the

@@ -54,7 +54,7 @@ func runSubscribe(ctx context.Context, args []string, io IO) int {
 	limit := fs.Int("limit", 0, "most messages per batch (0: the server's default)")
 	h2c := fs.Bool("h2c", false, "speak cleartext HTTP/2 to an http:// server (prior knowledge)")
 	var tc tokenConfig
-	tokenFlags(fs, &tc)
+	tokenFlags(fs, &tc, rereadUsage)
 	setUsage(fs, "subscribe", "TOPIC...", subscribeDoc, io, nil)
 	hidden, getenv := tokenEnv(nil)
 	topics, code, ok := parseArgs(fs, args, hidden, io)

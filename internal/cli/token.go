@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/longpoll/longpoll"
+	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/client"
 )
 
@@ -18,10 +21,16 @@ type tokenConfig struct {
 	token, file string
 }
 
-func tokenFlags(fs *flag.FlagSet, c *tokenConfig) {
+// tokenFlags adds --token and --token-file; fileUsage tells when the
+// command reads the file.
+func tokenFlags(fs *flag.FlagSet, c *tokenConfig, fileUsage string) {
 	fs.StringVar(&c.token, "token", "", "bearer token sent to a server under --auth jwt (visible to other users in ps: prefer --token-file or LONGPOLL_TOKEN)")
-	fs.StringVar(&c.file, "token-file", "", "file holding the bearer token; read again when the server refuses the token as expired or revoked, so a token rotated on disk is picked up")
+	fs.StringVar(&c.file, "token-file", "", "file holding the bearer token; "+fileUsage)
 }
+
+// rereadUsage is the --token-file usage of the commands that read the
+// file again through the client's token hook.
+const rereadUsage = "read again when the server refuses the token as expired or revoked, so a token rotated on disk is picked up"
 
 // tokenEnv wraps getenv (os.LookupEnv when nil) to hide LONGPOLL_TOKEN and
 // LONGPOLL_TOKEN_FILE from parseArgs: fromEnv reads them once the command
@@ -97,4 +106,17 @@ func explainAuth(err error) error {
 		return fmt.Errorf("%w (give a token the server accepts with --token, --token-file or LONGPOLL_TOKEN)", err)
 	}
 	return err
+}
+
+// mintHS256 signs a token with the HS256 secret in secretFile, as
+// longpoll token does.
+func mintHS256(secretFile, sub string, subscribe, publish []string, ttl time.Duration) (string, error) {
+	now := time.Now()
+	return auth.SignHS256(auth.Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject: sub, IssuedAt: jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		Longpoll: auth.Grants{Subscribe: subscribe, Publish: publish},
+	}, secretFile)
 }
