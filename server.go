@@ -160,8 +160,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, sink transport.Si
 		rw = rec
 	}
 	p := s.route(rw, r, rid, sink)
-	if p != nil {
-		return p // parked: its reply is counted when it settles
+	if p != nil { // parked: its reply is counted when it settles
+		if rec != nil { // the parked poll kept what it needs of w, not rec
+			*rec = recorder{}
+			recorders.Put(rec)
+		}
+		return p
 	}
 	status, n, answered := http.StatusOK, 0, true
 	if rec != nil {
