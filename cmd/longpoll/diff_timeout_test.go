@@ -25,17 +25,24 @@ func TestDiffHeaderTimeout(t *testing.T) {
 	t.Parallel()
 	const timeout = 2 * time.Second
 	const slow = "GET /healthz HTTP/1.1\r\nHost: x\r\nUser-Agent: a-slow-client\r\n\r\n"
+	// slowPause puts no byte near net/http's cut at 2 s (with one byte a
+	// second, the third reached it just as it cut the connection, and the
+	// kernel's reset for that byte could discard the 400 before the
+	// client read it), and none between that cut and the loop's, which
+	// its whole-second wheel makes in [2 s, 3 s): both sides then cut a
+	// head of the same bytes.
+	const slowPause = 1500 * time.Millisecond
 	cases := []struct {
 		name string
 		sc   diffScript // the head starts with its first part (or the connection)
 		want int        // replies before the cut
 	}{
 		{name: "silent"},
-		{name: "slow head", sc: diffScript{parts: diffBytes(slow), pause: time.Second}},
+		{name: "slow head", sc: diffScript{parts: diffBytes(slow), pause: slowPause}},
 		// A request and, in the same write, the first byte of the next
-		// head; then one byte a second.
+		// head; then one byte every slowPause.
 		{name: "pipelined slow head", want: 1, sc: diffScript{
-			parts: append([][]byte{[]byte(diffGET("/healthz") + "G")}, diffBytes(slow[1:])...), pause: time.Second}},
+			parts: append([][]byte{[]byte(diffGET("/healthz") + "G")}, diffBytes(slow[1:])...), pause: slowPause}},
 		// A plain poll's head, then slow bytes, then at about 1.5 s a
 		// field (Expect) that makes the loop hand the connection to
 		// net/http, then slow bytes again: net/http must not start the
