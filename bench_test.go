@@ -16,10 +16,10 @@ import (
 
 // wakeBench returns a server over a memory store and the head cursor of
 // topic w, where the wake-up benchmarks poll.
-func wakeBench(b *testing.B) (*longpoll.Server, struct{ Cursor string }) {
+func wakeBench(b *testing.B, opts ...longpoll.Option) (*longpoll.Server, struct{ Cursor string }) {
 	br := memory.New(memory.WithMaxMessages(10))
 	b.Cleanup(func() { br.Close() })
-	srv, _ := longpoll.New(br)
+	srv, _ := longpoll.New(br, opts...)
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=0", nil))
 	var first struct{ Cursor string }
@@ -117,36 +117,40 @@ func (s *countSink) Finish(head, body []byte, _ time.Time) { s.done <- append([]
 // all n plus their n re-polls.
 func BenchmarkParkedPublishWake(b *testing.B) {
 	for _, n := range []int{1, 1000, 10000} {
-		b.Run(fmt.Sprintf("waiters=%d", n), func(b *testing.B) {
-			srv, r := wakeBench(b)
-			sink := &countSink{done: make(chan []byte, n)}
-			repoll := func(cur string) {
-				for range n {
-					if p := srv.Transport().ServePoll(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=50&cursor="+cur, nil), sink); p == nil {
-						b.Fatal("not parked")
-					}
-				}
+		b.Run(fmt.Sprintf("waiters=%d", n), func(b *testing.B) { parkedPublishWake(b, n) })
+	}
+}
+
+// parkedPublishWake runs one BenchmarkParkedPublishWake case: n parked
+// polls on a server made with opts.
+func parkedPublishWake(b *testing.B, n int, opts ...longpoll.Option) {
+	srv, r := wakeBench(b, opts...)
+	sink := &countSink{done: make(chan []byte, n)}
+	repoll := func(cur string) {
+		for range n {
+			if p := srv.Transport().ServePoll(httptest.NewRecorder(), httptest.NewRequest("GET", "/v1/poll?topic=w&timeout=50&cursor="+cur, nil), sink); p == nil {
+				b.Fatal("not parked")
 			}
-			repoll(r.Cursor)
-			data := json.RawMessage(`{"n":1}`)
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := srv.Publish(b.Context(), longpoll.Publication{Topic: "w", Data: data}); err != nil {
-					b.Fatal(err)
-				}
-				var body []byte
-				for range n {
-					body = <-sink.done
-				}
-				json.Unmarshal(body, &r)
-				repoll(r.Cursor)
-			}
-			b.StopTimer()
-			srv.Shutdown(b.Context())
-			for range n {
-				<-sink.done
-			}
-		})
+		}
+	}
+	repoll(r.Cursor)
+	data := json.RawMessage(`{"n":1}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := srv.Publish(b.Context(), longpoll.Publication{Topic: "w", Data: data}); err != nil {
+			b.Fatal(err)
+		}
+		var body []byte
+		for range n {
+			body = <-sink.done
+		}
+		json.Unmarshal(body, &r)
+		repoll(r.Cursor)
+	}
+	b.StopTimer()
+	srv.Shutdown(b.Context())
+	for range n {
+		<-sink.done
 	}
 }
 

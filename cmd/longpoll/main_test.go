@@ -264,13 +264,18 @@ func TestEnvAndFlags(t *testing.T) {
 	}
 }
 
-func waitWaiting(t *testing.T, base, topic string, n int) {
+// waitWaiting waits until topic has n polls waiting on the server at
+// base, asking with the bearer token tok when it is not empty.
+func waitWaiting(t *testing.T, base, topic string, n int, tok ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	for ctx.Err() == nil {
-		resp, err := http.Get(base + "/v1/topics/" + topic)
-		if err == nil {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/topics/"+topic, nil)
+		if len(tok) > 0 {
+			req.Header.Set("Authorization", "Bearer "+tok[0])
+		}
+		if resp, err := http.DefaultClient.Do(req); err == nil {
 			var r struct{ Waiting int }
 			json.NewDecoder(resp.Body).Decode(&r)
 			resp.Body.Close()

@@ -2,12 +2,10 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -62,27 +60,6 @@ func expiry(t *testing.T, tok string) time.Time {
 		t.Fatalf("no exp in %s: %v", b, err)
 	}
 	return time.Unix(c.Exp, 0)
-}
-
-// waitHeld waits until topic has n polls waiting, asking with tok.
-func waitHeld(t *testing.T, base, tok, topic string, n int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for ctx.Err() == nil {
-		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/v1/topics/"+topic, nil)
-		req.Header.Set("Authorization", "Bearer "+tok)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			var r struct{ Waiting int }
-			json.NewDecoder(resp.Body).Decode(&r)
-			resp.Body.Close()
-			if r.Waiting == n {
-				return
-			}
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("topic %s never had %d waiting", topic, n)
 }
 
 // lockedBuffer is a child's stderr, read while the child writes it.
@@ -216,7 +193,7 @@ func TestTokenFlags(t *testing.T) {
 	writeToken(t, file, full)
 
 	sub := startChild(t, nil, "subscribe", "--server", s.url, "--token-file", file, "news.a")
-	waitHeld(t, s.url, full, "news.a", 1)
+	waitWaiting(t, s.url, "news.a", 1, full)
 	pubs := []struct {
 		name string
 		env  []string
@@ -285,7 +262,7 @@ func TestSubscribeTokenRotation(t *testing.T) {
 	writeToken(t, file, short)
 
 	sub := startChild(t, nil, "subscribe", "--server", s.url, "--token-file", file, "news.r")
-	waitHeld(t, s.url, full, "news.r", 1)
+	waitWaiting(t, s.url, "news.r", 1, full)
 	if code, out, errs := run(t, nil, "publish", "--server", s.url, "--token", full, "news.r", `"before"`); code != 0 {
 		t.Fatalf("publish: %d %s%s", code, out, errs)
 	}
@@ -326,7 +303,7 @@ func TestSubscribeTokenRefused(t *testing.T) {
 			writeToken(t, file, short)
 			topic := "news." + strings.ReplaceAll(c.name, " ", "-")
 			sub := startChild(t, nil, "subscribe", "--server", s.url, "--token-file", file, topic)
-			waitHeld(t, s.url, full, topic, 1)
+			waitWaiting(t, s.url, topic, 1, full)
 			if c.rotate != "" {
 				writeToken(t, file, c.rotate)
 			}
