@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -76,27 +75,14 @@ type followRun struct {
 	cmd      *exec.Cmd
 	receipts chan followReceipt
 	exited   chan error
-	mu       sync.Mutex
-	stderr   strings.Builder
-}
-
-func (r *followRun) Write(p []byte) (int, error) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stderr.Write(p)
-}
-
-func (r *followRun) errText() string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.stderr.String()
+	stderr   lockedBuffer
 }
 
 func startFollow(t *testing.T, dir string, args ...string) *followRun {
 	t.Helper()
 	r := &followRun{cmd: exec.Command(binary, args...), receipts: make(chan followReceipt, 1000), exited: make(chan error, 1)}
 	r.cmd.Dir = dir
-	r.cmd.Stderr = r
+	r.cmd.Stderr = &r.stderr
 	stdout, err := r.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -132,11 +118,11 @@ func (r *followRun) take(t *testing.T, n int) []followReceipt {
 		select {
 		case rc, ok := <-r.receipts:
 			if !ok {
-				t.Fatalf("publish ended after %d of %d receipts: %v\n%s", len(got), n, <-r.exited, r.errText())
+				t.Fatalf("publish ended after %d of %d receipts: %v\n%s", len(got), n, <-r.exited, r.stderr.String())
 			}
 			got = append(got, rc)
 		case <-deadline:
-			t.Fatalf("%d of %d receipts within 20 s\n%s", len(got), n, r.errText())
+			t.Fatalf("%d of %d receipts within 20 s\n%s", len(got), n, r.stderr.String())
 		}
 	}
 	return got
@@ -149,7 +135,7 @@ func (r *followRun) stop(t *testing.T) {
 	select {
 	case err := <-r.exited:
 		if err != nil {
-			t.Fatalf("publish --follow after SIGTERM: %v, want exit status 0\n%s", err, r.errText())
+			t.Fatalf("publish --follow after SIGTERM: %v, want exit status 0\n%s", err, r.stderr.String())
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatal("publish --follow did not exit after SIGTERM")

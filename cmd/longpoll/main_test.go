@@ -80,6 +80,24 @@ func buildArgs(path string) []string {
 	return append(args, "-cover", "-covermode="+mode, "-coverpkg=github.com/longpoll/longpoll/...", ".")
 }
 
+// lockedBuffer is a child's stderr, read while the child writes it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // server is a longpoll serve child process.
 type server struct {
 	cmd    *exec.Cmd
