@@ -24,10 +24,16 @@ const (
 	CodeForbidden        = "forbidden"
 	CodeRateLimited      = "rate_limited"
 
-	// CodeTokenRevoked: the token was withdrawn before its expiry. No
-	// server sends it yet (revocation comes with an admin API); clients
-	// treat it as token_expired: get a new token and try once more.
+	// CodeTokenRevoked: the token was withdrawn before its expiry (POST
+	// /v1/admin/disconnect). Clients treat it as token_expired: get a new
+	// token and try once more.
 	CodeTokenRevoked = "token_revoked"
+	// CodeDraining: the node is draining (POST /v1/admin/drain, or
+	// serve --drain-delay at SIGTERM) and takes no new polls; retry after
+	// Retry-After, which a load balancer routes to another node.
+	CodeDraining = "draining"
+	// CodeNotImplemented: the store lacks what an admin request needs.
+	CodeNotImplemented = "not_implemented"
 )
 
 // Error is an error with a protocol code. The server maps codes to HTTP
