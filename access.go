@@ -57,12 +57,17 @@ func WithAuthenticator(a Authenticator) Option {
 // cross-origin POST poll does not cost a preflight each time.
 func WithCORS(origins ...string) Option {
 	return func(c *config) error {
-		c.corsOrigins = map[string]bool{}
-		for _, o := range origins {
-			c.corsOrigins[strings.TrimSuffix(o, "/")] = true
-		}
+		c.corsOrigins = corsSet(origins)
 		return nil
 	}
+}
+
+func corsSet(origins []string) map[string]bool {
+	set := make(map[string]bool, len(origins))
+	for _, o := range origins {
+		set[strings.TrimSuffix(o, "/")] = true
+	}
+	return set
 }
 
 // ClientLimits bounds what one client (a principal's subject, else an IP
@@ -301,24 +306,20 @@ func trimDefaultPort(host, scheme string) string {
 	return strings.TrimSuffix(host, port)
 }
 
-// originAllowed reports whether origin is among the CORS origins.
-func (s *Server) originAllowed(origin string) bool {
-	return origin != "" && (s.cfg.corsOrigins[origin] || s.cfg.corsOrigins["*"])
-}
-
 // cors sets the CORS headers of an allowed cross-origin request and
 // answers its preflight; it reports whether the request was answered.
 func (s *Server) cors(w http.ResponseWriter, r *http.Request) bool {
 	origin := r.Header.Get("Origin")
-	if len(s.cfg.corsOrigins) == 0 || origin == "" {
+	allowed := s.live.Load().corsOrigins
+	if len(allowed) == 0 || origin == "" {
 		return false
 	}
 	h := w.Header()
 	h.Add("Vary", "Origin")
-	if !s.originAllowed(origin) {
+	if !allowed[origin] && !allowed["*"] {
 		return false
 	}
-	if s.cfg.corsOrigins[origin] {
+	if allowed[origin] {
 		h.Set("Access-Control-Allow-Origin", origin)
 		h.Set("Access-Control-Allow-Credentials", "true")
 	} else {

@@ -75,7 +75,7 @@ func (c *collector) appendKey(b []byte) []byte {
 
 func (s *Server) deliverGroup(g []*parked) {
 	lead := g[0]
-	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit), maxBytes: s.cfg.maxReplyBytes}
+	c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit), maxBytes: s.live.Load().maxReplyBytes}
 	if err := c.collect(context.Background(), s.broker); err != nil {
 		for _, p := range g {
 			p.brokerFailed(err)

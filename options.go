@@ -32,23 +32,30 @@ const (
 )
 
 type config struct {
-	logger           *slog.Logger
-	metrics          Metrics
+	liveConfig
+	logger         *slog.Logger
+	metrics        Metrics
+	maxHold        time.Duration
+	maxHeldPolls   int
+	maxReplyMemory int64
+	writeMargin    time.Duration
+	auth           Authenticator
+	limits         ClientLimits
+	trustedProxies []netip.Prefix
+}
+
+// liveConfig is the part of the settings Reconfigure changes while the
+// server serves. The server reads it through an atomic pointer, so a
+// request sees one whole version of it.
+type liveConfig struct {
 	defaultTimeout   time.Duration
-	maxHold          time.Duration
-	maxHeldPolls     int
 	maxTopicsPerPoll int
 	maxMessageSize   int
 	maxBatch         int
 	maxBodySize      int64
 	maxReplyBytes    int
-	maxReplyMemory   int64
 	retryAfter       time.Duration
-	writeMargin      time.Duration
-	auth             Authenticator
 	corsOrigins      map[string]bool
-	limits           ClientLimits
-	trustedProxies   []netip.Prefix
 }
 
 // Option configures a Server.

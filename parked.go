@@ -111,7 +111,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	}
 	c := new(collector)
 	c.init(req, p.pos1[:])
-	c.maxBytes = s.cfg.maxReplyBytes
+	c.maxBytes = s.live.Load().maxReplyBytes
 	if err := s.startPositions(ctx, c, req.earliest); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return nil, OutcomeError
@@ -276,7 +276,7 @@ func (p *parked) timeout() {
 
 // shutdown answers a claimed poll as the server shuts down.
 func (p *parked) shutdown() {
-	p.replyOwn(false, spread(p.s.cfg.retryAfter), OutcomeShutdown)
+	p.replyOwn(false, spread(p.s.live.Load().retryAfter), OutcomeShutdown)
 }
 
 // replyOwn answers a claimed poll with its own positions and no messages.
@@ -397,7 +397,7 @@ func (p *parked) rearm() {
 // collector returns a collector over the poll's topics and positions; its
 // reads advance the poll's positions.
 func (p *parked) collector() collector {
-	return collector{topics: p.topics, pos: p.pos, limit: int(p.limit), maxBytes: p.s.cfg.maxReplyBytes}
+	return collector{topics: p.topics, pos: p.pos, limit: int(p.limit), maxBytes: p.s.live.Load().maxReplyBytes}
 }
 
 // brokerFailed answers a claimed poll whose read failed.

@@ -123,7 +123,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 	d, expires := holdFor(req, pr)
 	var c collector
 	c.init(req, nil)
-	c.maxBytes = s.cfg.maxReplyBytes
+	c.maxBytes = s.live.Load().maxReplyBytes
 	// The start positions are taken before the registration, and every
 	// topic is read after it: a message appended after the Stat is either
 	// read or signals the waiter, so none is missed, and a message
@@ -181,7 +181,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 				s.reply(w, rid, &c, true, 0)
 				return OutcomeCancelled
 			case <-s.done:
-				s.reply(w, rid, &c, false, spread(s.cfg.retryAfter))
+				s.reply(w, rid, &c, false, spread(s.live.Load().retryAfter))
 				return OutcomeShutdown
 			}
 		}

@@ -10,7 +10,7 @@ import (
 func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, rid string, pr *Principal) {
 	// A browser attaches cookies to cross-site requests: a cookie alone
 	// must not let another site publish.
-	if pr != nil && pr.FromCookie && !s.cfg.corsOrigins[r.Header.Get("Origin")] && !s.sameOrigin(r) {
+	if pr != nil && pr.FromCookie && !s.live.Load().corsOrigins[r.Header.Get("Origin")] && !s.sameOrigin(r) {
 		s.writeError(w, rid, &Error{Code: CodeForbidden, Message: "a publish authorized by a cookie must come from an allowed origin; send the token in the Authorization header"})
 		return
 	}

@@ -175,7 +175,7 @@ func jsonParam(raw json.RawMessage) (*string, bool) {
 // buildPoll validates the fields common to both poll forms; timeout and
 // limit, when present, are the text of a number (or of a duration).
 func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, limit *string) (*pollRequest, *Error) {
-	p := &pollRequest{timeout: s.cfg.defaultTimeout, limit: DefaultPollLimit}
+	p := &pollRequest{timeout: s.live.Load().defaultTimeout, limit: DefaultPollLimit}
 	if len(topics) == 0 {
 		return nil, badParam("at least one topic is required")
 	}
@@ -206,8 +206,8 @@ func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, 
 		}
 		p.topics = append(p.topics, t)
 	}
-	if len(p.topics) > s.cfg.maxTopicsPerPoll {
-		return nil, &Error{Code: CodeTooManyTopics, Message: "a poll may name at most " + strconv.Itoa(s.cfg.maxTopicsPerPoll) + " topics"}
+	if n := s.live.Load().maxTopicsPerPoll; len(p.topics) > n {
+		return nil, &Error{Code: CodeTooManyTopics, Message: "a poll may name at most " + strconv.Itoa(n) + " topics"}
 	}
 	if since != nil {
 		if *since != "earliest" {
@@ -322,14 +322,15 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Erro
 			return nil, &Error{Code: CodeUnsupportedMedia, Message: "request body must be JSON with Content-Type: application/json"}
 		}
 	}
-	if r.ContentLength > s.cfg.maxBodySize {
-		return nil, tooLargeBody(s.cfg.maxBodySize)
+	maxBody := s.live.Load().maxBodySize
+	if r.ContentLength > maxBody {
+		return nil, tooLargeBody(maxBody)
 	}
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.maxBodySize))
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return nil, tooLargeBody(s.cfg.maxBodySize)
+			return nil, tooLargeBody(maxBody)
 		}
 		return nil, &Error{Code: CodeInvalidBody, Message: "could not read request body"}
 	}
@@ -403,8 +404,8 @@ func (s *Server) parsePublish(raw []byte) ([]Publication, *Error) {
 		if len(b.Messages) == 0 {
 			return nil, &Error{Code: CodeInvalidBody, Message: `"messages" must hold at least one message`}
 		}
-		if len(b.Messages) > s.cfg.maxBatch {
-			return nil, &Error{Code: CodeTooLarge, Message: "a batch may hold at most " + strconv.Itoa(s.cfg.maxBatch) + " messages"}
+		if n := s.live.Load().maxBatch; len(b.Messages) > n {
+			return nil, &Error{Code: CodeTooLarge, Message: "a batch may hold at most " + strconv.Itoa(n) + " messages"}
 		}
 		items = b.Messages
 	default:
@@ -454,8 +455,8 @@ func (s *Server) validatePublication(p *Publication, allowReserved bool) *Error 
 	if err := json.Compact(&c, p.Data); err != nil {
 		return &Error{Code: CodeInvalidBody, Message: "data must be one JSON value"}
 	}
-	if c.Len() > s.cfg.maxMessageSize {
-		return &Error{Code: CodeTooLarge, Message: "data exceeds " + strconv.Itoa(s.cfg.maxMessageSize) + " bytes of JSON"}
+	if n := s.live.Load().maxMessageSize; c.Len() > n {
+		return &Error{Code: CodeTooLarge, Message: "data exceeds " + strconv.Itoa(n) + " bytes of JSON"}
 	}
 	p.Data = c.Bytes()
 	return nil

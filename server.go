@@ -34,8 +34,9 @@ type Server struct {
 	wheel  wheel.Wheel[*parked] // deadlines of parked polls
 	fanout gate                 // held while a large fan-out is written
 	limit  *limit.Limiter
-	budget *transport.Budget // reply bytes not yet taken by clients
-	cfg    config
+	budget *transport.Budget          // reply bytes not yet taken by clients
+	cfg    config                     // the settings New was given; cfg.liveConfig as at New
+	live   atomic.Pointer[liveConfig] // the settings in force that Reconfigure changes
 	log    *slog.Logger
 	m      Metrics
 	ma     abilities // m's optional abilities
@@ -56,18 +57,20 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		return nil, errors.New("longpoll: nil broker")
 	}
 	cfg := config{
-		logger:           slog.New(slog.DiscardHandler),
-		metrics:          nopMetrics{},
-		defaultTimeout:   DefaultPollTimeout,
-		maxHold:          DefaultMaxHold,
-		maxTopicsPerPoll: DefaultMaxTopicsPerPoll,
-		maxMessageSize:   DefaultMaxMessageSize,
-		maxBatch:         DefaultMaxBatch,
-		maxBodySize:      DefaultMaxBodySize,
-		maxReplyBytes:    DefaultMaxReplyBytes,
-		maxReplyMemory:   DefaultMaxReplyMemory,
-		retryAfter:       DefaultRetryAfter,
-		writeMargin:      DefaultWriteMargin,
+		liveConfig: liveConfig{
+			defaultTimeout:   DefaultPollTimeout,
+			maxTopicsPerPoll: DefaultMaxTopicsPerPoll,
+			maxMessageSize:   DefaultMaxMessageSize,
+			maxBatch:         DefaultMaxBatch,
+			maxBodySize:      DefaultMaxBodySize,
+			maxReplyBytes:    DefaultMaxReplyBytes,
+			retryAfter:       DefaultRetryAfter,
+		},
+		logger:         slog.New(slog.DiscardHandler),
+		metrics:        nopMetrics{},
+		maxHold:        DefaultMaxHold,
+		maxReplyMemory: DefaultMaxReplyMemory,
+		writeMargin:    DefaultWriteMargin,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -87,6 +90,8 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		idle:   make(chan struct{}),
 		budget: transport.NewBudget(cfg.maxReplyMemory),
 	}
+	live := cfg.liveConfig
+	s.live.Store(&live)
 	s.hub = hub.New(func(topic string) func() { return b.Watch(topic, s.hub.Wake) })
 	s.hub.SetDeliver(s.deliver)
 	// Subscribers re-poll straight after each delivery, so a topic all of
@@ -479,7 +484,7 @@ func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
 	if retryable(status) {
 		base := e.RetryAfter
 		if base <= 0 {
-			base = s.cfg.retryAfter
+			base = s.live.Load().retryAfter
 		}
 		d := spread(base)
 		body.Error.RetryAfterMS = d.Milliseconds()
