@@ -66,6 +66,7 @@ func commands() []command {
 		{"bench", "measure a server: capacity, fanout, throughput, burst", runBench},
 		{"backup", "copy a disk store consistently, even while its server runs", runBackup},
 		{"token", "print a signed access token, for development and scripts", runToken},
+		{"admin", "administer a running server: topics, disconnect, nodes, drain", runAdmin},
 		{"version", "print the version and build information", runVersion},
 	}
 }
