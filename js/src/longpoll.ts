@@ -52,7 +52,7 @@ export interface StorageLike {
 export interface ClientOptions {
   /** Server URL ("https://example.com", or with a path prefix). Default: this page's origin. Required in Node. */
   baseUrl?: string;
-  /** Returns a bearer token; called before the first request and again when the server answers 401 token_expired. */
+  /** Returns a bearer token; called before the first request and again when the server answers 401 token_expired or token_revoked. */
   getToken?: () => string | Promise<string>;
   /** fetch to use (default: globalThis.fetch). */
   fetch?: typeof fetch;
@@ -140,6 +140,10 @@ export class LongpollError extends Error {
     return this.status >= 500 || this.status === 429 || this.status === 408;
   }
 }
+
+// staleToken: the server refused the request's token as one that a new
+// token from getToken may replace: expired, or revoked by an admin.
+const staleToken = (e: LongpollError) => e.status === 401 && (e.code === "token_expired" || e.code === "token_revoked");
 
 export const DEFAULT_BACKOFF_BASE = 500;
 export const DEFAULT_BACKOFF_CAP = 30000;
@@ -244,7 +248,8 @@ class Conn {
   }
 
   // call sends one request, with the token, and returns the 200 reply's
-  // JSON; a 401 token_expired gets a new token and is sent again, once.
+  // JSON; a 401 token_expired or token_revoked gets a new token and is
+  // sent again, once.
   // deadline bounds each attempt; signal aborts it.
   async call(method: string, path: string, body: string | undefined, deadline: number, signal?: AbortSignal): Promise<any> {
     let stale: string | undefined;
@@ -253,7 +258,7 @@ class Conn {
       try {
         return await this.send(method, path, body, tok, deadline, signal);
       } catch (e) {
-        if (!refreshed && e instanceof LongpollError && e.status === 401 && e.code === "token_expired" && this.o.getToken) {
+        if (!refreshed && e instanceof LongpollError && staleToken(e) && this.o.getToken) {
           stale = tok;
           continue;
         }
@@ -608,7 +613,7 @@ class Sub implements Subscription {
           this.take(reset, false);
           continue;
         }
-        if (!(e.temporary || (e.status === 401 && e.code === "token_expired" && this.o.getToken))) {
+        if (!(e.temporary || (staleToken(e) && this.o.getToken))) {
           this.running = false;
           this.fail(e);
           return;

@@ -139,6 +139,48 @@ test("auth: 401 and 403 stop; token_expired gets a new token and loses nothing",
   }
 });
 
+test("token_revoked is handled like token_expired: one new token, then on; a new token refused too stops", async () => {
+  const dir = tempDir();
+  const secret = "0123456789abcdef0123456789abcdef-revoke";
+  writeFileSync(join(dir, "secret"), secret);
+  const s = await startServer(["--auth", "jwt", "--jwt-secret-file", join(dir, "secret"), "--rate-poll", "0", "--rate-publish", "0"]);
+  const grants = { longpoll: { subscribe: ["rv.*"], publish: ["rv.*"] } };
+  try {
+    // ann's tokens issued before a minute ago are revoked; hers of two minutes ago is one of them.
+    const now = Math.floor(Date.now() / 1000);
+    const old = jwt(secret, { sub: "ann", iat: now - 120, ...grants });
+    const res = await fetch(s.url + "/v1/admin/disconnect", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + jwt(secret, { sub: "ops", longpoll: { admin: true } }) },
+      body: JSON.stringify({ sub: "ann", before: new Date((now - 60) * 1000).toISOString() }),
+    });
+    assert.equal(res.status, 200, await res.text());
+    const refused = await fetch(s.url + "/v1/poll?topic=rv.x&timeout=0", { headers: { Authorization: "Bearer " + old } });
+    assert.equal(refused.status, 401);
+    assert.equal((await refused.json()).error.code, "token_revoked", "the server refuses the old token as revoked");
+
+    let calls = 0;
+    const getToken = () => (calls++ === 0 ? old : jwt(secret, { sub: "ann", ...grants }));
+    const r = recorder(s.url, "rv.x", { getToken, since: "earliest" });
+    await until(() => r.sub.status.state === "live", "live");
+    assert.equal(calls, 2, "asked once more after token_revoked");
+    let pubCalls = 0;
+    const rc = await publish("rv.x", { hi: 1 }, { baseUrl: s.url, getToken: () => (pubCalls++ === 0 ? old : jwt(secret, { sub: "ann", ...grants })) });
+    assert.equal(pubCalls, 2);
+    assert.equal(rc.seq, 1);
+    await until(() => r.events.length === 1, "the message");
+    r.sub.close();
+
+    // A token source that has nothing newer: asked once more, then the publish fails with token_revoked.
+    let n = 0;
+    await assert.rejects(publish("rv.x", 2, { baseUrl: s.url, getToken: () => { n++; return old; } }),
+      (e) => e instanceof LongpollError && e.status === 401 && e.code === "token_revoked");
+    assert.equal(n, 2, "the token source is asked once more, not again");
+  } finally {
+    await s.stop();
+  }
+});
+
 test("a long topic list polls with POST", async () => {
   const topics = Array.from({ length: 60 }, (_, i) => `long.${i}.` + "x".repeat(90));
   const methods = [];
