@@ -16,6 +16,11 @@ type Principal struct {
 	// Expires is when the credential expires; zero means never. A poll
 	// held at that moment is answered 401 token_expired.
 	Expires time.Time
+	// IssuedAt is when the credential was issued (a token's iat, else
+	// its nbf); zero when unknown. An admin disconnect refuses a
+	// subject's credentials issued at or before its time, and those with
+	// no IssuedAt while it is in force.
+	IssuedAt time.Time
 	// Admin grants reading the server's own _longpoll. topics, the metrics
 	// and the dashboard; it grants no other topic.
 	Admin bool
@@ -187,6 +192,9 @@ func (s *Server) authenticate(r *http.Request) (*Principal, error) {
 	if err == nil && p == nil {
 		err = &Error{Code: CodeUnauthorized, Message: "a bearer token is required"}
 	}
+	if err == nil && s.revoked(p) {
+		err = errTokenRevoked
+	}
 	if s.ma.token != nil {
 		s.ma.token.TokenVerified(tokenResult(err))
 	}
@@ -206,6 +214,8 @@ func tokenResult(err error) TokenResult {
 		return TokenError
 	case e.Code == CodeTokenExpired:
 		return TokenExpired
+	case e.Code == CodeTokenRevoked:
+		return TokenRevoked
 	case e.Code == CodeUnauthorized:
 		return TokenInvalid
 	}

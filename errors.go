@@ -29,6 +29,8 @@ const (
 	CodeTokenRevoked     = protocol.CodeTokenRevoked
 	CodeForbidden        = protocol.CodeForbidden
 	CodeRateLimited      = protocol.CodeRateLimited
+	CodeDraining         = protocol.CodeDraining
+	CodeNotImplemented   = protocol.CodeNotImplemented
 )
 
 // Error is an error with a protocol code; see protocol.Error. The HTTP

@@ -83,6 +83,8 @@ func routeOf(path string) Route {
 		return RouteTopic
 	case path == "/healthz" || path == "/readyz":
 		return RouteHealth
+	case strings.HasPrefix(path, "/v1/admin/"):
+		return RouteAdmin
 	}
 	return RouteOther
 }
@@ -113,8 +115,8 @@ const (
 	RefusalBrokerUnavailable                // 503 broker_unavailable
 	RefusalUnauthorized                     // 401 unauthorized or token_expired
 	RefusalForbidden                        // 403 forbidden
-	RefusalTokenRevoked                     // a revoked token (not produced yet)
-	RefusalDraining                         // 503 shutting_down: the node drains
+	RefusalTokenRevoked                     // 401 token_revoked
+	RefusalDraining                         // 503 shutting_down or draining: the node drains
 	NumRefusals              = iota         // how many reasons there are
 )
 
@@ -143,8 +145,10 @@ func refusalOf(code string) (Refusal, bool) {
 		return RefusalUnauthorized, true
 	case CodeForbidden:
 		return RefusalForbidden, true
-	case CodeShuttingDown:
+	case CodeShuttingDown, CodeDraining:
 		return RefusalDraining, true
+	case CodeTokenRevoked:
+		return RefusalTokenRevoked, true
 	}
 	return 0, false
 }
@@ -163,7 +167,7 @@ const (
 	TokenOK         TokenResult = iota // a principal established
 	TokenInvalid                       // missing, malformed, wrongly signed or not valid here
 	TokenExpired                       // expired
-	TokenRevoked                       // revoked (not produced yet)
+	TokenRevoked                       // revoked by an admin disconnect
 	TokenError                         // the Authenticator failed without a coded error
 	NumTokenResults = iota             // how many results there are
 )

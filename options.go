@@ -42,6 +42,9 @@ type config struct {
 	auth           Authenticator
 	limits         ClientLimits
 	trustedProxies []netip.Prefix
+	revocationTTL  time.Duration
+	node           NodeInfo
+	admin          bool // ServeHTTP serves the admin API (WithAdminAPI)
 }
 
 // liveConfig is the part of the settings Reconfigure changes while the

@@ -61,6 +61,7 @@ type parked struct {
 	extra         []byte        // the reply's header lines set before parking (X-Request-Id, CORS)
 	start         time.Duration // since monoBase
 	client        string        // the per-client limit's key, when one counts this poll
+	pr            *Principal    // who polls; nil without an Authenticator
 	// wheel holds the poll's deadline, when its hold ends, and the
 	// deadline wheel's bookkeeping.
 	wheel wheel.Entry
@@ -100,7 +101,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	d, expires := holdFor(req, pr)
 	// Strings parsed from the request point into its head: a parked poll
 	// keeps copies, so that the head can be freed.
-	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires}
+	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires, pr: pr}
 	if len(req.topics) == 1 { // the record holds it, saving two small allocations
 		p.topic1[0] = strings.Clone(req.topics[0])
 		req.topics = p.topic1[:]
@@ -182,8 +183,15 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	}
 	// Parked. From here on the reply goes to the sink, perhaps before
 	// this returns; nothing may touch w or p.
-	if s.draining.Load() && p.state.CompareAndSwap(stHeld, stClaimed) {
-		p.shutdown()
+	switch {
+	case s.draining.Load():
+		if p.state.CompareAndSwap(stHeld, stClaimed) {
+			p.shutdown()
+		}
+	case p.mustEnd():
+		if p.state.CompareAndSwap(stHeld, stClaimed) {
+			p.endNow()
+		}
 	}
 	return p, ""
 }
@@ -274,6 +282,20 @@ func (p *parked) timeout() {
 	p.replyOwn(true, 0, OutcomeTimeout)
 }
 
+// mustEnd reports whether the poll must be answered now, news or not:
+// the node drains (an admin drain), or its credential was revoked.
+func (p *parked) mustEnd() bool { return p.s.drained.Load() || p.s.revoked(p.pr) }
+
+// endNow answers a claimed poll that must end: 401 token_revoked for a
+// revoked credential, else as at shutdown.
+func (p *parked) endNow() {
+	if p.s.revoked(p.pr) {
+		p.fail(errTokenRevoked)
+		return
+	}
+	p.shutdown()
+}
+
 // shutdown answers a claimed poll as the server shuts down.
 func (p *parked) shutdown() {
 	p.replyOwn(false, spread(p.s.live.Load().retryAfter), OutcomeShutdown)
@@ -359,6 +381,9 @@ func (p *parked) rearm() {
 			return
 		case s.draining.Load():
 			p.shutdown()
+			return
+		case p.mustEnd():
+			p.endNow()
 			return
 		case time.Now().UnixNano() >= p.wheel.Deadline:
 			p.timeout()

@@ -44,6 +44,11 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, p
 		s.writeError(w, rid, &Error{Code: CodeShuttingDown, Message: "server is shutting down; poll another node or retry"})
 		return nil
 	}
+	if s.drained.Load() {
+		s.leave()
+		s.writeError(w, rid, errDrainingNode)
+		return nil
+	}
 	var client string // set when a per-client limit counts this poll
 	// Burst sizes alone limit nothing.
 	if l := s.cfg.limits; l.PollsPerSecond > 0 || l.MaxHeldPolls > 0 {
@@ -132,8 +137,9 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 		s.brokerError(w, r, rid, "stat", err)
 		return OutcomeError
 	}
-	var wake <-chan struct{}
+	var wake, kick <-chan struct{}
 	if d > 0 {
+		kick = s.kicked() // before the checks that a kick reports on
 		wt := s.hub.Register(c.topics)
 		defer s.hub.Unregister(wt)
 		wake = wt.C
@@ -156,7 +162,17 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 		defer timer.Stop()
 	wait:
 		for {
+			if s.revoked(pr) {
+				s.writeError(w, rid, errTokenRevoked)
+				return OutcomeError
+			}
+			if s.drained.Load() {
+				s.reply(w, rid, &c, false, spread(s.live.Load().retryAfter))
+				return OutcomeShutdown
+			}
 			select {
+			case <-kick:
+				kick = s.kicked()
 			case <-wake:
 				if err := c.collect(bctx, s.broker); err != nil {
 					s.brokerError(w, r, rid, "read", err)

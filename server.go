@@ -48,6 +48,11 @@ type Server struct {
 	idle     chan struct{} // closed once draining and nothing is in flight
 	drainOne sync.Once
 	idleOne  sync.Once
+
+	drained atomic.Bool                   // an admin drain: new polls refused, held ones answered
+	revs    revocations                   // the admin disconnects in force
+	kick    atomic.Pointer[chan struct{}] // closed by kickHeld
+	started time.Time
 }
 
 // New returns a Server over b. The caller keeps ownership of b: close it
@@ -71,6 +76,7 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		maxHold:        DefaultMaxHold,
 		maxReplyMemory: DefaultMaxReplyMemory,
 		writeMargin:    DefaultWriteMargin,
+		revocationTTL:  DefaultRevocationTTL,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -92,6 +98,9 @@ func New(b Broker, opts ...Option) (*Server, error) {
 	}
 	live := cfg.liveConfig
 	s.live.Store(&live)
+	kick := make(chan struct{})
+	s.kick.Store(&kick)
+	s.started = time.Now()
 	s.hub = hub.New(func(topic string) func() { return b.Watch(topic, s.hub.Wake) })
 	s.hub.SetDeliver(s.deliver)
 	// Subscribers re-poll straight after each delivery, so a topic all of
@@ -103,6 +112,7 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		PublishRate: l.PublishesPerSecond, PublishBurst: l.PublishBurst,
 		PollRate: l.PollsPerSecond, PollBurst: l.PollBurst, MaxHeld: l.MaxHeldPolls,
 	}, nil)
+	s.followRevocations()
 	return s, nil
 }
 
@@ -209,6 +219,14 @@ func (s *Server) countRequest(route Route, status, n int, start time.Time) {
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink transport.Sink) *parked {
 	p := r.URL.Path
+	if s.cfg.admin && strings.HasPrefix(p, "/v1/admin/") { // same-origin only: no CORS
+		if to, ok := cleanTarget(r); ok {
+			redirectClean(w, to)
+			return nil
+		}
+		s.serveAdmin(w, r, rid, true)
+		return nil
+	}
 	if strings.HasPrefix(p, "/v1/") {
 		if s.cors(w, r) {
 			return nil
@@ -326,7 +344,10 @@ func (s *Server) serveReady(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-var errDraining = errors.New("shutting down")
+var (
+	errDraining = errors.New("shutting down")
+	errDrained  = errors.New("draining")
+)
 
 // Ready returns nil when the server would answer /readyz 200: it is not
 // shutting down and its broker, if it is a Pinger, answers a ping within
@@ -334,6 +355,9 @@ var errDraining = errors.New("shutting down")
 func (s *Server) Ready(ctx context.Context) error {
 	if s.draining.Load() {
 		return errDraining
+	}
+	if s.drained.Load() {
+		return errDrained
 	}
 	if p, ok := s.broker.(Pinger); ok {
 		if err := p.Ping(ctx); err != nil {
@@ -344,8 +368,9 @@ func (s *Server) Ready(ctx context.Context) error {
 }
 
 // Draining reports whether the server is draining: it has begun to shut
-// down, and refuses new polls and publishes.
-func (s *Server) Draining() bool { return s.draining.Load() }
+// down (it refuses new polls and publishes), or an admin drain is on (it
+// refuses new polls; SetDraining).
+func (s *Server) Draining() bool { return s.draining.Load() || s.drained.Load() }
 
 // TopicsWaited returns the number of topics with at least one poll
 // waiting on this server now.
@@ -410,6 +435,9 @@ func (s *Server) leave() {
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.drainOne.Do(func() {
 		s.draining.Store(true)
+		if s.revs.stop != nil {
+			s.revs.stop()
+		}
 		close(s.done)
 		s.shutdownParked()
 	})
@@ -448,6 +476,9 @@ var statusOf = map[string]int{
 	CodeTokenExpired:     http.StatusUnauthorized,
 	CodeForbidden:        http.StatusForbidden,
 	CodeRateLimited:      http.StatusTooManyRequests,
+	CodeTokenRevoked:     http.StatusUnauthorized,
+	CodeDraining:         http.StatusServiceUnavailable,
+	CodeNotImplemented:   http.StatusNotImplemented,
 }
 
 // retryable codes always carry Retry-After.
@@ -490,7 +521,10 @@ func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
 		body.Error.RetryAfterMS = d.Milliseconds()
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((d+time.Second-1)/time.Second), 10))
 	}
-	if status == http.StatusUnauthorized {
+	switch {
+	case e.Code == CodeTokenRevoked:
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	case status == http.StatusUnauthorized:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="longpoll"`)
 	}
 	b, _ := json.Marshal(&body)

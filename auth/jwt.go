@@ -119,6 +119,12 @@ func (a *JWT) Authenticate(r *http.Request) (*longpoll.Principal, error) {
 	if c.ExpiresAt != nil {
 		p.Expires = c.ExpiresAt.Time.Add(a.cfg.Leeway)
 	}
+	switch {
+	case c.IssuedAt != nil:
+		p.IssuedAt = c.IssuedAt.Time
+	case c.NotBefore != nil:
+		p.IssuedAt = c.NotBefore.Time
+	}
 	sub, err1 := ParseSet(c.Longpoll.Subscribe)
 	pub, err2 := ParseSet(c.Longpoll.Publish)
 	if err1 != nil || err2 != nil {
