@@ -66,6 +66,7 @@ func commands() []command {
 		{"bench", "measure a server: capacity, fanout, throughput, burst", runBench},
 		{"backup", "copy a disk store consistently, even while its server runs", runBackup},
 		{"token", "print a signed access token, for development and scripts", runToken},
+		{"config", "print serve's settings and where each comes from, or check a config file", runConfig},
 		{"admin", "administer a running server: topics, disconnect, nodes, drain", runAdmin},
 		{"version", "print the version and build information", runVersion},
 	}
@@ -166,6 +167,13 @@ func parse(fs *flag.FlagSet, args []string, getenv func(string) (string, bool), 
 }
 
 func parseArgs(fs *flag.FlagSet, args []string, getenv func(string) (string, bool), io IO) ([]string, int, bool) {
+	pos, _, code, ok := parseOrigins(fs, args, getenv, io)
+	return pos, code, ok
+}
+
+// parseOrigins is parseArgs, and also tells where each flag it set comes
+// from: fromFlag (the command line) or fromEnv.
+func parseOrigins(fs *flag.FlagSet, args []string, getenv func(string) (string, bool), io IO) ([]string, map[string]string, int, bool) {
 	if getenv == nil {
 		getenv = os.LookupEnv
 	}
@@ -173,9 +181,9 @@ func parseArgs(fs *flag.FlagSet, args []string, getenv func(string) (string, boo
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
-				return nil, ExitOK, false
+				return nil, nil, ExitOK, false
 			}
-			return nil, ExitUsage, false
+			return nil, nil, ExitUsage, false
 		}
 		rest := fs.Args()
 		if len(rest) == 0 {
@@ -188,25 +196,26 @@ func parseArgs(fs *flag.FlagSet, args []string, getenv func(string) (string, boo
 		pos = append(pos, rest[0])
 		args = rest[1:]
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	from := map[string]string{}
+	fs.Visit(func(f *flag.Flag) { from[f.Name] = fromFlag })
 	var bad []string
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+		if from[f.Name] != "" {
 			return
 		}
 		if v, ok := getenv(envName(f.Name)); ok {
 			if err := fs.Set(f.Name, v); err != nil {
 				bad = append(bad, fmt.Sprintf("%s=%q: %v", envName(f.Name), v, err))
 			}
+			from[f.Name] = fromEnv
 		}
 	})
 	if len(bad) > 0 {
 		sort.Strings(bad)
 		fmt.Fprintf(io.Stderr, "longpoll %s: invalid environment: %s\n", fs.Name(), strings.Join(bad, "; "))
-		return nil, ExitUsage, false
+		return nil, nil, ExitUsage, false
 	}
-	return pos, ExitOK, true
+	return pos, from, ExitOK, true
 }
 
 // usageError prints a usage problem and returns ExitUsage.

@@ -56,6 +56,12 @@ type serveConfig struct {
 	statsInterval    time.Duration
 	transport        string
 	pprof            bool
+
+	// Set by runServe: the layers the settings came from, read again at
+	// SIGHUP (nil when serve is not started by runServe), and the level
+	// of the logger newLogger made, which SIGHUP changes.
+	settings *serveSettings
+	level    *slog.LevelVar
 }
 
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
@@ -141,10 +147,14 @@ func (c *serveConfig) check() error {
 	return nil
 }
 
+// newLogger returns the logger that --log-format and --log-level ask for;
+// its level, c.level, may change while it logs.
 func newLogger(c *serveConfig, io IO) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.logLevel))
-	opts := &slog.HandlerOptions{Level: lvl}
+	c.level = new(slog.LevelVar)
+	c.level.Set(lvl)
+	opts := &slog.HandlerOptions{Level: c.level}
 	if c.logFormat == "json" {
 		return slog.New(slog.NewJSONHandler(io.Stderr, opts))
 	}
@@ -152,22 +162,28 @@ func newLogger(c *serveConfig, io IO) *slog.Logger {
 }
 
 func runServe(ctx context.Context, args []string, io IO) int {
-	var c serveConfig
-	fs := newFlagSet("serve", "", io)
-	serveFlags(fs, &c)
-	pos, code, ok := parseArgs(fs, args, nil, io)
+	st, pos, code, ok := parseServe("serve", args, nil, io, nil)
 	if !ok {
 		return code
 	}
 	if len(pos) > 0 {
 		return usageError(io, "serve", "unexpected argument %q", pos[0])
 	}
-	if err := c.check(); err != nil {
+	if err := st.loadFile(); err != nil {
 		return usageError(io, "serve", "%v", err)
 	}
+	c := st.c
+	if err := st.explain(c.check()); err != nil {
+		return usageError(io, "serve", "%v", err)
+	}
+	c.settings = st
 
-	log := newLogger(&c, io)
-	if err := serve(ctx, &c, log, nil); err != nil {
+	log := newLogger(c, io)
+	if st.file != "" {
+		log.Info("configuration file", "file", st.file)
+	}
+	logSettings(log, st)
+	if err := serve(ctx, c, log, nil); err != nil {
 		log.Error("longpoll serve failed", "error", err)
 		return ExitError
 	}
@@ -497,8 +513,9 @@ func (f *certFiles) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 }
 
 // run serves ln and the admin address until ctx is cancelled, then shuts
-// down gracefully; SIGHUP meanwhile reloads the JWT keys and the TLS
-// certificate without dropping a connection. A server that fails ends
+// down gracefully; SIGHUP meanwhile reads the configuration file again
+// and applies what can change live (reloadConfig), then reloads the JWT
+// keys and the TLS certificate, without dropping a connection. A server that fails ends
 // the run with its error, after the other is closed.
 func run(ctx context.Context, c *serveConfig, s *apiServer, fe *frontEnd, ln net.Listener, log *slog.Logger) error {
 	errc := make(chan error, 1)
@@ -535,7 +552,9 @@ func run(ctx context.Context, c *serveConfig, s *apiServer, fe *frontEnd, ln net
 			aerrc <- err // for the deferred close
 			return fmt.Errorf("serving --admin-addr: %w", err)
 		case <-hup:
-			reload(s.jwt, fe.cert, log)
+			if reloadConfig(c, s.srv, log) {
+				reload(s.jwt, fe.cert, log)
+			}
 		case <-ctx.Done():
 			shutdown(c.shutdownGrace, s.srv, fe, errc, log)
 			return nil
