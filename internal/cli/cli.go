@@ -115,25 +115,48 @@ func runVersion(_ context.Context, args []string, io IO) int {
 }
 
 func versionLine() string {
-	v, extra := Version, []string{runtime.Version(), runtime.GOOS + "/" + runtime.GOARCH}
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			switch s.Key {
-			case "vcs.revision":
-				extra = append(extra, "commit "+s.Value)
-			case "vcs.time":
-				extra = append(extra, "built from "+s.Value)
-			case "vcs.modified":
-				if s.Value == "true" {
-					extra = append(extra, "modified")
-				}
-			}
+	b := buildInfo()
+	extra := []string{runtime.Version(), runtime.GOOS + "/" + runtime.GOARCH}
+	if b.commit != "" {
+		extra = append(extra, "commit "+b.commit)
+	}
+	if b.built != "" {
+		extra = append(extra, "built from "+b.built)
+	}
+	if b.modified {
+		extra = append(extra, "modified")
+	}
+	return "longpoll " + b.version + " (" + strings.Join(extra, ", ") + ")"
+}
+
+// build is what the binary knows of its own build.
+type build struct {
+	version, commit, built string
+	modified               bool
+}
+
+// buildInfo returns Version, or the module's version when Version is
+// "dev", and the commit and its time as the Go toolchain recorded them.
+func buildInfo() build {
+	b := build{version: Version}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return b
+	}
+	if b.version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		b.version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.commit = s.Value
+		case "vcs.time":
+			b.built = s.Value
+		case "vcs.modified":
+			b.modified = s.Value == "true"
 		}
 	}
-	return "longpoll " + v + " (" + strings.Join(extra, ", ") + ")"
+	return b
 }
 
 // newFlagSet returns a flag set that reports errors instead of exiting.

@@ -2,7 +2,9 @@ package cli
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -56,6 +58,8 @@ type serveConfig struct {
 	statsInterval    time.Duration
 	transport        string
 	pprof            bool
+	revocationTTL    time.Duration
+	drainDelay       time.Duration
 
 	// Set by runServe: the layers the settings came from, read again at
 	// SIGHUP (nil when serve is not started by runServe), and the level
@@ -90,6 +94,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.transport, "transport", defaultTransport(), "how connections are served: dense (an event loop; Linux, cleartext) or std (net/http)")
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (admin grant required under --auth jwt; on --admin-addr when set)")
 	fs.DurationVar(&c.statsInterval, "stats-interval", stats.DefaultInterval, "how often the server publishes its stats to "+stats.Topic+" (0: never)")
+	fs.DurationVar(&c.revocationTTL, "revocation-ttl", longpoll.DefaultRevocationTTL, "how long an admin disconnect refuses its subject's older tokens: the longest token life it honours")
+	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "at SIGTERM, drain this long (readiness 503, new polls refused, held polls answered) before shutting down")
 }
 
 func (c *serveConfig) check() error {
@@ -109,6 +115,10 @@ func (c *serveConfig) check() error {
 	pos("max-reply-memory", c.maxReplyMemory > 0)
 	pos("retry-after", c.retryAfter > 0)
 	pos("shutdown-grace", c.shutdownGrace > 0)
+	pos("revocation-ttl", c.revocationTTL > 0)
+	if c.drainDelay < 0 {
+		errs = append(errs, "--drain-delay must not be negative")
+	}
 	pos("read-header-timeout", c.readHeaderTime > 0)
 	if c.statsInterval < 0 {
 		errs = append(errs, "--stats-interval must not be negative")
@@ -303,6 +313,9 @@ func newServer(c *serveConfig, b longpoll.Broker, addr net.Addr, log *slog.Logge
 		longpoll.WithMaxReplyBytes(c.maxReplyBytes),
 		longpoll.WithMaxReplyMemory(c.maxReplyMemory),
 		longpoll.WithRetryAfter(c.retryAfter),
+		longpoll.WithRevocationTTL(c.revocationTTL),
+		longpoll.WithAdminAPI(),
+		longpoll.WithNodeInfo(nodeInfo(c, addr)),
 	}
 	authOpts, jwt, err := c.auth.options()
 	if err != nil {
@@ -424,7 +437,17 @@ func routes(c *serveConfig, s *apiServer) (*http.ServeMux, *http.Server) {
 			mountPprof(amux, profiles(nil))
 		}
 		amux.Handle("/", s.srv)
-		admin = &http.Server{Handler: apiFirst(s.srv, amux), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+		// The admin API there takes no token, as /metrics: the listener
+		// is meant for a private interface.
+		api, open := apiFirst(s.srv, amux), s.srv.OpenAdminHandler()
+		h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if strings.HasPrefix(r.URL.Path, "/v1/admin/") {
+				open.ServeHTTP(w, r)
+				return
+			}
+			api.ServeHTTP(w, r)
+		})
+		admin = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
 	} else {
 		mux.Handle("GET /metrics", s.pm.Handler(longpoll.RouteMetrics, s.srv.RequireAdmin(metrics)))
 		if c.pprof {
@@ -539,6 +562,16 @@ func run(ctx context.Context, c *serveConfig, s *apiServer, fe *frontEnd, ln net
 		}()
 	}
 
+	stopBeat, beaten := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(beaten)
+		heartbeat(s.srv, stopBeat, log)
+	}()
+	defer func() {
+		close(stopBeat)
+		<-beaten
+	}()
+
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -556,6 +589,9 @@ func run(ctx context.Context, c *serveConfig, s *apiServer, fe *frontEnd, ln net
 				reload(s.jwt, fe.cert, log)
 			}
 		case <-ctx.Done():
+			if c.drainDelay > 0 {
+				drainFor(c.drainDelay, s.srv, log)
+			}
 			shutdown(c.shutdownGrace, s.srv, fe, errc, log)
 			return nil
 		}
@@ -579,6 +615,17 @@ func reload(jwt *auth.JWT, cert *certFiles, log *slog.Logger) {
 			log.Info("reloaded the TLS certificate")
 		}
 	}
+}
+
+// drainFor drains the server for d before it shuts down (--drain-delay):
+// readiness turns 503 so load balancers stop sending polls, held polls
+// are answered, publishes go on.
+func drainFor(d time.Duration, srv *longpoll.Server, log *slog.Logger) {
+	log.Info("draining before shutdown", "drain_delay", d)
+	srv.SetDraining(true)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	<-t.C
 }
 
 // shutdown ends the run gracefully within grace: the server answers its
@@ -651,3 +698,58 @@ func nodeName(addr net.Addr) string {
 	}
 	return host
 }
+
+// nodeInfo describes this node for the admin API and the heartbeats.
+func nodeInfo(c *serveConfig, addr net.Addr) longpoll.NodeInfo {
+	b := buildInfo()
+	return longpoll.NodeInfo{Name: nodeName(addr), Version: b.version, Commit: b.commit, Built: b.built,
+		Store: c.store, ConfigDigest: configDigest(c)}
+}
+
+// configDigest hashes the effective settings, every key with its value,
+// so that nodes configured alike show the same digest; "" when serve was
+// not started from its flags.
+func configDigest(c *serveConfig) string {
+	if c.settings == nil {
+		return ""
+	}
+	h := sha256.New()
+	for _, k := range serveKeys() {
+		if k == "addr" || k == "data-dir" { // the node's own, not its configuration
+			continue
+		}
+		if f := c.settings.fs.Lookup(k); f != nil {
+			fmt.Fprintf(h, "%s=%s\n", k, f.Value.String())
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// heartbeat tells the store every heartbeatEvery that this node lives,
+// until stop is closed; a node silent for heartbeatTTL drops out of the
+// other nodes' lists.
+func heartbeat(srv *longpoll.Server, stop <-chan struct{}, log *slog.Logger) {
+	beat := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), heartbeatEvery)
+		defer cancel()
+		if err := srv.Heartbeat(ctx, heartbeatTTL); err != nil {
+			log.Debug("heartbeat", "error", err)
+		}
+	}
+	beat()
+	t := time.NewTicker(heartbeatEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+			beat()
+		}
+	}
+}
+
+const (
+	heartbeatEvery = 5 * time.Second
+	heartbeatTTL   = 15 * time.Second
+)
