@@ -19,6 +19,7 @@ import (
 	"io/fs"
 	"net/http"
 	"path"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -32,9 +33,11 @@ type Options struct {
 	Demo bool
 	// Dashboard serves the live dashboard at /dashboard and its assets.
 	Dashboard bool
-	// Admin, when not nil, wraps the dashboard page: longpoll.Server's
-	// RequireAdmin, so that only an admin token sees it (the stats topic
-	// it polls requires admin by itself).
+	// Admin, when not nil, guards the dashboard page: longpoll.Server's
+	// RequireAdmin. A request it refuses gets the page all the same, with
+	// the refusal's status (401 or 403): the page holds no data, and its
+	// script, refused by the admin API and the stats topic too, shows how
+	// to sign in instead of the API's JSON error.
 	Admin func(http.Handler) http.Handler
 	// Next serves every request the pages do not own: the longpoll.Server.
 	// Nil answers them 404.
@@ -139,7 +142,7 @@ func Handler(o Options) http.Handler {
 	if o.Dashboard {
 		var page http.Handler = load("dashboard.html")
 		if o.Admin != nil {
-			page = o.Admin(page)
+			page = adminPage(o.Admin, load("dashboard.html"))
 		}
 		routes["/dashboard"] = page
 		routes["/assets/dashboard.js"] = load("assets/dashboard.js")
@@ -156,4 +159,66 @@ func Handler(o Options) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// adminPage serves page to the requests that admin lets through, and to
+// the others with the status admin refused them with, so that a browser
+// without an admin token gets the page's sign-in form.
+func adminPage(admin func(http.Handler) http.Handler, page *asset) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			page.ServeHTTP(w, r) // 405
+			return
+		}
+		rec := &refusal{header: http.Header{}}
+		passed := false
+		admin(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+			passed = true
+			for k, v := range rec.header {
+				w.Header()[k] = v
+			}
+			page.ServeHTTP(w, r)
+		})).ServeHTTP(rec, r)
+		if passed {
+			return
+		}
+		h := w.Header()
+		for _, k := range []string{"X-Request-Id", "Www-Authenticate"} {
+			if v := rec.header.Values(k); len(v) > 0 {
+				h[k] = v
+			}
+		}
+		h.Set("Content-Type", page.ctype)
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Cache-Control", "no-store")
+		h.Set("Content-Security-Policy", csp)
+		h.Set("Referrer-Policy", "no-referrer")
+		h.Set("X-Frame-Options", "DENY")
+		h.Set("Content-Length", strconv.Itoa(len(page.body)))
+		status := rec.status
+		if status < 400 {
+			status = http.StatusUnauthorized
+		}
+		w.WriteHeader(status)
+		if r.Method != http.MethodHead {
+			w.Write(page.body)
+		}
+	})
+}
+
+// refusal records what an admin guard answered, to replace its body.
+type refusal struct {
+	header http.Header
+	status int
+}
+
+func (f *refusal) Header() http.Header { return f.header }
+func (f *refusal) WriteHeader(code int) {
+	if f.status == 0 {
+		f.status = code
+	}
+}
+func (f *refusal) Write(b []byte) (int, error) {
+	f.WriteHeader(http.StatusOK)
+	return len(b), nil
 }

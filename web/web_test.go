@@ -170,8 +170,15 @@ func TestDashboardNeedsAdmin(t *testing.T) {
 		if tc.admin != "" {
 			hdr = []string{"X-Test-Admin", tc.admin}
 		}
-		if a := get(t, hs, "GET", tc.path, hdr...); a.status != tc.status {
+		a := get(t, hs, "GET", tc.path, hdr...)
+		if a.status != tc.status {
 			t.Errorf("GET %s as admin=%q: %d, want %d", tc.path, tc.admin, a.status, tc.status)
+		}
+		// A refused browser gets the page, whose script shows the sign-in
+		// form, rather than the API's JSON error.
+		if tc.path == "/dashboard" && (!strings.HasPrefix(a.header.Get("Content-Type"), "text/html") || !strings.Contains(a.body, `id="signin"`) ||
+			a.header.Get("Content-Security-Policy") == "" || (tc.status != 200 && a.header.Get("Cache-Control") != "no-store")) {
+			t.Errorf("GET %s as admin=%q: not the dashboard page: %v %.100q", tc.path, tc.admin, a.header, a.body)
 		}
 	}
 }

@@ -196,6 +196,88 @@ test("dashboard: the numbers move under load; phone and laptop screens", async (
   }
 });
 
+test("dashboard: topics, nodes, latencies, outcomes and refusals go live under traffic; delete asks first; a phone screen", async () => {
+  const srv = await startServer(["--stats-interval", "500ms", "--rate-publish", "20", "--rate-publish-burst", "20"]);
+  const page = await newPage();
+  const phone = await newPage(null, { width: 390, height: 844 });
+  const ac = new AbortController();
+  let held, load;
+  const admin = (method, path) => fetch(srv.url + "/v1/admin/" + path, { method }).then(async (r) => ({ status: r.status, body: await r.json() }));
+  try {
+    await page.goto(srv.url + "/dashboard?refresh=500");
+    await waitStatus(page, "live");
+    // Traffic: a poll held on adm.wait, a steady stream of publishes to
+    // adm.busy, three messages on adm.gone, then a burst past the rate limit.
+    held = fetch(srv.url + "/v1/poll?topic=adm.wait&timeout=60", { signal: ac.signal }).catch(() => {});
+    await publishMany(srv.url, "adm.gone", [1, 2, 3]);
+    load = (async () => {
+      while (!ac.signal.aborted) {
+        await publishMany(srv.url, "adm.busy", range(1, 10)).catch(() => {});
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    await Promise.all(range(1, 40).map(() => publishRaw(srv.url, "adm.burst", 1).catch(() => {})));
+
+    const cell = (topic, col) => page.$eval(`#topics tr[data-topic="${topic}"] td[data-col="${col}"]`, (e) => e.dataset.raw ?? e.textContent).catch(() => null);
+    await until(async () => (await cell("adm.wait", "waiting")) === "1", "the held poll in the topics table", 10000);
+    await until(async () => Number(await cell("adm.busy", "rate")) > 0, "a publish rate for adm.busy", 10000);
+    assert.equal(await cell("adm.gone", "head"), "3");
+    await page.selectOption("#sort", "rate");
+    await until(async () => (await page.$eval("#topics tbody tr", (e) => e.dataset.topic)) === "adm.busy", "adm.busy first by publish rate");
+    await page.selectOption("#sort", "waiting");
+    assert.equal(await page.$eval("#topics tbody tr", (e) => e.dataset.topic), "adm.wait", "adm.wait first by held polls");
+
+    const series = (chart, name) => page.$eval(`#chart-${chart} li[data-series="${name}"]`, (e) => e.dataset.last).catch(() => null);
+    await until(async () => Number(await page.$eval("#chart-delivery", (e) => e.dataset.n)) > 0 && (await series("delivery", "p99")) !== "", "delivery latency percentiles", 10000);
+    await until(async () => Number(await page.$eval("#chart-publish", (e) => e.dataset.n)) > 0 && (await series("publish", "p50")) !== "", "publish latency percentiles", 10000);
+    await until(async () => Number(await series("outcomes", "answered with messages")) > 0, "polls answered with messages", 10000);
+    await until(async () => (await series("refusals", "rate_limited")) !== null, "rate_limited refusals", 10000);
+
+    const node = (col) => page.$eval(`#nodes tbody tr td[data-col="${col}"]`, (e) => e.textContent).catch(() => null);
+    await until(async () => Number(await node("held")) >= 2 && (await node("ready")) === "ready" && (await node("draining")) === "no", "the node, its held polls, ready", 10000);
+    assert.equal((await admin("POST", "drain")).body.draining, true);
+    await until(async () => (await node("draining")) === "draining", "the node shown draining", 10000);
+    assert.equal((await admin("DELETE", "drain")).body.draining, false);
+    await until(async () => (await node("draining")) === "no", "the node shown taking polls again", 10000);
+    await shot(page, "dashboard-admin-desktop");
+
+    // Delete: asked first; dismissed, nothing is sent; accepted, the topic goes.
+    await page.fill("#prefix", "adm.g");
+    await until(async () => (await page.$$eval("#topics tbody tr", (es) => es.map((e) => e.dataset.topic))).join() === "adm.gone", "only adm.gone under the prefix");
+    const deletes = [];
+    page.on("request", (r) => { if (r.method() === "DELETE") deletes.push(r.url()); });
+    const dialogs = [];
+    page.once("dialog", (d) => { dialogs.push(d.message()); d.dismiss(); });
+    await page.click('#topics tr[data-topic="adm.gone"] button.delete');
+    await until(() => dialogs.length === 1, "the confirmation");
+    assert.match(dialogs[0], /adm\.gone/);
+    assert.match(dialogs[0], /3 messages/);
+    page.once("dialog", (d) => { dialogs.push(d.message()); d.accept(); });
+    await page.click('#topics tr[data-topic="adm.gone"] button.delete');
+    await until(async () => (await page.$('#topics tr[data-topic="adm.gone"]')) === null, "adm.gone gone from the table", 10000);
+    assert.deepEqual(deletes, [srv.url + "/v1/admin/topics/adm.gone"], "one DELETE, after the accepted confirmation");
+    assert.deepEqual((await admin("GET", "topics?prefix=adm.gone")).body.topics, []);
+
+    await phone.goto(srv.url + "/dashboard?refresh=500");
+    await waitStatus(phone, "live");
+    await phone.waitForSelector('#topics tr[data-topic="adm.busy"]', { timeout: 10000 });
+    await phone.waitForSelector("#nodes[data-loaded]");
+    await phone.waitForFunction(() => Number(document.getElementById("chart-delivery").dataset.n) > 0, null, { timeout: 10000 });
+    const widths = await phone.evaluate(() => ({ doc: document.documentElement.scrollWidth, view: window.innerWidth }));
+    assert.ok(widths.doc <= widths.view, `the page is ${widths.doc} px wide on a ${widths.view} px screen`);
+    await shot(phone, "dashboard-admin-phone");
+    await phone.evaluate(() => document.querySelector('[data-panel="delivery"]').scrollIntoView());
+    await shot(phone, "dashboard-admin-phone-charts");
+    assert.deepEqual([...page.errors, ...phone.errors], []);
+  } finally {
+    ac.abort();
+    await Promise.all([held, load]);
+    await page.context().close();
+    await phone.context().close();
+    await srv.stop();
+  }
+});
+
 test("dashboard: two nodes on one Redis are added up", async (t) => {
   const redis = await startRedis();
   if (!redis) {
@@ -310,8 +392,27 @@ test("with --auth jwt: pages work with a token cookie; the dashboard needs the a
     await admin.goto(srv.url + "/dashboard");
     await waitStatus(admin, "live");
     await admin.waitForSelector('[data-metric="held"] .value[data-raw]:not([data-raw=""])');
+    await admin.waitForSelector("#nodes[data-loaded]");
     assert.equal((await user.goto(srv.url + "/dashboard")).status(), 403);
+    await user.waitForSelector("#signin:not([hidden])");
+    assert.match(await user.textContent("#signin-why"), /lacks the admin grant/);
     assert.equal((await anon.goto(srv.url + "/dashboard")).status(), 401);
+    // Not the API's JSON: a page that says how to sign in.
+    await anon.waitForSelector("#signin:not([hidden])");
+    assert.ok(await anon.isHidden("#dash"));
+    assert.doesNotMatch(await anon.textContent("body"), /"error"|\{"/);
+    assert.match(await anon.textContent("#signin"), /admin grant/);
+    assert.match(await anon.textContent("#signin"), /longpoll_token/);
+    await shot(anon, "dashboard-signin");
+    // Signing in keeps the token in this tab's session storage and sends it as a bearer token.
+    await anon.fill("#token", jwt(secret, { sub: "ops", longpoll: { admin: true } }));
+    await Promise.all([anon.waitForNavigation(), anon.click("#signin button[type=submit]")]);
+    await waitStatus(anon, "live");
+    await anon.waitForSelector("#nodes[data-loaded]");
+    assert.ok(await anon.isHidden("#signin"));
+    assert.ok(await anon.evaluate(() => sessionStorage.getItem("longpoll_admin_token")?.startsWith("eyJ")));
+    await Promise.all([anon.waitForNavigation(), anon.click("#signout")]);
+    await anon.waitForSelector("#signin:not([hidden])");
 
     await user.goto(srv.url + "/?topic=chat.room1");
     await waitStatus(user, "live");
