@@ -152,8 +152,8 @@ func (s *Server) serveAdmin(w http.ResponseWriter, r *http.Request, rid string, 
 		s.writeError(w, rid, e)
 		return
 	}
-	if am, ok := s.m.(AdminMetrics); ok {
-		am.AdminAction(action)
+	if s.ma.admin != nil {
+		s.ma.admin.AdminAction(action)
 	}
 }
 

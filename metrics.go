@@ -195,6 +195,7 @@ type abilities struct {
 	pub     PublishMetrics
 	refused RefusalMetrics
 	token   TokenMetrics
+	admin   AdminMetrics
 }
 
 func abilitiesOf(m Metrics) abilities {
@@ -203,5 +204,6 @@ func abilitiesOf(m Metrics) abilities {
 	a.pub, _ = m.(PublishMetrics)
 	a.refused, _ = m.(RefusalMetrics)
 	a.token, _ = m.(TokenMetrics)
+	a.admin, _ = m.(AdminMetrics)
 	return a
 }
