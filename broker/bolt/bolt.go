@@ -25,8 +25,12 @@ import (
 const FileName = "longpoll.db"
 
 var (
-	_ longpoll.Broker = (*Broker)(nil)
-	_ longpoll.Pinger = (*Broker)(nil)
+	_ longpoll.Broker       = (*Broker)(nil)
+	_ longpoll.Pinger       = (*Broker)(nil)
+	_ longpoll.TopicLister  = (*Broker)(nil)
+	_ longpoll.TopicDeleter = (*Broker)(nil)
+	_ longpoll.Revoker      = (*Broker)(nil)
+	_ longpoll.NodeRegistry = (*Broker)(nil)
 )
 
 // Broker is a longpoll.Broker that keeps its topics in a bbolt database
@@ -38,6 +42,15 @@ type Broker struct {
 	log  *slog.Logger
 
 	watchers watchers
+	// revWatchers are the callbacks of WatchRevocations; nodes the
+	// heartbeats of the NodeRegistry, kept in memory (see nodes.go).
+	revWatchers revWatchers
+	nodes       nodeRegistry
+
+	// writes is held for reading by the writes made outside the
+	// committer (DeleteTopic, Revoke): Close takes it for writing, so
+	// that none is under way when it marks the store clean.
+	writes sync.RWMutex
 
 	// The commit queue; see commit.go.
 	qmu    sync.Mutex
@@ -420,6 +433,14 @@ func initDB(db *bbolt.DB, path string, log *slog.Logger) error {
 				}
 				log.Info("store format upgraded", "from", v, "to", formatVersion)
 			}
+			// Buckets added within format 2: an older longpoll of the
+			// same format ignores them, so they need no new version.
+			if tx.Bucket(bucketRevoked) == nil {
+				if _, err := tx.CreateBucket(bucketRevoked); err != nil {
+					return err
+				}
+				log.Info("store gained the revocations bucket")
+			}
 			return meta.Delete(keyClean)
 		})
 	})
@@ -459,7 +480,7 @@ func checkFormat(tx *bbolt.Tx, path string) error {
 }
 
 func createBuckets(tx *bbolt.Tx) error {
-	for _, name := range [][]byte{bucketMeta, bucketTopics, bucketMsgs, bucketIDs, bucketDue} {
+	for _, name := range [][]byte{bucketMeta, bucketTopics, bucketMsgs, bucketIDs, bucketDue, bucketRevoked} {
 		if _, err := tx.CreateBucket(name); err != nil {
 			return err
 		}
@@ -496,6 +517,8 @@ func (b *Broker) Close() error {
 		b.qmu.Unlock()
 		close(b.stopping)
 		b.wg.Wait()
+		b.writes.Lock()
+		defer b.writes.Unlock()
 		if err := b.markClean(); err != nil {
 			b.log.Warn("could not mark the store as stopped cleanly: the next start checks it in full", "err", err)
 		}

@@ -66,3 +66,13 @@ func (c *fakeClock) Set(t time.Time) {
 	defer c.mu.Unlock()
 	c.t = t
 }
+
+func TestConformanceAdmin(t *testing.T) {
+	brokertest.RunAdmin(t, func(t *testing.T) longpoll.Broker { return openTest(t) })
+}
+
+func TestConformanceAdminRetention(t *testing.T) {
+	brokertest.RunAdminRetention(t, func(t *testing.T, n int) longpoll.Broker {
+		return openTest(t, WithMaxMessages(n))
+	})
+}

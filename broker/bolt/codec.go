@@ -15,6 +15,9 @@ import (
 // writes. A format-1 file is read as it is and marked format 2 when
 // opened: its records and values stay until rewritten or dropped, and a
 // topic record says from which seq its values carry a checksum.
+//
+// A root bucket that older code of the same format ignores is added
+// without a new version, by Open when a file lacks it: revoked.
 const formatVersion = 2
 
 // castagnoli is CRC-32C, which amd64 and arm64 compute in hardware.
@@ -29,6 +32,9 @@ var (
 	bucketMsgs   = []byte("msgs")
 	bucketIDs    = []byte("ids")
 	bucketDue    = []byte("due")
+	// bucketRevoked holds the revocations (see revoke.go). Files written
+	// before it existed lack it; Open adds it.
+	bucketRevoked = []byte("revoked")
 
 	keyFormat     = []byte("format")
 	keyTopicCount = []byte("topics")
@@ -209,6 +215,60 @@ func splitDueKey(k []byte) (due int64, topic string, err error) {
 		return 0, "", errCorrupt
 	}
 	return int64(binary.BigEndian.Uint64(k)), string(k[8:]), nil
+}
+
+// dataLen returns the length of a stored message's data, reading only
+// its lengths: the checksum of a summed value is not checked.
+func dataLen(v []byte, summed bool) (int, error) {
+	if summed {
+		if len(v) < sumLen {
+			return 0, errCorrupt
+		}
+		v = v[:len(v)-sumLen]
+	}
+	if len(v) < 9 {
+		return 0, errCorrupt
+	}
+	n, w := binary.Uvarint(v[8:])
+	if w <= 0 || n > uint64(len(v)-8-w) {
+		return 0, errCorrupt
+	}
+	return len(v) - 8 - w - int(n), nil
+}
+
+// A revocation's value in the revoked bucket, keyed by its subject:
+// Before then Expires, each as Unix seconds (8 bytes, big-endian, two's
+// complement) and nanoseconds (4 bytes, big-endian, below 1e9), then a
+// CRC-32C of those 24 bytes. Seconds and nanoseconds keep every time
+// exactly, where Unix nanoseconds alone end in 2262.
+const revocationLen = 28
+
+func encodeRevocation(before, expires time.Time) []byte {
+	b := make([]byte, 0, revocationLen)
+	for _, t := range []time.Time{before, expires} {
+		b = binary.BigEndian.AppendUint64(b, uint64(t.Unix()))
+		b = binary.BigEndian.AppendUint32(b, uint32(t.Nanosecond()))
+	}
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+func decodeRevocation(b []byte) (before, expires time.Time, err error) {
+	if len(b) != revocationLen {
+		return time.Time{}, time.Time{}, errCorrupt
+	}
+	if _, err := checkSum(b); err != nil {
+		return time.Time{}, time.Time{}, err
+	}
+	var ts [2]time.Time
+	for i := range ts {
+		sec := int64(binary.BigEndian.Uint64(b[i*12:]))
+		nsec := binary.BigEndian.Uint32(b[i*12+8:])
+		if nsec >= 1e9 {
+			return time.Time{}, time.Time{}, errCorrupt
+		}
+		ts[i] = time.Unix(sec, int64(nsec)).UTC()
+	}
+	return ts[0], ts[1], nil
 }
 
 func putUint64(v uint64) []byte {

@@ -56,7 +56,8 @@ type appendReq struct {
 // Append appends pubs atomically and returns once the transaction holding
 // them is committed and synced to disk. If ctx ends while the request is
 // still queued, nothing is appended and Append returns ctx.Err(); once the
-// committer has taken it, Append waits for the outcome.
+// committer has taken it, Append waits for the outcome. It refuses only the
+// topic names the store cannot hold (see checkTopic): callers validate them.
 func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]longpoll.Receipt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -68,7 +69,7 @@ func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]lon
 		return nil, errDiskFull
 	}
 	for i := range pubs {
-		if err := protocol.ValidateTopic(pubs[i].Topic); err != nil {
+		if err := checkTopic(pubs[i].Topic); err != nil {
 			return nil, fmt.Errorf("bolt: publication %d: %w", i, err)
 		}
 	}
@@ -102,6 +103,18 @@ func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]lon
 	}
 	b.wakeAppended(req.receipts)
 	return req.receipts, nil
+}
+
+// checkTopic refuses the topic names the store cannot hold: empty (a
+// bbolt key cannot be) or longer than protocol.MaxTopicLen. Which bytes a
+// name may hold is the server's to decide (protocol.ValidateTopic): the
+// store keeps any, and lists them in byte order.
+func checkTopic(name string) error {
+	if len(name) == 0 || len(name) > protocol.MaxTopicLen {
+		return &protocol.Error{Code: protocol.CodeInvalidTopic,
+			Message: fmt.Sprintf("topic name must be 1 to %d bytes", protocol.MaxTopicLen)}
+	}
+	return nil
 }
 
 // wakeAppended wakes the watchers of each topic that got a new message,

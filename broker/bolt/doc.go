@@ -48,6 +48,13 @@
 //	ids      name -> bucket: 0x00 ID (or 0x01 SHA-256 of IDs over 1 KiB)
 //	         -> seq, for the stored messages that have an ID
 //	due      due time (8 bytes) + name -> "", one per topic
+//	revoked  subject -> Before, Expires (each Unix seconds, 8 bytes, and
+//	         nanoseconds, 4 bytes), CRC-32C of those 24 bytes
+//
+// The revoked bucket came after format 2 was first written: Open adds it
+// to a file that lacks it (format 1 or 2 alike). It changes no record that
+// format 2 had, and an older longpoll, which reads format 2, ignores it,
+// so the format version stays 2.
 //
 // Format 1 had no checksums: its topic records are the first 48 bytes
 // alone, its values end with the data. Open reads such a file as it is and
@@ -143,7 +150,45 @@
 // grows the memory map.
 //
 // Backup and BackupFile copy a consistent snapshot of the file while the
-// broker runs; put the copy as FileName in an empty directory to restore.
+// broker runs, revocations included; put the copy as FileName in an empty
+// directory to restore.
+//
+// # Admin capabilities
+//
+// Broker implements the admin API's four optional capabilities:
+//
+//   - longpoll.TopicLister: Topics is one read transaction, a cursor seek
+//     in the topics bucket (keyed by name, so in byte order) to prefix or
+//     after, and a step per topic listed; never a walk of the messages of
+//     topics not listed. Each topic's Epoch, Head and Oldest are Stat's;
+//     Retained counts the messages from the oldest not expired by age to
+//     the head, whether or not retention has reclaimed the expired ones'
+//     space; Bytes sums the data lengths of those messages, a cursor step
+//     each (the record's byte count holds names, IDs and overhead too, so
+//     it cannot give it); LastPublish is the newest message's time, zero
+//     when nothing is retained. A topic whose messages all expired is
+//     listed with Retained 0 until the reclaimer forgets it; a topic with a
+//     damaged record is left out (and logged). Which bytes a name holds is
+//     the server's to check: the store takes any name of 1 to
+//     protocol.MaxTopicLen bytes, and orders names by their bytes.
+//   - longpoll.TopicDeleter: DeleteTopic deletes the topic's record,
+//     messages bucket, IDs bucket and due key in one transaction, committed
+//     and synced as an Append's is, then wakes the topic's watchers. The
+//     space is freed in that transaction, not lazily: deleting a bucket
+//     releases its pages whole. The next Append starts a new log with a
+//     new random 64-bit epoch, as after the reclaimer forgets a topic: no
+//     record of old epochs is kept, so a new one equals an earlier one of
+//     the topic with probability 2^-64 each.
+//   - longpoll.Revoker: revocations live in the revoked bucket, written in
+//     transactions committed and synced as appends are, so they survive a
+//     restart and a backup carries them. Revoke deletes the expired ones in
+//     its transaction; Revocations leaves out those not yet deleted.
+//     WatchRevocations is in-process, like Watch: a bolt file has one
+//     process, so the Revokes of this Broker are all there are.
+//   - longpoll.NodeRegistry: heartbeats are kept in memory, not in the
+//     file: one process holds the file, so its heartbeats are the only
+//     ones, and they mean nothing after it stops. Nodes forgets the lapsed
+//     ones.
 //
 // # Why bbolt rather than Pebble
 //

@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Golden vectors of the stored forms, checked both ways: encoding gives
@@ -193,7 +194,7 @@ func TestGoldenTopicRecordsRefused(t *testing.T) {
 func TestGoldenKeys(t *testing.T) {
 	names := map[string][]byte{
 		"meta": bucketMeta, "topics": bucketTopics, "msgs": bucketMsgs, "ids": bucketIDs, "due": bucketDue,
-		"format": keyFormat, "clean": keyClean,
+		"revoked": bucketRevoked, "format": keyFormat, "clean": keyClean,
 	}
 	for want, got := range names {
 		if string(got) != want {
@@ -236,5 +237,81 @@ func TestGoldenKeys(t *testing.T) {
 	due, topic, err := splitDueKey(unhex(t, "18170fb3879dff16 6f7264657273"))
 	if err != nil || due != dueNs || topic != "orders" {
 		t.Errorf("splitDueKey = %d, %q, %v; want %d, \"orders\"", due, topic, err, int64(dueNs))
+	}
+}
+
+// A revocation's value in the revoked bucket: Before then Expires, each as
+// Unix seconds (8 bytes, big-endian, two's complement) and nanoseconds (4
+// bytes), then a CRC-32C of those 24 bytes.
+var goldenRevocations = []struct {
+	name            string
+	before, expires time.Time
+	hex             string
+}{
+	{"whole-second before, expires an hour later with nanoseconds",
+		time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), time.Date(2025, 1, 2, 4, 4, 5, 123456789, time.UTC),
+		"0000000067760225 00000000 0000000067761035 075bcd15 27747201"},
+	{"before 1970, after 2262 (past Unix nanoseconds)",
+		time.Date(1969, 12, 31, 23, 59, 59, 999999999, time.UTC), time.Date(9999, 12, 31, 23, 59, 59, 0, time.UTC),
+		"ffffffffffffffff 3b9ac9ff 0000003afff4417f 00000000 f6ee3594"},
+}
+
+func TestGoldenRevocations(t *testing.T) {
+	for _, g := range goldenRevocations {
+		t.Run(g.name, func(t *testing.T) {
+			want := unhex(t, g.hex)
+			if got := encodeRevocation(g.before, g.expires); hex.EncodeToString(got) != hex.EncodeToString(want) {
+				t.Errorf("encodeRevocation =\n  %x\nwant\n  %x", got, want)
+			}
+			before, expires, err := decodeRevocation(want)
+			if err != nil || !before.Equal(g.before) || !expires.Equal(g.expires) {
+				t.Errorf("decodeRevocation = %v, %v, %v; want %v, %v", before, expires, err, g.before, g.expires)
+			}
+			if before.Location() != time.UTC || expires.Location() != time.UTC {
+				t.Errorf("decodeRevocation gives times in %v and %v, want UTC", before.Location(), expires.Location())
+			}
+		})
+	}
+	// Another zone encodes the same instant the same way.
+	paris := time.FixedZone("CET", 3600)
+	g := goldenRevocations[0]
+	if got := encodeRevocation(g.before.In(paris), g.expires.In(paris)); hex.EncodeToString(got) != strings.ReplaceAll(g.hex, " ", "") {
+		t.Errorf("encodeRevocation in another zone = %x, want %s", got, g.hex)
+	}
+
+	refused := []struct {
+		name string
+		hex  string
+		want error
+	}{
+		{"checksum changed", "0000000067760225 00000000 0000000067761035 075bcd15 27747202", errChecksum},
+		{"expires changed", "0000000067760225 00000000 0000000067761036 075bcd15 27747201", errChecksum},
+		{"one byte short", "0000000067760225 00000000 0000000067761035 075bcd15 277472", errCorrupt},
+		{"nanoseconds of a whole second (checksum valid)", "0000000000000000 3b9aca00 0000000000000000 00000000 436b46c6", errCorrupt},
+	}
+	for _, c := range refused {
+		t.Run(c.name, func(t *testing.T) {
+			if b, e, err := decodeRevocation(unhex(t, c.hex)); !errors.Is(err, c.want) {
+				t.Errorf("decodeRevocation = %v, %v, %v; want error %v", b, e, err, c.want)
+			}
+		})
+	}
+}
+
+// dataLen reads a stored message's data length without decoding it.
+func TestDataLen(t *testing.T) {
+	for _, g := range goldenValues {
+		v := unhex(t, g.hex)
+		if n, err := dataLen(v, true); err != nil || n != len(g.data) {
+			t.Errorf("%s: dataLen(summed) = %d, %v; want %d", g.name, n, err, len(g.data))
+		}
+		if n, err := dataLen(v[:len(v)-sumLen], false); err != nil || n != len(g.data) {
+			t.Errorf("%s: dataLen(format 1) = %d, %v; want %d", g.name, n, err, len(g.data))
+		}
+	}
+	for _, h := range []string{"3b99", "1816c11ef64eff15", "0000000000000000 05 6162", "0000000000000000 80"} {
+		if n, err := dataLen(unhex(t, h), false); !errors.Is(err, errCorrupt) {
+			t.Errorf("dataLen(%s) = %d, %v; want errCorrupt", h, n, err)
+		}
 	}
 }
