@@ -33,6 +33,14 @@ type Broker struct {
 	topics     atomic.Int64
 	totalBytes atomic.Int64
 
+	// Epochs are a bijective mix of epochBase plus a counter, so no two
+	// logs of one Broker, deleted or forgotten ones included, share an
+	// epoch, and a restarted broker's epochs are as good as random.
+	epochBase uint64
+	epochSeq  atomic.Uint64
+
+	admin adminState
+
 	closed    atomic.Bool
 	closeOnce sync.Once
 	done      chan struct{}
@@ -40,8 +48,12 @@ type Broker struct {
 }
 
 var (
-	_ longpoll.Broker = (*Broker)(nil)
-	_ longpoll.Pinger = (*Broker)(nil)
+	_ longpoll.Broker       = (*Broker)(nil)
+	_ longpoll.Pinger       = (*Broker)(nil)
+	_ longpoll.TopicLister  = (*Broker)(nil)
+	_ longpoll.TopicDeleter = (*Broker)(nil)
+	_ longpoll.Revoker      = (*Broker)(nil)
+	_ longpoll.NodeRegistry = (*Broker)(nil)
 )
 
 type shard struct {
@@ -70,7 +82,8 @@ func New(opts ...Option) *Broker {
 	if err := cfg.validate(); err != nil {
 		panic(err)
 	}
-	b := &Broker{cfg: cfg, seed: maphash.MakeSeed(), done: make(chan struct{})}
+	b := &Broker{cfg: cfg, seed: maphash.MakeSeed(), epochBase: rand.Uint64(), done: make(chan struct{})}
+	b.admin.init()
 	for i := range b.shards {
 		b.shards[i].topics = make(map[string]*topicLog)
 		b.shards[i].watchers = make(map[string][]*watcher)
@@ -197,7 +210,7 @@ func (b *Broker) appendLocked(pubs []longpoll.Publication, plans []plan, planOf 
 		p.log = p.shard.topics[p.topic]
 		if p.log == nil {
 			newTopics++
-			p.epoch = newEpoch()
+			p.epoch = b.newEpoch()
 			p.time = now
 			continue
 		}
@@ -334,12 +347,24 @@ func (b *Broker) planDrops(p *plan, pubs []longpoll.Publication, planOf []int, r
 	}
 }
 
-func newEpoch() uint64 {
+// newEpoch returns an epoch no log of b had before.
+func (b *Broker) newEpoch() uint64 {
 	for {
-		if e := rand.Uint64(); e != 0 {
+		if e := mix64(b.epochBase + b.epochSeq.Add(1)); e != 0 {
 			return e
 		}
 	}
+}
+
+// mix64 is SplitMix64's finalizer, a bijection: distinct inputs give
+// distinct epochs.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
 }
 
 // Read returns messages of topic after from, as described by
@@ -490,6 +515,7 @@ func (b *Broker) Close() error {
 		}
 		b.topics.Store(0)
 		b.totalBytes.Store(0)
+		b.admin.close()
 	})
 	return err
 }
@@ -528,6 +554,7 @@ func (b *Broker) reclaim() {
 		}
 		sh.mu.Unlock()
 	}
+	b.admin.prune(b.now())
 }
 
 // shardSet is a set of shard indexes, locked in increasing order so that

@@ -35,4 +35,34 @@
 // Across all topics the broker holds at most MaxTopics topics and
 // MaxTotalBytes bytes; an Append that would pass either limit fails with an
 // error matching protocol.ErrStoreFull and appends nothing.
+//
+// # Admin capabilities
+//
+// Broker implements every capability of the admin API, and passes
+// brokertest.RunAdmin. What they keep lives in this process's memory and
+// is lost with it, like the logs.
+//
+//   - longpoll.TopicLister: each Topics call visits every topic, shard by
+//     shard under its read lock, and keeps the first limit names in a
+//     bounded heap (O(topics·log limit) a page) rather than keeping an
+//     ordered index that every new topic would have to lock. Retained and
+//     Bytes (the sum of the retained messages' len(Data)) are kept as
+//     messages are appended and dropped; only messages expired by age and
+//     not reclaimed yet are counted off when listed. A topic whose messages
+//     have all expired is not listed.
+//   - longpoll.TopicDeleter: DeleteTopic drops the log, its messages and
+//     ids, frees its room under MaxTopics and MaxTotalBytes, and wakes the
+//     topic's watchers after unlocking. No two logs of one Broker share an
+//     epoch: epochs are a bijective mix of a random base and a counter, so
+//     the next log of a deleted or forgotten topic never reuses one.
+//   - longpoll.Revoker: one revocation per subject in a map, kept to the
+//     nanosecond in UTC and merged as the contract says; one that ran out
+//     by the broker's clock is not returned, not merged with a later one,
+//     and forgotten by the janitor. WatchRevocations' fn runs on the
+//     revoking goroutine, outside the broker's locks, with the revocation
+//     as stored after merging.
+//   - longpoll.NodeRegistry: one heartbeat per node in a map, with its own
+//     copy of Info, byte for byte, and the broker's clock as Seen; a node
+//     whose ttl ran out by that clock is not listed and is forgotten by the
+//     janitor. Heartbeat refuses a ttl that is not positive.
 package memory

@@ -21,6 +21,7 @@ type topicLog struct {
 	buf   []protocol.Message
 	off   int
 	bytes int64     // size of buf[off:]
+	data  int64     // len(Data) summed over buf[off:], for TopicInfo.Bytes
 	last  time.Time // Time of the newest message ever appended
 	// ids maps the ID of each retained message that has one to its seq.
 	ids map[string]uint64
@@ -61,6 +62,7 @@ func (l *topicLog) push(m protocol.Message) {
 		l.off = 0
 	}
 	l.buf = append(l.buf, m)
+	l.data += int64(len(m.Data))
 }
 
 // dropFront drops the n oldest retained messages and returns their size.
@@ -69,6 +71,7 @@ func (l *topicLog) dropFront(n int) int64 {
 	for i := l.off; i < l.off+n; i++ {
 		m := &l.buf[i]
 		freed += msgSize(m.Topic, m.ID, m.Data)
+		l.data -= int64(len(m.Data))
 		if m.ID != "" && l.ids[m.ID] == m.Seq {
 			delete(l.ids, m.ID)
 		}

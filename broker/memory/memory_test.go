@@ -161,10 +161,11 @@ func checkInvariants(t *testing.T, b *Broker) {
 				}
 			}
 			live := l.live()
-			var bytes int64
+			var bytes, data int64
 			ids := 0
 			for j, m := range live {
 				bytes += msgSize(m.Topic, m.ID, m.Data)
+				data += int64(len(m.Data))
 				if m.Seq != l.firstSeq()+uint64(j) || m.Topic != name {
 					t.Errorf("log %q: message %d is %+v", name, j, m)
 				}
@@ -183,6 +184,9 @@ func checkInvariants(t *testing.T, b *Broker) {
 			}
 			if bytes != l.bytes {
 				t.Errorf("log %q: counts %d bytes, holds %d", name, l.bytes, bytes)
+			}
+			if data != l.data {
+				t.Errorf("log %q: counts %d bytes of data, holds %d", name, l.data, data)
 			}
 			if len(live) > 1 && (len(live) > b.cfg.maxMessages || bytes > b.cfg.maxBytes) {
 				t.Errorf("log %q: holds %d messages, %d bytes", name, len(live), bytes)
