@@ -5,10 +5,14 @@
 //	func TestConformance(t *testing.T) {
 //		brokertest.Run(t, func(t *testing.T) longpoll.Broker { return mybroker.New(...) })
 //		brokertest.RunRetention(t, func(t *testing.T, n int) longpoll.Broker { ... })
+//		brokertest.RunAdmin(t, ...)          // the admin capabilities of capability.go
+//		brokertest.RunAdminRetention(t, ...) // and their figures under retention
 //	}
 //
 // The suite synchronises with channels only; it waits on a timer only to
-// fail a test that would otherwise hang.
+// fail a test that would otherwise hang. One exception, in RunAdmin: a
+// heartbeat's ttl runs out by the store's own clock, so that test polls
+// Nodes for at most NodeTTLWait.
 package brokertest
 
 import (
