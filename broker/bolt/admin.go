@@ -20,9 +20,10 @@ import (
 // finds the oldest message not expired by age as Stat does (a binary
 // search) and sums the data lengths of the retained messages, a cursor step
 // each (the stored byte count also holds topic names, IDs and overhead, so
-// it cannot give the data's size). A topic whose messages have all expired
-// is listed, with Retained 0, until the reclaimer forgets it. A topic whose
-// record is damaged is left out and logged; DeleteTopic removes it.
+// it cannot give the data's size; BenchmarkTopics measures a page of full
+// topics). A topic whose messages have all expired is listed, with
+// Retained 0, until the reclaimer forgets it. A topic whose record is
+// damaged is left out and logged; DeleteTopic removes it.
 func (b *Broker) Topics(ctx context.Context, prefix, after string, limit int) ([]longpoll.TopicInfo, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

@@ -146,3 +146,27 @@ func TestOpenCost(t *testing.T) {
 		return b.Close()
 	})
 }
+
+// BenchmarkTopics measures listing a page of 100 topics that hold the
+// default 1000 messages each, the most retention keeps by default: the
+// data sizes are summed a cursor step per retained message.
+func BenchmarkTopics(b *testing.B) {
+	br := openTest(b)
+	data := json.RawMessage(`{"user":"u-12345","event":"click","target":"#buy","at":"2030-01-02T03:04:05Z"}`)
+	pubs := make([]longpoll.Publication, DefaultMaxMessages)
+	for t := range 100 {
+		for i := range pubs {
+			pubs[i] = longpoll.Publication{Topic: fmt.Sprintf("topic-%03d", t), Data: data}
+		}
+		if _, err := br.Append(b.Context(), pubs); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		ts, err := br.Topics(b.Context(), "", "", 100)
+		if err != nil || len(ts) != 100 || ts[99].Retained != DefaultMaxMessages {
+			b.Fatalf("Topics = %d topics, %v", len(ts), err)
+		}
+	}
+}

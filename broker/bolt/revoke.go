@@ -116,8 +116,11 @@ func (b *Broker) Revocations(ctx context.Context) ([]longpoll.Revocation, error)
 // WatchRevocations calls fn with each revocation Revoke stores from now on,
 // as stored (merged with an earlier one of its subject), on the goroutine
 // of that Revoke, after the commit and outside every lock. A bolt file
-// has one process, so the Revokes of this Broker are all there are. After
-// Close, WatchRevocations does nothing.
+// has one process, so the Revokes of this Broker are all there are. The
+// callbacks of concurrent Revokes of one subject may come in either order;
+// merging only ever makes the times later, so a watcher that keeps the
+// later Before and Expires of what it gets ends where the store does.
+// After Close, WatchRevocations does nothing.
 func (b *Broker) WatchRevocations(fn func(longpoll.Revocation)) (stop func()) {
 	if b.closed.Load() {
 		return func() {}
