@@ -26,7 +26,8 @@ type adminCommand struct {
 	name, args, summary, doc string
 	run                      func(ctx context.Context, a *adminCall, pos []string) int
 	flags                    func(fs *flag.FlagSet, a *adminCall)
-	nargs                    int // positional arguments required
+	nargs                    int                      // positional arguments required
+	check                    func(pos []string) error // of the positional arguments, when set
 }
 
 // adminCall is one admin command's settings and the one request it makes
@@ -73,6 +74,12 @@ answers (each node of a cluster holds its own).`,
 		{name: "topic rm", args: "TOPIC", nargs: 1, summary: "delete a topic and every message it retains",
 			doc: `Delete TOPIC and every message it retains. Deleting a topic that does not
 exist is not an error: the command says so and exits 0.`,
+			check: func(pos []string) error {
+				if err := protocol.ValidateTopic(pos[0]); err != nil {
+					return fmt.Errorf("topic %q: %s", pos[0], strings.TrimPrefix(err.Error(), "longpoll: "))
+				}
+				return nil
+			},
 			run: adminTopicRm},
 		{name: "disconnect", args: "SUB", nargs: 1, summary: "refuse the tokens of a subject issued before a time, and end its polls",
 			doc: `Refuse every token of subject SUB issued before --before (default: now, as
@@ -182,6 +189,11 @@ func runAdminCommand(ctx context.Context, c adminCommand, args []string, sio IO)
 	}
 	if err := checkServer(a.server); err != nil {
 		return bad("%v", err)
+	}
+	if c.check != nil {
+		if err := c.check(pos); err != nil {
+			return bad("%v", err)
+		}
 	}
 	if a.before != "" {
 		if _, err := time.Parse(time.RFC3339, a.before); err != nil {
@@ -354,10 +366,6 @@ func adminTopics(ctx context.Context, a *adminCall, _ []string) int {
 
 func adminTopicRm(ctx context.Context, a *adminCall, pos []string) int {
 	topic := pos[0]
-	if err := protocol.ValidateTopic(topic); err != nil {
-		fmt.Fprintf(a.io.Stderr, "longpoll admin topic rm: topic %q: %v\n", topic, strings.TrimPrefix(err.Error(), "longpoll: "))
-		return ExitUsage
-	}
 	var r protocol.AdminTopicDeleted
 	raw, err := a.do(ctx, http.MethodDelete, "topics/"+url.PathEscape(topic), nil, nil, &r)
 	if err != nil {
