@@ -56,8 +56,8 @@ type appendReq struct {
 // Append appends pubs atomically and returns once the transaction holding
 // them is committed and synced to disk. If ctx ends while the request is
 // still queued, nothing is appended and Append returns ctx.Err(); once the
-// committer has taken it, Append waits for the outcome. It refuses only the
-// topic names the store cannot hold (see checkTopic): callers validate them.
+// committer has taken it, Append waits for the outcome. It refuses topic
+// names that protocol.ValidateTopic refuses.
 func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]longpoll.Receipt, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -105,17 +105,9 @@ func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]lon
 	return req.receipts, nil
 }
 
-// checkTopic refuses the topic names the store cannot hold: empty (a
-// bbolt key cannot be) or longer than protocol.MaxTopicLen. Which bytes a
-// name may hold is the server's to decide (protocol.ValidateTopic): the
-// store keeps any, and lists them in byte order.
-func checkTopic(name string) error {
-	if len(name) == 0 || len(name) > protocol.MaxTopicLen {
-		return &protocol.Error{Code: protocol.CodeInvalidTopic,
-			Message: fmt.Sprintf("topic name must be 1 to %d bytes", protocol.MaxTopicLen)}
-	}
-	return nil
-}
+// checkTopic refuses the topic names the protocol refuses, so that the
+// store holds only names the server could serve.
+func checkTopic(name string) error { return protocol.ValidateTopic(name) }
 
 // wakeAppended wakes the watchers of each topic that got a new message,
 // once per topic.

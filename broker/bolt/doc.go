@@ -168,9 +168,8 @@
 //     it cannot give it); LastPublish is the newest message's time, zero
 //     when nothing is retained. A topic whose messages all expired is
 //     listed with Retained 0 until the reclaimer forgets it; a topic with a
-//     damaged record is left out (and logged). Which bytes a name holds is
-//     the server's to check: the store takes any name of 1 to
-//     protocol.MaxTopicLen bytes, and orders names by their bytes.
+//     damaged record is left out (and logged). Names are ordered by
+//     their bytes; the store takes only names protocol.ValidateTopic takes.
 //   - longpoll.TopicDeleter: DeleteTopic deletes the topic's record,
 //     messages bucket, IDs bucket and due key in one transaction, committed
 //     and synced as an Append's is, then wakes the topic's watchers. The

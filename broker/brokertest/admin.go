@@ -387,13 +387,13 @@ func testTopicsEmpty(t *testing.T, a admin) {
 	}
 }
 
-// orderNames share prefixes and hold every byte a topic may, and some it
-// may not: '-' < '.' < '/' < digits < ':' < '@' < upper case < '_' < lower
-// case < UTF-8 of non-ASCII.
+// orderNames share prefixes and hold every kind of byte a topic may
+// (protocol.ValidateTopic): '-' < '.' < '/' < digits < ':' < '@' < upper
+// case < '_' < lower case.
 var orderNames = []string{
-	"room", "a", "a/b/c", "é", "a.b", "A", "room10", "a-b", "ab", "a/b", "Z",
-	"a_b", "日本/語", "a:b", "room1", "a@b", "0", "abc", "éa", "a/bc", "room2",
-	"日本", "b", "z", "a.b.c", "a-", "a.",
+	"room", "a", "a/b/c", "_x", "a.b", "A", "room10", "a-b", "ab", "a/b", "Z",
+	"a_b", "@x/y", "a:b", "room1", "a@b", "0", "abc", "_xa", "a/bc", "room2",
+	"@x", "b", "z", "a.b.c", "a-", "a.",
 }
 
 func testTopicsOrder(t *testing.T, a admin) {
@@ -409,14 +409,14 @@ func testTopicsOrder(t *testing.T, a admin) {
 		{"a.", ""},
 		{"room", ""},
 		{"room1", ""},
-		{"é", ""},
-		{"日本", ""},
+		{"_x", ""},
+		{"@x", ""},
 		{"zz", ""},
 		{"", "a"},
 		{"", "a/"},
 		{"", "room1"},
 		{"", "z"},
-		{"", "日本/語"},
+		{"", "@x/y"},
 		{"a", "a.b"},
 		{"a", "0"}, // after sorts before every name of the prefix
 		{"a", "b"}, // and after every one
