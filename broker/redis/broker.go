@@ -145,6 +145,25 @@ func (b *Broker) keys(topic string) (m, l, i string) {
 
 func (b *Broker) channel(topic string) string { return b.cfg.prefix + "{" + topic + "}:w" }
 
+func (b *Broker) tombstoneKey(topic string) string { return b.cfg.prefix + "{" + topic + "}:d" }
+
+// indexKey is the key of the topic index that holds topic: the one index
+// on a single Redis, its slot's in Cluster.
+func (b *Broker) indexKey(topic string) string {
+	if b.cluster == nil {
+		return b.cfg.prefix + "topics"
+	}
+	return b.slotIndexKey(keySlot(topic))
+}
+
+func (b *Broker) slotIndexKey(slot int) string {
+	return b.cfg.prefix + "{" + slotTag(slot) + "}:topics"
+}
+
+// slotMapKey is the bitmap of the Cluster slots that have had a topic
+// index.
+func (b *Broker) slotMapKey() string { return b.cfg.prefix + "{topics}:slots" }
+
 // nowArg is the clock argument of the scripts: 0 asks for Redis's TIME.
 func (b *Broker) nowArg() string {
 	if b.cfg.now == nil {
@@ -315,13 +334,18 @@ func (b *Broker) appendGroup(ctx context.Context, g *group, pubs []longpoll.Publ
 		pub = "SPUBLISH"
 	}
 	ttl := (b.cfg.maxAge + time.Second).Milliseconds()
-	keys := make([]string, 0, 3*len(g.topics))
-	args := make([]any, 0, 9+4*len(g.topics)+2*len(pubs))
+	keys := make([]string, 0, 1+4*len(g.topics))
+	keys = append(keys, b.indexKey(g.topics[0]))
+	marked := "1"
+	if b.cluster != nil {
+		marked = "0"
+	}
+	args := make([]any, 0, 10+4*len(g.topics)+2*len(pubs))
 	args = append(args, token, b.nowArg(), b.cfg.maxMessages, b.cfg.maxBytes, b.maxAgeMicros(),
-		ttl, MessageOverhead, pub, len(g.topics))
+		ttl, MessageOverhead, pub, len(g.topics), marked)
 	for _, t := range g.topics {
 		m, l, i := b.keys(t)
-		keys = append(keys, m, l, i)
+		keys = append(keys, m, l, i, b.tombstoneKey(t))
 		idx := g.pubs[t]
 		args = append(args, t, strconv.FormatUint(newEpoch(), 10), b.channel(t), len(idx))
 		for _, k := range idx {
@@ -329,6 +353,14 @@ func (b *Broker) appendGroup(ctx context.Context, g *group, pubs []longpoll.Publ
 		}
 	}
 	res, err := appendScript.Run(ctx, b.rdb, keys, args...).StringSlice()
+	if err == nil && len(res) == 1 && res[0] == "mark" {
+		// The slot's first topic index: mark the slot, then append.
+		if err := b.rdb.SetBit(ctx, b.slotMapKey(), int64(g.slot), 1).Err(); err != nil {
+			return err
+		}
+		args[9] = "1"
+		res, err = appendScript.Run(ctx, b.rdb, keys, args...).StringSlice()
+	}
 	if err != nil {
 		return err
 	}

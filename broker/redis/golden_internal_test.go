@@ -1,13 +1,17 @@
 package redis
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
 	"strconv"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/longpoll/longpoll"
 	"github.com/longpoll/longpoll/broker/redis/redistest"
@@ -23,12 +27,24 @@ import (
 //	golden:{T}:m  hash  e epoch (decimal), h head seq, f first retained seq,
 //	                    b retained bytes (len(id)+len(data)+len(T)+96 each),
 //	                    t newest time (Unix µs), x size of the id index,
+//	                    d retained data bytes and the f and h they were
+//	                    counted at, "<bytes>,<f>,<h>",
 //	                    k token of the last append call (32 hex digits),
 //	                    r its receipts (seqs joined by ",", a duplicate's
 //	                    negated)
 //	golden:{T}:l  list  the retained messages, oldest first:
 //	                    "<time µs>,<len(id) in bytes>,<id><data>"
 //	golden:{T}:i  hash  id -> seq (decimal) of each retained message with one
+//	golden:{T}:d  string the epoch of the topic's deleted log
+//
+// and the store keeps (on a single Redis; see scripts.go for Cluster's
+// per-slot topic index):
+//
+//	golden:topics                  sorted set  every topic name, score 0
+//	golden:{revocations}:subjects  hash        subject -> "<before µs>,<expires µs>"
+//	golden:{revocations}:announce  channel     "<before µs>,<expires µs>,<subject>"
+//	golden:{nodes}:expiry          sorted set  node -> expiry (Unix µs)
+//	golden:{nodes}:info            hash        node -> "<seen µs>,<info>"
 //
 // All numbers are decimal text.
 
@@ -168,12 +184,23 @@ func TestGoldenStoredByAppend(t *testing.T) {
 		t.Fatal(err)
 	}
 	slices.Sort(keys)
-	wantKeys := []string{"golden:{kinds}:i", "golden:{kinds}:l", "golden:{kinds}:m",
+	wantKeys := []string{"golden:topics", "golden:{kinds}:i", "golden:{kinds}:l", "golden:{kinds}:m",
 		"golden:{orders}:i", "golden:{orders}:l", "golden:{orders}:m"}
 	if !slices.Equal(keys, wantKeys) {
 		t.Fatalf("keys %q, want %q", keys, wantKeys)
 	}
-	for _, k := range keys {
+	index, err := rc.ZRangeWithScores(ctx, "golden:topics", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []goredis.Z{{Member: "kinds"}, {Member: "orders"}}; !slices.Equal(index, want) {
+		t.Fatalf("topic index %v, want %v", index, want)
+	}
+	// The index outlives the topics' keys: a listing prunes it.
+	if ttl, err := rc.PTTL(ctx, "golden:topics").Result(); err != nil || ttl != -1 {
+		t.Errorf("PTTL golden:topics = %v, %v; want none", ttl, err)
+	}
+	for _, k := range keys[1:] {
 		// MaxAge (the default, 24 h) and a second.
 		if ttl, err := rc.PTTL(ctx, k).Result(); err != nil || ttl <= 0 || ttl > 86401*time.Second {
 			t.Errorf("PTTL %s = %v, %v; want up to 86401 s", k, ttl, err)
@@ -189,10 +216,10 @@ func TestGoldenStoredByAppend(t *testing.T) {
 		msgs  []goldenMessage
 	}{
 		{"orders", goldenOrdersList, goldenOrdersIndex,
-			map[string]string{"h": "6", "f": "3", "b": "448", "t": "1735787046987654", "x": "4", "r": "5,6,-4"},
+			map[string]string{"h": "6", "f": "3", "b": "448", "t": "1735787046987654", "x": "4", "d": "28,3,6", "r": "5,6,-4"},
 			goldenOrders},
 		{"kinds", goldenKindsList, goldenKindsIndex,
-			map[string]string{"h": "4", "f": "1", "b": "523", "t": "1735787045123456", "x": "2", "r": "1,2,3,4"},
+			map[string]string{"h": "4", "f": "1", "b": "523", "t": "1735787045123456", "x": "2", "d": "112,1,4", "r": "1,2,3,4"},
 			goldenKinds},
 	} {
 		list, err := rc.LRange(ctx, "golden:{"+c.topic+"}:l", 0, -1).Result()
@@ -299,6 +326,11 @@ func TestGoldenReadStored(t *testing.T) {
 	clk := &fakeClock{now: goldenTime(goldenT2us - 1e6)}
 	b := open(t, srv.URL(), WithPrefix("golden:"), WithMaxBytes(523), WithClock(clk.Now))
 
+	// Logs stored before the topic index are not listed until their next
+	// append.
+	if ts, err := b.Topics(ctx, "", "", 10); err != nil || len(ts) != 0 {
+		t.Fatalf("Topics before any append = %+v, %v; want none", ts, err)
+	}
 	if st, err := b.Stat(ctx, "orders"); err != nil || st != (longpoll.TopicStat{Epoch: epoch, Head: 6, Oldest: 3}) {
 		t.Fatalf("Stat(orders) = %+v, %v", st, err)
 	}
@@ -343,7 +375,7 @@ func TestGoldenReadStored(t *testing.T) {
 	}
 	delete(hash, "k")
 	wantHash := map[string]string{"e": "12345678901234567890", "h": "7", "f": "4", "b": "448",
-		"t": "1735787046987654", "x": "4", "r": "-4,7"}
+		"t": "1735787046987654", "x": "4", "d": "28,4,7", "r": "-4,7"}
 	if !maps.Equal(hash, wantHash) {
 		t.Errorf("orders hash (without k) = %q, want %q", hash, wantHash)
 	}
@@ -363,10 +395,203 @@ func TestGoldenReadStored(t *testing.T) {
 	}
 	delete(hash, "k")
 	wantHash = map[string]string{"e": "12345678901234567890", "h": "4", "f": "1", "b": "523",
-		"t": "1735787045123456", "x": "2", "r": "-3"}
+		"t": "1735787045123456", "x": "2", "d": "112,1,4", "r": "-3"}
 	if !maps.Equal(hash, wantHash) {
 		t.Errorf("kinds hash (without k) = %q, want %q", hash, wantHash)
 	}
 	p = readOK(t, b, "orders", longpoll.Position{Epoch: epoch, Seq: 6}, 100)
 	wantMessages(t, "Read orders after 6", "orders", p.Messages, []goldenMessage{{7, "2025-01-02T03:04:06.987654Z", "o-7", `{"n":7}`}})
+
+	// Appended to, both are indexed and listed, their data bytes counted.
+	ts, err := b.Topics(ctx, "", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantTopics := []longpoll.TopicInfo{
+		{Topic: "kinds", Epoch: epoch, Head: 4, Oldest: 1, Retained: 4, Bytes: 112, LastPublish: goldenTime(goldenT1us)},
+		{Topic: "orders", Epoch: epoch, Head: 7, Oldest: 4, Retained: 4, Bytes: 28, LastPublish: goldenTime(goldenT2us)},
+	}
+	if !slices.Equal(ts, wantTopics) {
+		t.Fatalf("Topics = %+v, want %+v", ts, wantTopics)
+	}
+}
+
+// A data byte count that does not match the log's f and h (left stale by
+// a writer that does not keep it) is recounted, never trusted.
+func TestGoldenStaleDataBytes(t *testing.T) {
+	srv := redistest.Start(t)
+	rc := client(t, srv)
+	ctx := t.Context()
+	base := "golden:{orders}:"
+	if err := rc.HSet(ctx, base+"m", "e", "7", "h", "6", "f", "3", "b", "448", "t", "1735787046987654",
+		"x", "4", "d", "1000,3,5").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.RPush(ctx, base+"l", goldenOrdersList).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.ZAdd(ctx, "golden:topics", goredis.Z{Member: "orders"}).Err(); err != nil {
+		t.Fatal(err)
+	}
+	clk := &fakeClock{now: goldenTime(goldenT2us)}
+	b := open(t, srv.URL(), WithPrefix("golden:"), WithClock(clk.Now))
+	ts, err := b.Topics(ctx, "", "", 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ts) != 1 || ts[0].Bytes != 28 || ts[0].Retained != 4 {
+		t.Fatalf("Topics = %+v, want orders with 4 messages of 28 bytes", ts)
+	}
+	if d := srv.Do("hget", base+"m", "d"); d != "28,3,6" {
+		t.Fatalf("recounted d = %q, want 28,3,6", d)
+	}
+}
+
+// What DeleteTopic, Revoke and Heartbeat store, literal for literal, and
+// what is read back from literals.
+func TestGoldenStoredAdmin(t *testing.T) {
+	srv := redistest.Start(t)
+	clk := &fakeClock{now: goldenTime(goldenT1us)}
+	b := open(t, srv.URL(), WithPrefix("golden:"), WithClock(clk.Now))
+	rc := client(t, srv)
+	ctx := t.Context()
+
+	// DeleteTopic: the tombstone holds the epoch and expires like a log.
+	r := appendOK(t, b, pub("gone", "1"))[0]
+	if ok, err := b.DeleteTopic(ctx, "gone"); err != nil || !ok {
+		t.Fatalf("DeleteTopic = %v, %v", ok, err)
+	}
+	keys, err := rc.Keys(ctx, "golden:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"golden:topics", "golden:{gone}:d"}; !slices.Equal(slices.Sorted(slices.Values(keys)), want) &&
+		!slices.Equal(slices.Sorted(slices.Values(keys)), want[1:]) {
+		t.Fatalf("keys after DeleteTopic %q, want %q", keys, want)
+	}
+	if d := srv.Do("get", "golden:{gone}:d"); d != strconv.FormatUint(r.Epoch, 10) {
+		t.Fatalf("tombstone = %q, want the epoch %d", d, r.Epoch)
+	}
+	if ttl, _ := rc.PTTL(ctx, "golden:{gone}:d").Result(); ttl <= 0 || ttl > 86401*time.Second {
+		t.Fatalf("PTTL of the tombstone = %v, want up to 86401 s", ttl)
+	}
+	if n := srv.Do("zcard", "golden:topics"); n != "0" {
+		t.Fatalf("topic index holds %s names after the delete, want 0", n)
+	}
+	// The next log's epoch differs even from a tombstone that names the
+	// one drawn: the tombstone goes with the new log.
+	srv.Do("set", "golden:{gone}:d", "1")
+	if ep := b.testEpoch("gone", 1); ep != 2 {
+		t.Fatalf("epoch drawn 1 over a tombstone of 1: %d, want 2", ep)
+	}
+	srv.Do("set", "golden:{back}:d", "18446744073709551615")
+	if ep := b.testEpoch("back", 18446744073709551615); ep != 18446744073709551614 {
+		t.Fatalf("epoch drawn max over a tombstone of max: %d, want max-1", ep)
+	}
+	if n := srv.Do("exists", "golden:{back}:d"); n != "0" {
+		t.Fatalf("the tombstone outlived the next log")
+	}
+
+	// Revoke: the hash and the announcement.
+	ps := rc.Subscribe(ctx, "golden:{revocations}:announce")
+	defer ps.Close()
+	if _, err := ps.Receive(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Revoke(ctx, longpoll.Revocation{Subject: "user,1", Before: goldenTime(goldenT1us),
+		Expires: goldenTime(goldenT2us)}); err != nil {
+		t.Fatal(err)
+	}
+	if v := srv.Do("hget", "golden:{revocations}:subjects", "user,1"); v != "1735787045123456,1735787046987654" {
+		t.Fatalf("revocation stored as %q", v)
+	}
+	msg, err := ps.ReceiveMessage(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg.Payload != "1735787045123456,1735787046987654,user,1" {
+		t.Fatalf("revocation announced as %q", msg.Payload)
+	}
+
+	// Heartbeat: the expiry and the info, stamped by the clock.
+	if err := b.Heartbeat(ctx, "n1", json.RawMessage(`{"a": 1}`), 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	z, err := rc.ZRangeWithScores(ctx, "golden:{nodes}:expiry", 0, -1).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []goredis.Z{{Member: "n1", Score: goldenT1us + 2e6}}; !slices.Equal(z, want) {
+		t.Fatalf("node expiry %v, want %v", z, want)
+	}
+	if v := srv.Do("hget", "golden:{nodes}:info", "n1"); v != `1735787045123456,{"a": 1}` {
+		t.Fatalf("node info stored as %q", v)
+	}
+	for _, k := range []string{"golden:{nodes}:expiry", "golden:{nodes}:info"} {
+		// A second past the expiry.
+		if ttl, _ := rc.PTTL(ctx, k).Result(); ttl <= 2*time.Second || ttl > 3*time.Second {
+			t.Errorf("PTTL %s = %v, want 3 s", k, ttl)
+		}
+	}
+
+	// Read back from literals, as an earlier node would have left them.
+	srv.Do("hset", "golden:{revocations}:subjects", "old", "1735787040000000,1735787045123457")
+	srv.Do("zadd", "golden:{nodes}:expiry", "1735787045123457", "n0")
+	srv.Do("hset", "golden:{nodes}:info", "n0", "1735787044000000,[1,2]")
+	rs, err := b.Revocations(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRs := []longpoll.Revocation{
+		{Subject: "old", Before: goldenTime(1735787040000000), Expires: goldenTime(1735787045123457)},
+		{Subject: "user,1", Before: goldenTime(goldenT1us), Expires: goldenTime(goldenT2us)},
+	}
+	if !slices.Equal(rs, wantRs) {
+		t.Fatalf("Revocations = %+v, want %+v", rs, wantRs)
+	}
+	ns, err := b.Nodes(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNs := []longpoll.NodeRecord{
+		{Node: "n0", Info: json.RawMessage(`[1,2]`), Seen: goldenTime(1735787044000000)},
+		{Node: "n1", Info: json.RawMessage(`{"a": 1}`), Seen: goldenTime(goldenT1us)},
+	}
+	if !slices.EqualFunc(ns, wantNs, func(a, b longpoll.NodeRecord) bool {
+		return a.Node == b.Node && string(a.Info) == string(b.Info) && a.Seen.Equal(b.Seen)
+	}) {
+		t.Fatalf("Nodes = %+v, want %+v", ns, wantNs)
+	}
+	// A µs later, old and n0 are expired: read no more, and deleted.
+	clk.Add(time.Microsecond)
+	if rs, err := b.Revocations(ctx); err != nil || len(rs) != 1 || rs[0].Subject != "user,1" {
+		t.Fatalf("Revocations = %+v, %v; want user,1 alone", rs, err)
+	}
+	if ns, err := b.Nodes(ctx); err != nil || len(ns) != 1 || ns[0].Node != "n1" {
+		t.Fatalf("Nodes = %+v, %v; want n1 alone", ns, err)
+	}
+	if v := srv.Do("hexists", "golden:{revocations}:subjects", "old"); v != "0" {
+		t.Errorf("an expired revocation is still stored")
+	}
+	if v := srv.Do("hexists", "golden:{nodes}:info", "n0"); v != "0" {
+		t.Errorf("an expired node's info is still stored")
+	}
+	if v := srv.Do("zscore", "golden:{nodes}:expiry", "n0"); v != "" {
+		t.Errorf("an expired node's expiry is still stored: %q", v)
+	}
+}
+
+// testEpoch appends one message to topic, a new log, as if epoch were
+// drawn, and returns the log's epoch.
+func (b *Broker) testEpoch(topic string, epoch uint64) uint64 {
+	m, l, i := b.keys(topic)
+	res, err := appendScript.Run(context.Background(), b.rdb,
+		[]string{b.indexKey(topic), m, l, i, b.tombstoneKey(topic)},
+		newToken(), b.nowArg(), 10, 1<<20, b.maxAgeMicros(), 60000, MessageOverhead, "PUBLISH", 1, "1",
+		topic, strconv.FormatUint(epoch, 10), b.channel(topic), 1, "", "1").StringSlice()
+	if err != nil || len(res) != 3 {
+		panic(fmt.Sprint(res, err))
+	}
+	e, _ := strconv.ParseUint(res[0], 10, 64)
+	return e
 }

@@ -64,6 +64,20 @@ func TestRetention(t *testing.T) {
 	})
 }
 
+func TestAdminConformance(t *testing.T) {
+	srv := redistest.Start(t)
+	brokertest.RunAdmin(t, func(t *testing.T) longpoll.Broker {
+		return open(t, srv.URL(), WithPrefix(uniquePrefix()))
+	})
+}
+
+func TestAdminRetention(t *testing.T) {
+	srv := redistest.Start(t)
+	brokertest.RunAdminRetention(t, func(t *testing.T, n int) longpoll.Broker {
+		return open(t, srv.URL(), WithPrefix(uniquePrefix()), WithMaxMessages(n))
+	})
+}
+
 func TestClusterConformance(t *testing.T) {
 	cl := redistest.StartCluster(t)
 	t.Run("Run", func(t *testing.T) {
@@ -73,6 +87,16 @@ func TestClusterConformance(t *testing.T) {
 	})
 	t.Run("RunRetention", func(t *testing.T) {
 		brokertest.RunRetention(t, func(t *testing.T, n int) longpoll.Broker {
+			return open(t, cl.URL(), WithPrefix(uniquePrefix()), WithMaxMessages(n))
+		})
+	})
+	t.Run("RunAdmin", func(t *testing.T) {
+		brokertest.RunAdmin(t, func(t *testing.T) longpoll.Broker {
+			return open(t, cl.URL(), WithPrefix(uniquePrefix()))
+		})
+	})
+	t.Run("RunAdminRetention", func(t *testing.T) {
+		brokertest.RunAdminRetention(t, func(t *testing.T, n int) longpoll.Broker {
 			return open(t, cl.URL(), WithPrefix(uniquePrefix()), WithMaxMessages(n))
 		})
 	})

@@ -32,17 +32,29 @@ type subscriber struct {
 	done chan struct{}
 	kick chan struct{} // asks the janitor to route unrouted topics now
 	wg   sync.WaitGroup
+	// ctx is the subscriber's lifecycle: close cancels it, so that the
+	// calls of goroutines started with spawn end at once.
+	ctx    context.Context
+	cancel context.CancelFunc
 }
 
 type watcher struct {
-	wake    func(topic string)
+	// wake is called after a message (unless message is set) and when
+	// messages may have been missed (the subscription was lost).
+	wake func(topic string)
+	// message, when set, receives each message's payload instead of wake.
+	message func(payload string)
 	stopped atomic.Bool
 }
 
 // topicSub is one watched (or lingering) topic. Its fields are guarded by
 // subscriber.mu.
 type topicSub struct {
+	// topic names it in subscriber.topics: a topic's name, or a name in
+	// braces (which no topic may hold) for the store's own channels.
 	topic, channel string
+	// tag is the channel's hash tag, which gives its Cluster slot.
+	tag string
 	// watchers is copied on write, so wakers can call it outside the lock.
 	watchers []*watcher
 	// idleSince is when the last watcher stopped; zero while watched.
@@ -64,13 +76,19 @@ func newSubscriber(b *Broker) *subscriber {
 		done:   make(chan struct{}),
 		kick:   make(chan struct{}, 1),
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.wg.Add(1)
 	go s.janitor()
 	return s
 }
 
 func (s *subscriber) watch(topic string, wake func(string)) func() {
-	w := &watcher{wake: wake}
+	return s.watchChannel(topic, topic, s.b.channel(topic), &watcher{wake: wake})
+}
+
+// watchChannel adds w to the subscription of channel, named topic in
+// s.topics, whose hash tag is tag.
+func (s *subscriber) watchChannel(topic, tag, channel string, w *watcher) func() {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -78,7 +96,7 @@ func (s *subscriber) watch(topic string, wake func(string)) func() {
 	}
 	ts := s.topics[topic]
 	if ts == nil {
-		ts = &topicSub{topic: topic, channel: s.b.channel(topic), ready: make(chan struct{})}
+		ts = &topicSub{topic: topic, tag: tag, channel: channel, ready: make(chan struct{})}
 		s.topics[topic] = ts
 	}
 	ts.idleSince = time.Time{}
@@ -196,6 +214,32 @@ func wakeAll(topic string, ws []*watcher) {
 	}
 }
 
+// deliver hands a message of topic's channel to its watchers.
+func deliver(topic, payload string, ws []*watcher) {
+	for _, w := range ws {
+		switch {
+		case w.stopped.Load():
+		case w.message != nil:
+			w.message(payload)
+		default:
+			w.wake(topic)
+		}
+	}
+}
+
+// spawn runs fn in a goroutine that close waits for, unless the
+// subscriber is closed; it reports whether it did. fn ends when s.ctx is
+// done.
+func (s *subscriber) spawn(fn func()) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.wg.Go(fn)
+	return true
+}
+
 // healthy reports an error while a pub/sub connection is down.
 func (s *subscriber) healthy() error {
 	s.mu.RLock()
@@ -278,6 +322,7 @@ func (s *subscriber) close() {
 	}
 	s.mu.Unlock()
 	close(s.done)
+	s.cancel()
 	for _, ps := range pss {
 		_ = ps.Close()
 	}
@@ -470,7 +515,7 @@ func (c *subConn) dial() (*goredis.PubSub, error) {
 	for ch, ts := range c.topics {
 		k := 0
 		if c.sharded() {
-			k = keySlot(ts.topic) // one SSUBSCRIBE may not span slots
+			k = keySlot(ts.tag) // one SSUBSCRIBE may not span slots
 		}
 		groups[k] = append(groups[k], ch)
 	}
@@ -599,7 +644,7 @@ func (c *subConn) receive(ps *goredis.PubSub) error {
 				ws, topic = ts.watchers, ts.topic
 			}
 			s.mu.RUnlock()
-			wakeAll(topic, ws)
+			deliver(topic, m.Payload, ws)
 		case *goredis.Subscription:
 			c.confirmed(m)
 		}
@@ -674,7 +719,7 @@ func (c *subConn) moved(err goredis.Error) bool {
 	var wakes []wake
 	s.mu.Lock()
 	for ch, ts := range c.topics {
-		if fmt.Sprint(keySlot(ts.topic)) != f[1] {
+		if fmt.Sprint(keySlot(ts.tag)) != f[1] {
 			continue
 		}
 		delete(c.topics, ch)
