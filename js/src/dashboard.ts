@@ -413,6 +413,9 @@ interface AdminTopic {
 interface TopicRow extends AdminTopic {
   rate: number | null;
 }
+/** Labels of the cells, shown beside them where the table stacks (a phone). */
+const TOPIC_LABELS: Record<string, string> = { waiting: "held", rate: "pub/s", head: "head", retained: "retained", last: "last" };
+const NODE_LABELS: Record<string, string> = { held: "held", version: "version", store: "store" };
 let rows: TopicRow[] = [];
 let heads = new Map<string, { head: number; t: number }>();
 let topicsPrefix = "";
@@ -468,6 +471,7 @@ function drawTopics() {
     const cell = (col: string, text: string, title?: string) => {
       const td = document.createElement("td");
       td.dataset.col = col;
+      td.dataset.label = TOPIC_LABELS[col] ?? "";
       td.textContent = text;
       if (title) td.title = title;
       tr.append(td);
@@ -547,6 +551,7 @@ async function refreshNodes() {
     const cell = (col: string, text: string, cls = "") => {
       const td = document.createElement("td");
       td.dataset.col = col;
+      td.dataset.label = NODE_LABELS[col] ?? "";
       td.textContent = text;
       if (cls) td.className = cls;
       tr.append(td);

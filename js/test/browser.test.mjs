@@ -206,9 +206,12 @@ test("dashboard: topics, nodes, latencies, outcomes and refusals go live under t
   try {
     await page.goto(srv.url + "/dashboard?refresh=500");
     await waitStatus(page, "live");
-    // Traffic: a poll held on adm.wait, a steady stream of publishes to
-    // adm.busy, three messages on adm.gone, then a burst past the rate limit.
-    held = fetch(srv.url + "/v1/poll?topic=adm.wait&timeout=60", { signal: ac.signal }).catch(() => {});
+    // Traffic: two polls held on adm.wait (a topic the store has), a
+    // steady stream of publishes to adm.busy, three messages on adm.gone,
+    // then a burst past the rate limit.
+    await publishMany(srv.url, "adm.wait", [0]);
+    held = Promise.all([1, 2].map(() => fetch(srv.url + "/v1/poll?topic=adm.wait&timeout=60", { signal: ac.signal }).catch(() => {})));
+    await until(async () => (await topicInfo(srv.url, "adm.wait")).waiting === 2, "two polls held on adm.wait");
     await publishMany(srv.url, "adm.gone", [1, 2, 3]);
     load = (async () => {
       while (!ac.signal.aborted) {
@@ -219,7 +222,7 @@ test("dashboard: topics, nodes, latencies, outcomes and refusals go live under t
     await Promise.all(range(1, 40).map(() => publishRaw(srv.url, "adm.burst", 1).catch(() => {})));
 
     const cell = (topic, col) => page.$eval(`#topics tr[data-topic="${topic}"] td[data-col="${col}"]`, (e) => e.dataset.raw ?? e.textContent).catch(() => null);
-    await until(async () => (await cell("adm.wait", "waiting")) === "1", "the held poll in the topics table", 10000);
+    await until(async () => (await cell("adm.wait", "waiting")) === "2", "the held polls in the topics table", 10000);
     await until(async () => Number(await cell("adm.busy", "rate")) > 0, "a publish rate for adm.busy", 10000);
     assert.equal(await cell("adm.gone", "head"), "3");
     await page.selectOption("#sort", "rate");
@@ -234,7 +237,7 @@ test("dashboard: topics, nodes, latencies, outcomes and refusals go live under t
     await until(async () => (await series("refusals", "rate_limited")) !== null, "rate_limited refusals", 10000);
 
     const node = (col) => page.$eval(`#nodes tbody tr td[data-col="${col}"]`, (e) => e.textContent).catch(() => null);
-    await until(async () => Number(await node("held")) >= 2 && (await node("ready")) === "ready" && (await node("draining")) === "no", "the node, its held polls, ready", 10000);
+    await until(async () => Number(await node("held")) >= 3 && (await node("ready")) === "ready" && (await node("draining")) === "no", "the node, its held polls, ready", 10000);
     assert.equal((await admin("POST", "drain")).body.draining, true);
     await until(async () => (await node("draining")) === "draining", "the node shown draining", 10000);
     assert.equal((await admin("DELETE", "drain")).body.draining, false);
@@ -265,6 +268,8 @@ test("dashboard: topics, nodes, latencies, outcomes and refusals go live under t
     await phone.waitForFunction(() => Number(document.getElementById("chart-delivery").dataset.n) > 0, null, { timeout: 10000 });
     const widths = await phone.evaluate(() => ({ doc: document.documentElement.scrollWidth, view: window.innerWidth }));
     assert.ok(widths.doc <= widths.view, `the page is ${widths.doc} px wide on a ${widths.view} px screen`);
+    const box = await phone.locator('#topics tr[data-topic="adm.busy"] button.delete').boundingBox();
+    assert.ok(box && box.x >= 0 && box.x + box.width <= widths.view, `a topic's Delete button is off the screen: ${JSON.stringify(box)}`);
     await shot(phone, "dashboard-admin-phone");
     await phone.evaluate(() => document.querySelector('[data-panel="delivery"]').scrollIntoView());
     await shot(phone, "dashboard-admin-phone-charts");
