@@ -68,6 +68,8 @@ func commands() []command {
 		{"token", "print a signed access token, for development and scripts", runToken},
 		{"config", "print serve's settings and where each comes from, or check a config file", runConfig},
 		{"admin", "administer a running server: topics, disconnect, nodes, drain", runAdmin},
+		{"completion", "print a shell's completion script: bash, zsh or fish", runCompletion},
+		{"man", "print the man page, longpoll(1), in roff", runMan},
 		{"version", "print the version and build information", runVersion},
 	}
 }
@@ -163,6 +165,7 @@ func buildInfo() build {
 func newFlagSet(name, positional string, io IO) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Stderr)
+	noteFlagSet(fs, io) // for the man page and the completions (completion.go)
 	fs.Usage = func() {
 		fmt.Fprintf(io.Stderr, "Usage: longpoll %s [flags] %s\n\nFlags (each also LONGPOLL_<NAME> in the environment):\n", name, positional)
 		fs.VisitAll(func(f *flag.Flag) {
