@@ -12,8 +12,9 @@
 // # Storage
 //
 // Each topic T has a hash (epoch, head, first retained seq, retained bytes,
-// time of the newest message), a list of its retained messages and a hash
-// of its idempotency ids, under keys that all carry the hash tag {T}, so
+// retained data bytes, time of the newest message), a list of its retained
+// messages and a hash of its idempotency ids, under keys that all carry
+// the hash tag {T}, so
 // that they share one Cluster slot; scripts.go shows the layout. Appends
 // and reads are Lua scripts, which Redis runs atomically: two nodes
 // appending to one topic at once can never take the same seq or skip one,
@@ -21,6 +22,43 @@
 // are updated in the same step. Times come from Redis's clock (TIME, to
 // the microsecond), so nodes with skewed clocks still stamp each topic's
 // messages in order, and one clock judges their age.
+//
+// # Admin capabilities
+//
+// The broker implements longpoll.TopicLister, TopicDeleter, Revoker and
+// NodeRegistry; scripts.go lists every key they keep, and none of them
+// uses KEYS or SCAN.
+//
+//   - Topics pages a sorted set of topic names (scored 0, read with
+//     ZRANGEBYLEX) that the append script adds its topics to, in the same
+//     step as the append: one set on a single Redis, one per hash slot in
+//     Cluster, where a bitmap of the slots that have one lets a listing
+//     read only those (one script per master, allow-cross-slot-keys, Redis
+//     7). Each page's topics are then described by one pipeline of
+//     scripts, which drop the messages MaxAge expired (as a read does) and
+//     remove from the set the topics whose log is gone, and the page is
+//     filled from further names. Retained data bytes are counted in the
+//     topic's hash by the scripts that append and drop messages. A topic
+//     last appended to before the set existed (an older version of this
+//     package) is listed from its next append.
+//   - DeleteTopic is one script: the log's keys go, its epoch is left in a
+//     tombstone for MaxAge so that the next log's epoch differs from it
+//     (and, drawn at random over 64 bits, from every earlier one), the
+//     topic leaves the set, and its channel wakes its watchers on every
+//     node.
+//   - Revocations live in a hash (subject -> before, expires); Revoke is
+//     one script that keeps the later of each time and announces the
+//     result on a channel, which WatchRevocations subscribes to on the
+//     broker's pub/sub connection. Announcements sent while that
+//     subscription is down are lost, so once it is active again the hash
+//     is read and each stored revocation is passed to the watcher.
+//     Revocations drops expired entries from the hash as it reads it.
+//   - Heartbeats live in a sorted set scored by expiry and a hash of the
+//     nodes' info, stamped and judged by Redis's clock (TIME); Heartbeat
+//     and Nodes drop expired entries, and both keys expire once the last
+//     heartbeat has.
+//
+// Times of revocations are kept to the microsecond, like messages'.
 //
 // # Epochs
 //
