@@ -268,6 +268,20 @@ func TestTopicsAgeRetention(t *testing.T) {
 	}
 }
 
+// A revocation entry that cannot be read fails Revocations: dropping it
+// would accept the subject's revoked tokens again.
+func TestRevocationsMalformed(t *testing.T) {
+	srv := redistest.Start(t)
+	b := open(t, srv.URL(), WithPrefix(uniquePrefix()))
+	srv.Do("hset", b.revocationsKey(), "bad", "not a revocation")
+	if rs, err := b.Revocations(t.Context()); err == nil || !strings.Contains(err.Error(), "malformed") {
+		t.Fatalf("Revocations with a malformed entry = %+v, %v; want an error", rs, err)
+	}
+	if v := srv.Do("hget", b.revocationsKey(), "bad"); v != "not a revocation" {
+		t.Fatalf("the malformed entry became %q, want it kept", v)
+	}
+}
+
 func TestHeartbeatTTL(t *testing.T) {
 	srv := redistest.Start(t)
 	b := open(t, srv.URL(), WithPrefix(uniquePrefix()))

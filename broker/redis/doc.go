@@ -40,7 +40,10 @@
 //     filled from further names. Retained data bytes are counted in the
 //     topic's hash by the scripts that append and drop messages. A topic
 //     last appended to before the set existed (an older version of this
-//     package) is listed from its next append.
+//     package) is listed from its next append by this version. In
+//     Cluster the append that creates a slot's first index marks the slot
+//     in the bitmap first, so it also needs the bitmap's master; if that
+//     fails, nothing is appended.
 //   - DeleteTopic is one script: the log's keys go, its epoch is left in a
 //     tombstone for MaxAge so that the next log's epoch differs from it
 //     (and, drawn at random over 64 bits, from every earlier one), the

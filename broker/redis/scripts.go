@@ -386,7 +386,9 @@ return v
 `)
 
 // revocationsScript returns the revocations in force and deletes the
-// others (allow-oom: it only frees memory).
+// expired ones (allow-oom: it only frees memory). An entry it cannot read
+// is returned, not deleted: the caller fails on it rather than forget a
+// revocation.
 //
 // KEYS: the revocations hash. ARGV: now µs (0: Redis TIME). Returns
 // subject, "<before>,<expires>" pairs.
@@ -398,11 +400,11 @@ for i = 1, #all, 2 do
   local v = all[i + 1]
   local c = string.find(v, ',', 1, true)
   local e = c and tonumber(string.sub(v, c + 1))
-  if e and e > now then
+  if e and e <= now then
+    redis.call('HDEL', KEYS[1], all[i])
+  else
     out[#out + 1] = all[i]
     out[#out + 1] = v
-  else
-    redis.call('HDEL', KEYS[1], all[i])
   end
 end
 return out

@@ -15,7 +15,8 @@ import (
 )
 
 // subscriber runs the broker's wake-ups: one Redis subscription per topic
-// that this node watches (SSUBSCRIBE in Cluster), held on one pub/sub
+// that this node watches (SSUBSCRIBE in Cluster), and one for the
+// revocations' channel while WatchRevocations is used, held on one pub/sub
 // connection per Redis node, each read by one goroutine.
 //
 // Locks: a connection's wmu orders every command written on it and every
