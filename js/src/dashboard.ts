@@ -168,7 +168,10 @@ async function api(method: string, path: string): Promise<any> {
       err = JSON.parse(text).error ?? {};
     } catch { /* not the protocol's JSON */ }
     const e = new ApiError(res.status, err.code ?? "http_" + res.status, err.message ?? res.statusText);
-    if (res.status === 401 || res.status === 403) signIn(res.status, e.code);
+    // A 403 here may be the loopback rule of a server without
+    // authentication, under which the stats still flow: the stats
+    // subscription's own refusal decides on a 403.
+    if (res.status === 401) signIn(res.status, e.code);
     throw e;
   }
   return path.startsWith("/v1/") ? JSON.parse(text) : text;
