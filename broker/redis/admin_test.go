@@ -47,6 +47,22 @@ func TestClusterAdminAcrossNodes(t *testing.T) {
 			t.Fatalf("index %s = %q, %v; want it to hold %q", key, names, err, topic)
 		}
 	}
+
+	// A slot's index created again (its topics pruned, here deleted with
+	// the slot map) marks the slot again first.
+	slotKey := p + "{" + slotTag(keySlot("x-1")) + "}:topics"
+	for _, k := range []string{slotKey, p + "{topics}:slots"} {
+		if err := rc.Del(t.Context(), k).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	appendOK(t, a, pub("x-1", "2"))
+	if bit, err := rc.GetBit(t.Context(), p+"{topics}:slots", int64(keySlot("x-1"))).Result(); err != nil || bit != 1 {
+		t.Fatalf("slot map bit after the index was created again = %d, %v; want 1", bit, err)
+	}
+	if ts, err := b.Topics(t.Context(), "x-1", "", 10); err != nil || len(ts) != 1 || ts[0].Head != 2 {
+		t.Fatalf("Topics(x-1) = %+v, %v; want x-1 at head 2", ts, err)
+	}
 }
 
 func testAdminAcrossNodes(t *testing.T, a, b *Broker) {
@@ -158,6 +174,36 @@ func TestRevocationsResyncAfterReconnect(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the missed revocation was not delivered after the reconnect")
 		}
+	}
+}
+
+// Through a Redis outage: the watcher's reads of the revocations fail and
+// are retried, and a revocation stored once Redis is back reaches it,
+// announced or read back after the resubscription, whichever comes first.
+func TestRevocationsWatchThroughOutage(t *testing.T) {
+	srv := redistest.Start(t)
+	b := open(t, srv.URL(), WithPrefix(uniquePrefix()))
+	got := make(chan longpoll.Revocation, 100)
+	stop := b.WatchRevocations(func(r longpoll.Revocation) { got <- r })
+	defer stop()
+	srv.Kill()
+	time.Sleep(300 * time.Millisecond) // some reads fail meanwhile
+	srv.Restart()
+	r := longpoll.Revocation{Subject: "after", Before: time.Unix(1, 0), Expires: time.Now().Add(time.Hour)}
+	deadline := time.Now().Add(10 * time.Second)
+	for err := b.Revoke(t.Context(), r); err != nil; err = b.Revoke(t.Context(), r) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Revoke still failing after Redis came back: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case g := <-got:
+		if g.Subject != "after" {
+			t.Fatalf("after the outage fn got %+v, want after", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing reached the watcher after the outage")
 	}
 }
 
