@@ -754,6 +754,9 @@ func TestConfigCheck(t *testing.T) {
 // SIGTERM with a poll held: /readyz turns 503 at once, the poll is
 // answered, and the process exits within terminationGracePeriodSeconds.
 func TestServesAsDeployed(t *testing.T) {
+	if testing.Short() {
+		t.Skip("each drain takes its --drain-delay: not under -short")
+	}
 	all := loadManifests(t)
 	for _, dir := range setups {
 		t.Run(dir, func(t *testing.T) {
