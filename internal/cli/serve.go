@@ -703,7 +703,20 @@ func nodeName(addr net.Addr) string {
 func nodeInfo(c *serveConfig, addr net.Addr) longpoll.NodeInfo {
 	b := buildInfo()
 	return longpoll.NodeInfo{Name: nodeName(addr), Version: b.version, Commit: b.commit, Built: b.built,
-		Store: c.store, ConfigDigest: configDigest(c)}
+		Store: storeKind(c.store), ConfigDigest: configDigest(c)}
+}
+
+// storeKind names the kind of store --store names, without its address
+// or credentials: memory, disk, redis.
+func storeKind(store string) string {
+	scheme, _, ok := strings.Cut(store, "://")
+	if !ok {
+		return store
+	}
+	if scheme == "rediss" {
+		return "redis"
+	}
+	return scheme
 }
 
 // configDigest hashes the effective settings, every key with its value,

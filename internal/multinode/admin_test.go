@@ -17,6 +17,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/longpoll/longpoll/auth"
 	"github.com/longpoll/longpoll/broker/redis/redistest"
+	"github.com/longpoll/longpoll/protocol"
 )
 
 // do sends one request with an optional bearer token and returns the
@@ -149,6 +150,43 @@ func TestAdminDeleteTopicAcrossNodes(t *testing.T) {
 		if got[del] != 1 || got[keep] != 2 {
 			t.Fatalf("poll %d after the delete: seqs %v, want %s 1 and %s 2", i, got, del, keep)
 		}
+	}
+}
+
+// Each node lists the other through the store's heartbeats, and stops
+// listing a node that is gone once its heartbeat runs out.
+func TestAdminNodes(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.Start(t)
+	nodes := []*node{startNode(t, srv.URL()), startNode(t, srv.URL())}
+	hc := newHTTPClient()
+	defer hc.CloseIdleConnections()
+	others := func(n *node) []protocol.AdminNode {
+		status, b, err := do(context.Background(), hc, "GET", "http://"+n.addr+"/v1/admin/node", "", "")
+		var r protocol.AdminNode
+		if err != nil || status != 200 || json.Unmarshal(b, &r) != nil {
+			t.Fatalf("admin node: %d %s %v", status, b, err)
+		}
+		if r.Store.Kind != "redis" || !r.Store.Ready || !r.Ready || r.Version == "" || r.Go == "" || r.ConfigDigest == "" {
+			t.Fatalf("admin node of %s: %s", n.addr, b)
+		}
+		return r.Nodes
+	}
+	for i, n := range nodes {
+		o := others(n)
+		_, port, _ := strings.Cut(nodes[1-i].addr, ":")
+		if len(o) != 1 || !strings.HasSuffix(o[0].Node, ":"+port) || o[0].Seen == nil || !o[0].Ready {
+			t.Fatalf("node %s lists %+v, want the other node (port %s)", n.addr, o, port)
+		}
+	}
+	if testing.Short() {
+		t.Log("-short: not waiting 15s for a killed node's heartbeat to run out")
+		return
+	}
+	nodes[1].kill()
+	// The heartbeat's ttl is 15s: waitFor bounds the wait for it to run out.
+	if !waitFor(30*time.Second, func() bool { return len(others(nodes[0])) == 0 }) {
+		t.Fatalf("a killed node is still listed 30s later: %+v", others(nodes[0]))
 	}
 }
 
