@@ -113,7 +113,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	c := new(collector)
 	c.init(req, p.pos1[:])
 	c.maxBytes = s.live.Load().maxReplyBytes
-	if err := s.startPositions(ctx, c, req.earliest); err != nil {
+	if err := s.startPositions(ctx, c, req); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return nil, OutcomeError
 	}

@@ -133,7 +133,7 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 	// topic is read after it: a message appended after the Stat is either
 	// read or signals the waiter, so none is missed, and a message
 	// appended once the poll counts as waiting is always delivered.
-	if err := s.startPositions(bctx, &c, req.earliest); err != nil {
+	if err := s.startPositions(bctx, &c, req); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return OutcomeError
 	}
@@ -206,8 +206,10 @@ func (s *Server) poll(w http.ResponseWriter, r *http.Request, rid string, req *p
 }
 
 // startPositions sets the position of every topic the cursor does not
-// cover: the head, or with since=earliest the oldest retained message.
-func (s *Server) startPositions(ctx context.Context, c *collector, earliest bool) error {
+// cover: the head; with since=earliest, before the oldest retained
+// message; with since=<time>, before the first retained message at or
+// after the time.
+func (s *Server) startPositions(ctx context.Context, c *collector, req *pollRequest) error {
 	for i, t := range c.topics {
 		if c.isKnown(i) {
 			continue
@@ -217,13 +219,49 @@ func (s *Server) startPositions(ctx context.Context, c *collector, earliest bool
 			return err
 		}
 		p := Position{Epoch: st.Epoch, Seq: st.Head}
-		if earliest && st.Oldest > 0 {
+		switch {
+		case st.Oldest == 0: // nothing retained: the head
+		case req.earliest:
 			p.Seq = st.Oldest - 1
+		case !req.since.IsZero():
+			if p.Seq, err = s.seekTime(ctx, t, st, req.since); err != nil {
+				return err
+			}
 		}
 		c.pos[i] = p
 		c.setKnown(i)
 	}
 	return nil
+}
+
+// seekTime returns the position before the first message of topic's log
+// st at or after t: the oldest retained when t is before it, the head
+// when t is after every message. Messages' times never decrease within a
+// log, so it is a binary search over seqs, one Read of one message a step:
+// about log2(retained) reads, once, when a poll or stream starts from a
+// time (never for a poll with a cursor).
+func (s *Server) seekTime(ctx context.Context, topic string, st TopicStat, t time.Time) (uint64, error) {
+	lo, hi := st.Oldest, st.Head+1 // the answer's seq is in [lo, hi]; hi: none
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		pg, err := s.broker.Read(ctx, topic, Position{Epoch: st.Epoch, Seq: mid - 1}, 1)
+		if err != nil {
+			return 0, err
+		}
+		if pg.Gap != nil && pg.Gap.Reason == GapReset || len(pg.Messages) == 0 {
+			// The log changed under the search: start at the head read,
+			// and let the poll's reads report what changed.
+			return st.Head, nil
+		}
+		// Retention may have dropped mid meanwhile: then the message read
+		// is the oldest now, past mid.
+		if m := pg.Messages[0]; m.Time.Before(t) {
+			lo = m.Seq + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo - 1, nil
 }
 
 // collector gathers one reply's messages and gaps across a poll's topics.

@@ -27,6 +27,7 @@ type pollRequest struct {
 	one      [1]string // topics' array for a single topic
 	cursor   []cursor.Entry
 	earliest bool
+	since    time.Time     // since=<time>: start at the first message at or after it
 	timeout  time.Duration // already capped at the maximum hold
 	limit    int
 }
@@ -210,10 +211,13 @@ func (s *Server) buildPoll(topics []string, cur string, since *string, timeout, 
 		return nil, &Error{Code: CodeTooManyTopics, Message: "a poll may name at most " + strconv.Itoa(n) + " topics"}
 	}
 	if since != nil {
-		if *since != "earliest" {
-			return nil, badParam(`since must be "earliest" (or absent, to start at the head)`)
+		if *since == "earliest" {
+			p.earliest = true
+		} else if t, err := time.Parse(time.RFC3339Nano, *since); err == nil {
+			p.since = t
+		} else {
+			return nil, badParam(`since must be "earliest" or an RFC 3339 time such as "2026-12-05T10:00:00Z" (or absent, to start at the head)`)
 		}
-		p.earliest = true
 	}
 	if timeout != nil {
 		d, e := parseTimeout(*timeout)
