@@ -32,9 +32,12 @@ var (
 // is filled from further names. A topic last appended to by a version of
 // this package that kept no index is listed from its next append.
 //
-// One page is a ZRANGEBYLEX of the index (in Cluster, of every slot's
-// index in one pipeline, merged; see indexRange), then one pipeline of a
-// script per listed topic; the pruning of expired topics may add rounds.
+// One page is a ZRANGEBYLEX of the index (in Cluster, of the indexes of
+// the slots marked in the slot map, by one script per master, merged; see
+// indexRange), then one pipeline of a script per listed topic; the pruning
+// of expired topics may add rounds. What a listing prunes stays pruned,
+// so a listing that times out after many expired topics leaves the next
+// one less to do.
 func (b *Broker) Topics(ctx context.Context, prefix, after string, limit int) ([]longpoll.TopicInfo, error) {
 	limit = max(limit, 1)
 	lo := "-"
