@@ -84,7 +84,8 @@ func TestAdminCommands(t *testing.T) {
 	}
 	for _, st := range stores {
 		t.Run(st.name, func(t *testing.T) {
-			s := startServer(t, nil, st.args(t)...)
+			args := st.args(t)
+			s := startServer(t, nil, args...)
 			mustPublish(t, s.url, `{"messages":[{"topic":"adm.a","data":1},{"topic":"adm.a","data":2},{"topic":"adm.a","data":3},{"topic":"adm.b/c","data":"x"},{"topic":"other","data":0}]}`)
 			holdPoll(t, s, "adm.a")
 
@@ -159,6 +160,24 @@ func TestAdminCommands(t *testing.T) {
 			for _, want := range []string{"node ", n.Node, "polls held", "draining", "no", n.Store.Kind} {
 				if !strings.Contains(out, want) {
 					t.Fatalf("admin node: no %q in\n%s", want, out)
+				}
+			}
+
+			// Nodes sharing the store list each other.
+			if st.name == "redis" {
+				s2 := startServer(t, nil, args...)
+				adminJSON(t, s, nil, &n, "node")
+				if len(n.Nodes) != 1 || n.Nodes[0].Node == n.Node || n.Nodes[0].Seen == nil || n.Nodes[0].Nodes != nil {
+					t.Fatalf("admin node with a second node on the store: %+v", n)
+				}
+				out, _ = admin(t, s, nil, 0, "node")
+				if !strings.Contains(out, "(this node)") || !strings.Contains(out, n.Nodes[0].Node) || !strings.Contains(out, "SEEN") {
+					t.Fatalf("admin node with a second node: no table of both:\n%s", out)
+				}
+				var n2 protocol.AdminNode
+				adminJSON(t, s2, nil, &n2, "node")
+				if len(n2.Nodes) != 1 || n2.Nodes[0].Node != n.Node {
+					t.Fatalf("admin node on the second node: %+v", n2)
 				}
 			}
 

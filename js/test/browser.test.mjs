@@ -315,6 +315,10 @@ test("dashboard: two nodes on one Redis are added up", async (t) => {
     await publishMany(b.url, "n", range(1, 40));
     await publishMany(a.url, "n", range(41, 50));
     await until(async () => (await sub("pub")).startsWith("50 "), "50 published over both nodes", 20000);
+    // The nodes panel lists both, each with its held polls.
+    await until(async () => (await page.$$("#nodes tbody tr[data-node]")).length === 2, "both nodes in the nodes panel", 20000);
+    const held = await page.$$eval('#nodes tbody td[data-col="held"]', (es) => es.map((e) => Number(e.textContent)));
+    assert.ok(held.reduce((a, b) => a + b, 0) >= 2, `held polls per node: ${held}`);
     assert.deepEqual(page.errors, []);
   } finally {
     ac.abort();
