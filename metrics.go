@@ -58,11 +58,12 @@ const (
 	RouteMetrics               // /metrics, served beside the Server
 	RouteAdmin                 // profiles and the admin API, served beside the Server
 	RouteStatic                // the pages and scripts, served beside the Server
+	RouteStream                // /v1/stream
 	RouteOther                 // any other path: a 404
 	NumRoutes    = iota        // how many routes there are
 )
 
-var routeNames = [NumRoutes]string{"poll", "publish", "topic", "health", "metrics", "admin", "static", "other"}
+var routeNames = [NumRoutes]string{"poll", "publish", "topic", "health", "metrics", "admin", "static", "stream", "other"}
 
 // String returns the route's label value.
 func (r Route) String() string {
@@ -79,6 +80,8 @@ func routeOf(path string) Route {
 		return RoutePoll
 	case path == "/v1/publish":
 		return RoutePublish
+	case path == "/v1/stream":
+		return RouteStream
 	case strings.HasPrefix(path, "/v1/topics/"):
 		return RouteTopic
 	case path == "/healthz" || path == "/readyz":

@@ -43,6 +43,8 @@ type config struct {
 	limits         ClientLimits
 	trustedProxies []netip.Prefix
 	revocationTTL  time.Duration
+	streamPing     time.Duration
+	maxStream      time.Duration
 	node           NodeInfo
 	admin          bool // ServeHTTP serves the admin API (WithAdminAPI)
 }

@@ -40,35 +40,11 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, p
 		s.writeError(w, rid, errTokenExpired)
 		return nil
 	}
-	if !s.enter() {
-		s.writeError(w, rid, &Error{Code: CodeShuttingDown, Message: "server is shutting down; poll another node or retry"})
+	client, err := s.startHeld(r, pr)
+	if err != nil {
+		s.writeError(w, rid, err)
 		return nil
 	}
-	if s.drained.Load() {
-		s.leave()
-		s.writeError(w, rid, errDrainingNode)
-		return nil
-	}
-	var client string // set when a per-client limit counts this poll
-	// Burst sizes alone limit nothing.
-	if l := s.cfg.limits; l.PollsPerSecond > 0 || l.MaxHeldPolls > 0 {
-		client = s.clientID(r, pr)
-		if ok, retry := s.limit.StartPoll(client); !ok {
-			s.leave()
-			s.writeError(w, rid, &Error{Code: CodeRateLimited, Message: "too many polls from this client; retry later", RetryAfter: retry})
-			return nil
-		}
-	}
-	if n := s.polls.Add(1); n > int64(s.cfg.maxHeldPolls) {
-		s.polls.Add(-1)
-		if client != "" {
-			s.limit.EndPoll(client)
-		}
-		s.leave()
-		s.writeError(w, rid, &Error{Code: CodeOverloaded, Message: "too many polls held; retry later"})
-		return nil
-	}
-	s.m.PollsHeld(1)
 	start := time.Now()
 	var outcome PollOutcome
 	if sink != nil {

@@ -77,6 +77,8 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		maxReplyMemory: DefaultMaxReplyMemory,
 		writeMargin:    DefaultWriteMargin,
 		revocationTTL:  DefaultRevocationTTL,
+		streamPing:     DefaultStreamPing,
+		maxStream:      DefaultMaxStream,
 	}
 	for _, o := range opts {
 		if err := o(&cfg); err != nil {
@@ -242,6 +244,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink 
 		allow = "GET, POST"
 	case p == "/v1/publish":
 		allow = "POST"
+	case p == "/v1/stream":
+		allow = "GET"
 	case strings.HasPrefix(p, "/v1/topics/"):
 		allow = "GET, HEAD"
 	}
@@ -260,6 +264,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink 
 			return s.servePoll(w, r, rid, pr, sink)
 		case "POST":
 			s.servePublish(w, r, rid, pr)
+		case "GET":
+			s.serveStream(w, r, rid, pr)
 		default:
 			s.serveTopic(w, r, rid, pr)
 		}

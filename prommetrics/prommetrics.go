@@ -142,7 +142,7 @@ func (m *Metrics) newAbilities(reg prometheus.Registerer) {
 		for c, class := range classes {
 			m.requests[r][c] = requests.WithLabelValues(route.String(), class)
 		}
-		if route != longpoll.RoutePoll {
+		if route != longpoll.RoutePoll && route != longpoll.RouteStream { // held: not a request's time
 			m.durs[r] = durs.WithLabelValues(route.String())
 		}
 	}

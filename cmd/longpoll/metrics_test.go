@@ -64,11 +64,11 @@ func waitSeries(t *testing.T, base, series string, want float64) {
 // family with every known label value, and the old ones.
 func idleSeries() []string {
 	var w []string
-	for _, r := range []string{"poll", "publish", "topic", "health", "metrics", "admin", "static", "other"} {
+	for _, r := range []string{"poll", "publish", "topic", "health", "metrics", "admin", "static", "stream", "other"} {
 		for _, c := range []string{"2xx", "3xx", "4xx", "5xx"} {
 			w = append(w, fmt.Sprintf(`longpoll_http_requests_total{code=%q,route=%q}`, c, r))
 		}
-		if r != "poll" {
+		if r != "poll" && r != "stream" {
 			w = append(w, fmt.Sprintf(`longpoll_http_request_duration_seconds_count{route=%q}`, r))
 		}
 	}
