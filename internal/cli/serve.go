@@ -60,6 +60,8 @@ type serveConfig struct {
 	pprof            bool
 	revocationTTL    time.Duration
 	drainDelay       time.Duration
+	streamPing       time.Duration
+	maxStream        time.Duration
 
 	// Set by runServe: the layers the settings came from, read again at
 	// SIGHUP (nil when serve is not started by runServe), and the level
@@ -95,6 +97,8 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.BoolVar(&c.pprof, "pprof", false, "serve Go profiles at /debug/pprof/ (admin grant required under --auth jwt; on --admin-addr when set)")
 	fs.DurationVar(&c.statsInterval, "stats-interval", stats.DefaultInterval, "how often the server publishes its stats to "+stats.Topic+" (0: never)")
 	fs.DurationVar(&c.revocationTTL, "revocation-ttl", longpoll.DefaultRevocationTTL, "how long an admin disconnect refuses its subject's older tokens: the longest token life it honours")
+	fs.DurationVar(&c.streamPing, "stream-ping", longpoll.DefaultStreamPing, "how often an idle /v1/stream sends a comment line, so proxies do not time it out")
+	fs.DurationVar(&c.maxStream, "max-stream", longpoll.DefaultMaxStream, "longest life of a /v1/stream (less up to 1/16 at random); clients reconnect from their last event")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "at SIGTERM, drain this long (readiness 503, new polls refused, held polls answered) before shutting down")
 }
 
@@ -116,6 +120,8 @@ func (c *serveConfig) check() error {
 	pos("retry-after", c.retryAfter > 0)
 	pos("shutdown-grace", c.shutdownGrace > 0)
 	pos("revocation-ttl", c.revocationTTL > 0)
+	pos("stream-ping", c.streamPing > 0)
+	pos("max-stream", c.maxStream > 0)
 	if c.drainDelay < 0 {
 		errs = append(errs, "--drain-delay must not be negative")
 	}
@@ -314,6 +320,8 @@ func newServer(c *serveConfig, b longpoll.Broker, addr net.Addr, log *slog.Logge
 		longpoll.WithMaxReplyMemory(c.maxReplyMemory),
 		longpoll.WithRetryAfter(c.retryAfter),
 		longpoll.WithRevocationTTL(c.revocationTTL),
+		longpoll.WithStreamPing(c.streamPing),
+		longpoll.WithMaxStream(c.maxStream),
 		longpoll.WithAdminAPI(),
 		longpoll.WithNodeInfo(nodeInfo(c, addr)),
 	}
