@@ -1,10 +1,12 @@
 package multinode
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"os"
@@ -283,4 +285,98 @@ func TestAdminDisconnectAcrossNodes(t *testing.T) {
 	nodes[0].stop()
 	nodes[0] = startNode(t, srv.URL(), args...)
 	refusedEverywhere("after a restart")
+}
+
+// A stream killed at random 20 times while 1,000 messages are published,
+// resumed each time from Last-Event-ID on the other node, gets each
+// message exactly once and in order, across two nodes on Redis.
+func TestStreamKilledAndResumedAcrossNodes(t *testing.T) {
+	redistest.Require(t)
+	srv := redistest.Start(t)
+	nodes := []*node{startNode(t, srv.URL()), startNode(t, srv.URL())}
+	hc := newHTTPClient()
+	defer hc.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	const topic, total, kills = "mn.stream", 1000, 20
+
+	pubDone := make(chan error, 1)
+	var published sync.WaitGroup
+	published.Add(1)
+	go func() {
+		defer published.Done()
+		for i := 1; i <= total; i++ {
+			if st, err := publish(ctx, hc, "http://"+nodes[i%2].addr, topic, i, 1); err != nil || st != 200 {
+				pubDone <- fmt.Errorf("publish %d: %d %v", i, st, err)
+				return
+			}
+		}
+		pubDone <- nil
+	}()
+	defer published.Wait()
+
+	lastID, next := "", 1
+	for k := 0; next <= total; k++ {
+		n := nodes[k%2]
+		sctx, stop := context.WithCancel(ctx)
+		req, _ := http.NewRequestWithContext(sctx, "GET", "http://"+n.addr+"/v1/stream?topic="+topic+"&since=earliest", nil)
+		req.Header.Set("Accept", "text/event-stream")
+		if lastID != "" {
+			req.Header.Set("Last-Event-ID", lastID)
+		}
+		resp, err := hc.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			stop()
+			t.Fatalf("stream %d on %s: %v %v", k, n.addr, err, resp)
+		}
+		// Kill this stream after a random number of events (the last
+		// streams run to the end).
+		killAfter := total
+		if k < kills {
+			killAfter = 1 + rand.IntN(97)
+		}
+		got := 0
+		sc := bufio.NewScanner(resp.Body)
+		var id, data, name string
+		for got < killAfter && next <= total && sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.HasPrefix(line, "id: "):
+				id = line[4:]
+			case strings.HasPrefix(line, "data: "):
+				data = line[6:]
+			case strings.HasPrefix(line, "event: "):
+				name = line[7:]
+			case line == "" && name == "message":
+				var m message
+				if err := json.Unmarshal([]byte(data), &m); err != nil {
+					t.Fatalf("event data %q: %v", data, err)
+				}
+				i, err := dataIndex(m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if i != next || m.Seq != uint64(i) {
+					t.Fatalf("stream %d: got i=%d seq=%d, want %d", k, i, m.Seq, next)
+				}
+				next++
+				got++
+				lastID = id
+				name = ""
+			case line == "":
+				if name != "" && name != "message" {
+					t.Fatalf("stream %d: unexpected event %s %s", k, name, data)
+				}
+				name = ""
+			}
+		}
+		stop() // the kill: the connection is dropped mid-stream
+		resp.Body.Close()
+		if ctx.Err() != nil {
+			t.Fatalf("gave up at message %d after %d streams", next, k+1)
+		}
+	}
+	if err := <-pubDone; err != nil {
+		t.Fatal(err)
+	}
 }
