@@ -29,6 +29,7 @@ const userAgent = "longpoll-go-client/1"
 type Client struct {
 	cfg        config
 	pollURL    string
+	streamURL  string
 	publishURL string
 	hc         *http.Client
 	tr         *http.Transport // nil when the caller gave the http.Client
@@ -71,6 +72,7 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 	c := &Client{
 		cfg:        cfg,
 		pollURL:    base + "/v1/poll",
+		streamURL:  base + "/v1/stream",
 		publishURL: base + "/v1/publish",
 		log:        logger{cfg.logger},
 	}

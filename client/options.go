@@ -27,6 +27,10 @@ const (
 	// connection.
 	DefaultDialTimeout         = 10 * time.Second
 	DefaultTLSHandshakeTimeout = 10 * time.Second
+	// DefaultStreamIdleTimeout is how long a stream (WithTransport(SSE))
+	// may send nothing, not even a ping, before the client gives it up:
+	// two of the server's 15 s pings missed, plus DefaultPollMargin.
+	DefaultStreamIdleTimeout = 2*15*time.Second + DefaultPollMargin
 	// maxQuery is the longest query string a poll sends with GET; past it
 	// the poll is a POST with a JSON body.
 	maxQuery = 4096
@@ -41,6 +45,8 @@ type config struct {
 	backoffCap  time.Duration
 	pollTimeout time.Duration
 	pollMargin  time.Duration
+	transport   Transport
+	streamIdle  time.Duration
 	logger      *slog.Logger
 	rand        func(n int64) int64 // uniform in [0, n); tests replace it
 }
@@ -51,6 +57,7 @@ func defaultConfig() config {
 		backoffCap:  DefaultBackoffCap,
 		pollTimeout: DefaultPollTimeout,
 		pollMargin:  DefaultPollMargin,
+		streamIdle:  DefaultStreamIdleTimeout,
 		logger:      slog.New(slog.DiscardHandler),
 		rand:        rand.Int64N,
 	}
@@ -165,6 +172,59 @@ func WithLogger(l *slog.Logger) Option {
 			return errors.New("WithLogger: nil logger")
 		}
 		c.logger = l
+		return nil
+	}
+}
+
+// Transport is how Subscribe receives messages from the server.
+type Transport int
+
+const (
+	// Poll, the default, receives with long polls (GET /v1/poll): one
+	// request per reply, each held until messages arrive or the hold ends.
+	Poll Transport = iota
+	// SSE receives with one server-sent event stream (GET /v1/stream)
+	// that the server keeps open for minutes: no request per reply, and
+	// a message goes out as soon as it is published, also while the
+	// previous ones are being read. See Subscribe for what differs.
+	SSE
+)
+
+func (t Transport) String() string {
+	switch t {
+	case Poll:
+		return "poll"
+	case SSE:
+		return "sse"
+	}
+	return fmt.Sprintf("Transport(%d)", int(t))
+}
+
+// WithTransport sets how Subscribe receives: Poll (the default) or SSE.
+// Both yield the same events for the same messages, and their cursors are
+// one thing: a subscription saved under one resumes under the other.
+func WithTransport(t Transport) Option {
+	return func(c *config) error {
+		if t != Poll && t != SSE {
+			return fmt.Errorf("WithTransport(%d): want Poll or SSE", int(t))
+		}
+		c.transport = t
+		return nil
+	}
+}
+
+// WithStreamIdleTimeout sets how long a stream (WithTransport(SSE)) may
+// send nothing, no event and no ping, before the client gives it up and
+// reconnects from its last event (default DefaultStreamIdleTimeout). It
+// notices a connection dropped without a word, and a proxy that buffers
+// the stream instead of passing it on. Keep it above twice the server's
+// --stream-ping (15 s by default).
+func WithStreamIdleTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("WithStreamIdleTimeout(%v): must be positive", d)
+		}
+		c.streamIdle = d
 		return nil
 	}
 }

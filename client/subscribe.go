@@ -143,6 +143,35 @@ func WithCursorFile(path string) SubscribeOption {
 //
 // Each range over the returned sequence is a new subscription, starting
 // from the WithCursor or loaded cursor.
+//
+// Under WithTransport(SSE) the loop holds one stream (GET /v1/stream)
+// instead of polling, reads its events in the same goroutine, and yields
+// the same events, with the same contract, but for these points:
+//
+//   - "A reply" is what the stream has sent and the loop has not taken:
+//     the cursor is saved, with the id of the last event taken, whenever
+//     no whole event is left in hand and the loop would wait on the
+//     network; a break saves when the event it took was the last one
+//     received. A slow loop is back-pressure here too: the server's
+//     writes wait on the connection, and cut it past 10 s (the loop then
+//     reconnects from its last id).
+//   - A subscription without a cursor first takes its starting position
+//     with a poll answered at once (timeout 0), whose events come first
+//     and whose cursor is saved: a stream tells its position only with
+//     its first event, and one that ended before any event must not
+//     resume from a later head.
+//   - A close event (the stream's time is up, or the node drains or
+//     shuts down) reconnects at once from the last id, or after the
+//     retry_after_ms it gives. An error event is the *Error of the JSON
+//     reply with its code (its status taken from the code) and is handled
+//     as that reply would be. A stream that ends without either, or
+//     breaks, reconnects with backoff, no sooner than its retry field
+//     advised.
+//   - A stream that sends nothing, not even a ping, for
+//     WithStreamIdleTimeout is given up and reconnected from its last
+//     id: the connection is dead, or a proxy buffers the stream.
+//   - The backoff is reset, and the token refresh allowed once again, by
+//     a stream's first event or ping.
 func (c *Client) Subscribe(ctx context.Context, topics []string, opts ...SubscribeOption) iter.Seq2[Event, error] {
 	return func(yield func(Event, error) bool) {
 		s, err := c.newSub(topics, opts)
@@ -189,109 +218,141 @@ func (c *Client) newSub(topics []string, opts []SubscribeOption) (*subscription,
 	return s, nil
 }
 
-// run is the subscription's loop: poll, yield, save, poll again.
+// loop is one range over a subscription: where it stands, what it last
+// saved, and its backoff.
+type loop struct {
+	s       *subscription
+	yield   func(Event, error) bool
+	saveCtx context.Context // for saves, which a cancellation must not cut short
+	cur     string          // where the next request starts
+	saved   string          // the cursor the save hook last took
+	bo      backoff
+}
+
+func (l *loop) fail(err error) { l.yield(Event{}, err) }
+
+func (l *loop) stopped(ctx context.Context) { l.yield(Event{}, stopErr(ctx)) }
+
+// run loads the cursor and runs the subscription's loop on the Client's
+// transport.
 func (s *subscription) run(ctx context.Context, yield func(Event, error) bool) {
-	c := s.c
-	fail := func(err error) { yield(Event{}, err) }
-	stopped := func() { yield(Event{}, stopErr(ctx)) }
-	// Saving must not be cut short by the cancellation it may follow.
-	saveCtx := context.WithoutCancel(ctx)
-	cur := s.cfg.cursor
+	l := &loop{s: s, yield: yield, saveCtx: context.WithoutCancel(ctx), cur: s.cfg.cursor, bo: s.c.newBackoff()}
 	if s.cfg.load != nil {
 		v, err := s.cfg.load(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
-				stopped()
+				l.stopped(ctx)
 				return
 			}
-			fail(fmt.Errorf("client: loading the cursor: %w", err))
+			l.fail(fmt.Errorf("client: loading the cursor: %w", err))
 			return
 		}
 		if v != "" {
-			cur = v
+			l.cur = v
 		}
 	}
-	saved := cur
-	bo := c.newBackoff()
+	l.saved = l.cur
+	if s.c.cfg.transport == SSE {
+		l.streams(ctx)
+		return
+	}
+	l.polls(ctx)
+}
+
+// polls is the loop of the Poll transport: poll, yield, save, poll again.
+func (l *loop) polls(ctx context.Context) {
 	var wait time.Duration
 	for {
 		if err := sleep(ctx, wait); err != nil {
-			stopped()
+			l.stopped(ctx)
 			return
 		}
-		wait = 0
-		rep, err := s.poll(ctx, cur)
+		rep, err := l.s.poll(ctx, l.cur, l.s.c.cfg.pollTimeout)
+		var ok bool
 		if err != nil {
-			if ctx.Err() != nil {
-				stopped()
-				return
-			}
-			var e *Error
-			switch {
-			case errors.As(err, &e) && e.Status == http.StatusBadRequest && e.Code == protocol.CodeInvalidCursor && cur != "":
-				// The position is lost: say so for every topic and start
-				// again per since.
-				c.log.retry(ctx, "cursor refused; starting again", err, 0)
-				events := make([]Event, len(s.topics))
-				for i, t := range s.topics {
-					events[i] = Event{Gap: &protocol.Gap{Topic: t, Reason: protocol.GapReset}}
-				}
-				cur = ""
-				if !s.deliver(saveCtx, events, "", yield) {
-					return
-				}
-				if !s.store(saveCtx, "", &saved, fail) {
-					return
-				}
-				continue
-			case !c.retryable(err):
-				fail(fmt.Errorf("client: subscribe: %w", err))
-				return
-			}
-			wait = bo.next(retryAfter(err))
-			c.log.retry(ctx, "poll failed; retrying", err, wait)
-			continue
+			wait, ok = l.failed(ctx, err, 0, "poll failed; retrying")
+		} else {
+			l.bo.reset()
+			wait, ok = l.reply(ctx, rep)
 		}
-		bo.reset()
-		events := make([]Event, 0, len(rep.Gaps)+len(rep.Messages))
-		for i := range rep.Gaps {
-			g := &rep.Gaps[i]
-			events = append(events, Event{Gap: &protocol.Gap{Topic: g.Topic, Reason: g.Reason, Missed: g.Missed}})
-		}
-		for i := range rep.Messages {
-			m := &rep.Messages[i]
-			events = append(events, Event{Message: &protocol.Message{Topic: m.Topic, Seq: m.Seq, Time: m.Time, ID: m.ID, Data: m.Data}})
-		}
-		if !s.deliver(saveCtx, events, rep.Cursor, yield) {
+		if !ok {
 			return
-		}
-		if rep.Cursor != saved || len(events) > 0 {
-			if !s.store(saveCtx, rep.Cursor, &saved, fail) {
-				return
-			}
-		}
-		cur = rep.Cursor
-		if rep.RetryAfterMS > 0 {
-			// The server is shutting down: come back when it says, to
-			// another node or to it restarted.
-			wait = min(time.Duration(rep.RetryAfterMS)*time.Millisecond, maxServerWait)
-			c.log.retry(ctx, "server shutting down; polling again later", nil, wait)
 		}
 	}
+}
+
+// failed handles an attempt that failed with err: it reports whether the
+// loop goes on, and after what wait. floor is a wait the server advised
+// besides the one err may carry.
+func (l *loop) failed(ctx context.Context, err error, floor time.Duration, msg string) (time.Duration, bool) {
+	c := l.s.c
+	if ctx.Err() != nil {
+		l.stopped(ctx)
+		return 0, false
+	}
+	var e *Error
+	switch {
+	case errors.As(err, &e) && e.Status == http.StatusBadRequest && e.Code == protocol.CodeInvalidCursor && l.cur != "":
+		// The position is lost: say so for every topic and start again
+		// per since.
+		c.log.retry(ctx, "cursor refused; starting again", err, 0)
+		events := make([]Event, len(l.s.topics))
+		for i, t := range l.s.topics {
+			events[i] = Event{Gap: &protocol.Gap{Topic: t, Reason: protocol.GapReset}}
+		}
+		l.cur = ""
+		if !l.deliver(events, "") || !l.store("") {
+			return 0, false
+		}
+		return 0, true
+	case !c.retryable(err):
+		l.fail(fmt.Errorf("client: subscribe: %w", err))
+		return 0, false
+	}
+	wait := l.bo.next(max(retryAfter(err), floor))
+	c.log.retry(ctx, msg, err, wait)
+	return wait, true
+}
+
+// reply yields the events of a poll's reply and saves its cursor; it
+// reports whether the loop goes on, and after what wait.
+func (l *loop) reply(ctx context.Context, rep *protocol.PollReply) (time.Duration, bool) {
+	events := make([]Event, 0, len(rep.Gaps)+len(rep.Messages))
+	for i := range rep.Gaps {
+		g := &rep.Gaps[i]
+		events = append(events, Event{Gap: &protocol.Gap{Topic: g.Topic, Reason: g.Reason, Missed: g.Missed}})
+	}
+	for i := range rep.Messages {
+		m := &rep.Messages[i]
+		events = append(events, Event{Message: &protocol.Message{Topic: m.Topic, Seq: m.Seq, Time: m.Time, ID: m.ID, Data: m.Data}})
+	}
+	if !l.deliver(events, rep.Cursor) {
+		return 0, false
+	}
+	if rep.Cursor != l.saved || len(events) > 0 {
+		if !l.store(rep.Cursor) {
+			return 0, false
+		}
+	}
+	l.cur = rep.Cursor
+	if rep.RetryAfterMS > 0 {
+		// The server is shutting down: come back when it says, to
+		// another node or to it restarted.
+		wait := min(time.Duration(rep.RetryAfterMS)*time.Millisecond, maxServerWait)
+		l.s.c.log.retry(ctx, "server shutting down; polling again later", nil, wait)
+		return wait, true
+	}
+	return 0, true
 }
 
 // deliver yields events in order and reports whether the loop wants more.
 // A loop that stops at the last event of a reply has taken all of it, so
 // its cursor is saved.
-func (s *subscription) deliver(saveCtx context.Context, events []Event, cursor string, yield func(Event, error) bool) bool {
+func (l *loop) deliver(events []Event, cursor string) bool {
 	for i, ev := range events {
-		if !yield(ev, nil) {
-			if i == len(events)-1 && s.cfg.save != nil {
-				if err := s.cfg.save(saveCtx, cursor); err != nil {
-					// The loop is gone: the log is the only place left.
-					s.c.log.LogAttrs(saveCtx, slog.LevelError, "saving the cursor after the loop stopped",
-						slog.Any("topics", s.topics), slog.String("error", err.Error()))
-				}
+		if !l.yield(ev, nil) {
+			if i == len(events)-1 {
+				l.saveAfterBreak(cursor)
 			}
 			return false
 		}
@@ -299,28 +360,43 @@ func (s *subscription) deliver(saveCtx context.Context, events []Event, cursor s
 	return true
 }
 
-// store saves cursor when the subscription has a save hook.
-func (s *subscription) store(ctx context.Context, cursor string, saved *string, fail func(error)) bool {
-	if s.cfg.save == nil {
-		*saved = cursor
+// saveAfterBreak saves cursor, when the subscription has a save hook, for
+// a loop that stopped having taken every event up to cursor.
+func (l *loop) saveAfterBreak(cursor string) {
+	if l.s.cfg.save == nil {
+		return
+	}
+	if err := l.s.cfg.save(l.saveCtx, cursor); err != nil {
+		// The loop is gone: the log is the only place left.
+		l.s.c.log.LogAttrs(l.saveCtx, slog.LevelError, "saving the cursor after the loop stopped",
+			slog.Any("topics", l.s.topics), slog.String("error", err.Error()))
+	}
+}
+
+// store saves cursor when the subscription has a save hook; it reports
+// false, having ended the loop with the error, when saving failed.
+func (l *loop) store(cursor string) bool {
+	if l.s.cfg.save == nil {
+		l.saved = cursor
 		return true
 	}
-	if err := s.cfg.save(ctx, cursor); err != nil {
-		fail(fmt.Errorf("client: saving the cursor: %w", err))
+	if err := l.s.cfg.save(l.saveCtx, cursor); err != nil {
+		l.fail(fmt.Errorf("client: saving the cursor: %w", err))
 		return false
 	}
-	*saved = cursor
+	l.saved = cursor
 	return true
 }
 
-// poll sends one poll and returns its reply. Its deadline is the hold plus
-// the margin, so a connection dropped without a word is given up.
-func (s *subscription) poll(ctx context.Context, cur string) (*protocol.PollReply, error) {
+// poll sends one poll that asks for a hold of timeout and returns its
+// reply. Its deadline is the hold plus the margin, so a connection dropped
+// without a word is given up.
+func (s *subscription) poll(ctx context.Context, cur string, timeout time.Duration) (*protocol.PollReply, error) {
 	c := s.c
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.pollTimeout+c.cfg.pollMargin)
+	ctx, cancel := context.WithTimeout(ctx, timeout+c.cfg.pollMargin)
 	defer cancel()
 	ctx, lost := oneConnection(ctx)
-	method, u, body := s.request(cur)
+	method, u, body := s.request(cur, timeout)
 	res, err := c.call(ctx, method, u, body)
 	if err != nil {
 		if lost() {
@@ -374,9 +450,9 @@ func oneConnection(ctx context.Context) (_ context.Context, lost func() bool) {
 
 // request returns a poll as GET, or as POST once the query string would
 // pass maxQuery.
-func (s *subscription) request(cur string) (method, u string, body []byte) {
+func (s *subscription) request(cur string, hold time.Duration) (method, u string, body []byte) {
 	c := s.c
-	timeout := c.cfg.pollTimeout.String()
+	timeout := hold.String()
 	q := url.Values{"topic": s.topics, "timeout": {timeout}}
 	if cur != "" {
 		q.Set("cursor", cur)
