@@ -115,7 +115,9 @@ func nodeTest(t *testing.T, file string, env ...string) {
 	js := jsDir(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "--test-timeout=90000", filepath.Join("test", file))
+	// node's --test-timeout bounds each file as well as each test in it:
+	// it must hold all of a file's tests, within the context above.
+	cmd := exec.CommandContext(ctx, "node", "--test", "--test-concurrency=1", "--test-timeout=200000", filepath.Join("test", file))
 	cmd.Dir = js
 	cmd.Env = append(os.Environ(), append([]string{"LONGPOLL_BIN=" + binPath}, env...)...)
 	// On timeout, end node and the servers it started: its process group.
