@@ -223,7 +223,11 @@ func (s *Server) adminTopics(w http.ResponseWriter, r *http.Request) error {
 		}
 		reply.Topics = append(reply.Topics, at)
 	}
-	writeAdminJSON(w, reply)
+	b, err := json.Marshal(reply)
+	if err != nil {
+		return err
+	}
+	s.writeJSONMaybeGzip(w, b, wantsGzip(w, r))
 	return nil
 }
 

@@ -105,8 +105,19 @@ func (s *Server) deliverGroup(g []*parked) {
 	if gated {
 		s.fanout.enter()
 	}
+	var z []byte // the body compressed, once, for the polls that take gzip
+	zipped := false
 	for _, p := range g {
-		p.send(http.StatusOK, nil, body, now)
+		if p.gzip && len(body) >= s.cfg.gzipMin {
+			if !zipped {
+				z, zipped = compress(body), true
+			}
+			if z != nil {
+				p.send(http.StatusOK, nil, z, true, now)
+				continue
+			}
+		}
+		p.send(http.StatusOK, nil, body, false, now)
 	}
 	if gated {
 		s.fanout.leave()
@@ -117,7 +128,11 @@ func (s *Server) deliverGroup(g []*parked) {
 		for _, gp := range c.gaps {
 			s.m.GapReported(gp.Reason)
 		}
-		p.settle(OutcomeMessages, http.StatusOK, len(body), now)
+		n := len(body)
+		if z != nil && p.gzip {
+			n = len(z)
+		}
+		p.settle(OutcomeMessages, http.StatusOK, n, now)
 	}
 	putReplyBuffer(body, bp)
 }

@@ -44,6 +44,7 @@ type config struct {
 	trustedProxies []netip.Prefix
 	revocationTTL  time.Duration
 	streamPing     time.Duration
+	gzipMin        int
 	maxStream      time.Duration
 	node           NodeInfo
 	admin          bool // ServeHTTP serves the admin API (WithAdminAPI)

@@ -47,6 +47,7 @@ type parked struct {
 	// not with a timeout.
 	expires bool
 	unsent  bool // its client was gone when its reply was due (send)
+	gzip    bool // its client takes gzip-compressed replies
 	sink    transport.Sink
 	w       hub.Waiter // its registration, kept here to save an allocation
 	// What the reply depends on, updated by whoever holds the claim.
@@ -101,7 +102,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	d, expires := holdFor(req, pr)
 	// Strings parsed from the request point into its head: a parked poll
 	// keeps copies, so that the head can be freed.
-	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires, pr: pr}
+	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires, pr: pr, gzip: req.gzip}
 	if len(req.topics) == 1 { // the record holds it, saving two small allocations
 		p.topic1[0] = strings.Clone(req.topics[0])
 		req.topics = p.topic1[:]
@@ -322,12 +323,13 @@ func (p *parked) fail(err error) {
 // beyond the fixed JSON ones) unless the client is gone, then settles it.
 func (p *parked) end(outcome PollOutcome, status int, hdr http.Header, body []byte) {
 	now := time.Now()
-	p.send(status, hdr, body, now)
+	p.send(status, hdr, body, false, now)
 	p.settle(outcome, status, len(body), now)
 }
 
-// send writes a claimed poll's reply, unless the client is gone.
-func (p *parked) send(status int, hdr http.Header, body []byte, now time.Time) {
+// send writes a claimed poll's reply, unless the client is gone; gz says
+// its body is gzip-compressed.
+func (p *parked) send(status int, hdr http.Header, body []byte, gz bool, now time.Time) {
 	if p.gone.Load() {
 		p.unsent = true
 		return
@@ -335,7 +337,7 @@ func (p *parked) send(status int, hdr http.Header, body []byte, now time.Time) {
 	hp := bufPool.Get().(*[]byte)
 	var head []byte
 	if hdr == nil {
-		head = transport.AppendJSONHead((*hp)[:0], status, p.extra, len(body), false, now)
+		head = transport.AppendJSONHead((*hp)[:0], status, p.extra, len(body), gz, false, now)
 	} else {
 		head = transport.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false, now)
 	}
@@ -411,7 +413,15 @@ func (p *parked) rearm() {
 			for _, g := range c.gaps {
 				s.m.GapReported(g.Reason)
 			}
-			p.end(OutcomeMessages, http.StatusOK, nil, body)
+			out, gz := body, false
+			if p.gzip && len(body) >= s.cfg.gzipMin {
+				if z := compress(body); z != nil {
+					out, gz = z, true
+				}
+			}
+			now := time.Now()
+			p.send(http.StatusOK, nil, out, gz, now)
+			p.settle(OutcomeMessages, http.StatusOK, len(out), now)
 			s.budget.Add(-size)
 			putReplyBuffer(body, bp)
 			return

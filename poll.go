@@ -36,6 +36,7 @@ func (s *Server) servePoll(w http.ResponseWriter, r *http.Request, rid string, p
 			return nil
 		}
 	}
+	req.gzip = wantsGzip(w, r)
 	if pr != nil && !pr.Expires.IsZero() && !time.Now().Before(pr.Expires) {
 		s.writeError(w, rid, errTokenExpired)
 		return nil
@@ -249,6 +250,8 @@ type collector struct {
 	known     uint64
 	knownMore []bool
 	limit     int
+	// gzip: the client takes gzip-compressed replies.
+	gzip bool
 	// maxBytes, when positive, bounds the reply's body: the messages
 	// taken stop before the one that would take it past maxBytes, but
 	// one is always taken.
@@ -289,6 +292,7 @@ func (c *collector) init(req *pollRequest, pos []Position) {
 		c.pos = make([]Position, n)
 	}
 	c.limit = req.limit
+	c.gzip = req.gzip
 	if len(req.cursor) == 0 {
 		return
 	}
@@ -513,18 +517,27 @@ func (s *Server) reply(w http.ResponseWriter, rid string, c *collector, timedOut
 	}
 	buf, bp := replyBuffer(size)
 	buf = appendReply(buf, c, timedOut, retry)
-	s.budget.Add(len(buf) - size)
+	out := buf
+	var z []byte
+	if c.gzip && len(buf) >= s.cfg.gzipMin {
+		if z = compress(buf); z != nil {
+			out = z
+		}
+	}
+	s.budget.Add(len(out) - size)
 	pw := parkResponse(w)
 	switch {
+	case z != nil:
+		writeGzipJSON(w, z)
 	case pw != nil && bp == nil && pw.Fields() == nil:
 		pw.SetJSONBody(http.StatusOK, buf) // no copy: the response keeps it
 	default:
 		writeJSON(w, http.StatusOK, buf)
 	}
 	if pw != nil {
-		pw.Reserved += len(buf) // the transport lets it go once written
+		pw.Reserved += len(out) // the transport lets it go once written
 	} else {
-		s.budget.Add(-len(buf))
+		s.budget.Add(-len(out))
 	}
 	putReplyBuffer(buf, bp)
 	return true

@@ -63,7 +63,7 @@ func (s *Server) servePublish(w http.ResponseWriter, r *http.Request, rid string
 		buf = append(buf, '}')
 	}
 	buf = append(buf, "]}"...)
-	writeJSON(w, http.StatusOK, buf)
+	s.writeJSONMaybeGzip(w, buf, wantsGzip(w, r))
 }
 
 func (s *Server) append(ctx context.Context, pubs []Publication) ([]Receipt, error) {

@@ -28,6 +28,7 @@ type pollRequest struct {
 	cursor   []cursor.Entry
 	earliest bool
 	since    time.Time     // since=<time>: start at the first message at or after it
+	gzip     bool          // the reply may be gzip-compressed
 	timeout  time.Duration // already capped at the maximum hold
 	limit    int
 }

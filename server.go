@@ -78,6 +78,7 @@ func New(b Broker, opts ...Option) (*Server, error) {
 		writeMargin:    DefaultWriteMargin,
 		revocationTTL:  DefaultRevocationTTL,
 		streamPing:     DefaultStreamPing,
+		gzipMin:        DefaultGzipMinSize,
 		maxStream:      DefaultMaxStream,
 	}
 	for _, o := range opts {
@@ -562,6 +563,7 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
+	h.Set("Vary", "Accept-Encoding")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body)

@@ -896,6 +896,7 @@ func (j job) serve() {
 		Close:      h.close,
 	}
 	w := &rq.w
+	w.AcceptGzip = h.gzip
 	if j.body != nil || h.method != http.MethodGet || j.url.Path != "/v1/poll" {
 		if j.body != nil {
 			req.Body = io.NopCloser(bytes.NewReader(j.body))

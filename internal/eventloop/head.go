@@ -36,6 +36,7 @@ type head struct {
 	// header otherwise.
 	host, rid string
 	close     bool // a Connection header lists "close" (case-insensitive, comma-separated list)
+	gzip      bool // a bare head's Accept-Encoding takes gzip (transport.AcceptsGzip)
 	length    int  // the Content-Length, 0 when absent
 	n         int  // bytes of b the head took, through the final CRLF CRLF
 
@@ -368,7 +369,7 @@ func buildBareHead(b []byte) *head {
 	sp1 := bytes.IndexByte(line, ' ')
 	sp2 := sp1 + 1 + bytes.IndexByte(line[sp1+1:], ' ')
 	var host, rid []byte
-	close := false
+	close, gzip := false, false
 	for rest := b[end+2:]; ; {
 		i := bytes.Index(rest, []byte("\r\n"))
 		field := rest[:i]
@@ -397,6 +398,8 @@ func buildBareHead(b []byte) *head {
 			}
 		case "connection":
 			close = close || hasToken(string(value), "close")
+		case "accept-encoding":
+			gzip = gzip || transport.AcceptsGzip(string(value))
 		default:
 			if !transport.PlainField(string(lower[:len(name)])) {
 				return nil
@@ -413,7 +416,7 @@ func buildBareHead(b []byte) *head {
 	h := newHead()
 	h.method, h.target = all[:sp1], all[sp1+1:sp2]
 	h.host = all[len(line) : len(line)+len(host)]
-	h.close, h.n = close, len(b)
+	h.close, h.gzip, h.n = close, gzip, len(b)
 	if rid != nil {
 		h.rid = all[len(line)+len(host):]
 	}

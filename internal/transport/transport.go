@@ -13,6 +13,7 @@ package transport
 import (
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/longpoll/longpoll/internal/httpdate"
@@ -109,12 +110,19 @@ type Response struct {
 	// (Budget): the transport lets it go once the reply is written, or
 	// waits on the connection, where it is counted again.
 	Reserved int
-	hdr      http.Header
-	json     bool // JSON's header lines go with the head (SetJSON)
+	// AcceptGzip is set by a transport that leaves a request's header
+	// out (a bare poll, Server.Bare) when its Accept-Encoding takes gzip.
+	AcceptGzip bool
+	hdr        http.Header
+	json       bool // JSON's header lines go with the head (SetJSON)
+	gzip       bool // and Content-Encoding: gzip (SetJSONGzipBody)
 }
 
 // JSONFields are the header lines of every JSON reply of the server's.
-const JSONFields = "Content-Type: application/json\r\nCache-Control: no-store\r\nX-Accel-Buffering: no\r\n"
+const JSONFields = "Content-Type: application/json\r\nCache-Control: no-store\r\nX-Accel-Buffering: no\r\nVary: Accept-Encoding\r\n"
+
+// JSONGzipFields are JSONFields for a body compressed with gzip.
+const JSONGzipFields = JSONFields + "Content-Encoding: gzip\r\n"
 
 // SetJSON sets a JSON reply whose header is Content-Type
 // application/json, Cache-Control no-store and X-Accel-Buffering no, and
@@ -137,6 +145,12 @@ func (w *Response) SetJSONBody(status int, body []byte) {
 		return
 	}
 	w.Body = append(w.Body, body...)
+}
+
+// SetJSONGzipBody is SetJSONBody for a body compressed with gzip.
+func (w *Response) SetJSONGzipBody(status int, body []byte) {
+	w.gzip = true
+	w.SetJSONBody(status, body)
 }
 
 // Fields returns the header set so far, perhaps nil: unlike Header, it
@@ -173,7 +187,10 @@ func (w *Response) AppendHead(buf []byte, close bool) []byte {
 		extra = append(append(append(b[:0], "X-Request-Id: "...), w.RequestID...), "\r\n"...)
 	}
 	var fields string
-	if w.json {
+	switch {
+	case w.gzip:
+		fields = JSONGzipFields
+	case w.json:
 		fields = JSONFields
 	}
 	return appendHead(buf, max(w.Status, http.StatusOK), w.hdr, fields, extra, len(w.Body), close, time.Now())
@@ -188,9 +205,13 @@ func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, cl
 }
 
 // AppendJSONHead is AppendHead for a JSON reply with no header map:
-// JSONFields, then extra.
-func AppendJSONHead(buf []byte, status int, extra []byte, n int, close bool, now time.Time) []byte {
-	return appendHead(buf, status, nil, JSONFields, extra, n, close, now)
+// JSONFields (JSONGzipFields for a body compressed with gzip), then extra.
+func AppendJSONHead(buf []byte, status int, extra []byte, n int, gzip, close bool, now time.Time) []byte {
+	fields := JSONFields
+	if gzip {
+		fields = JSONGzipFields
+	}
+	return appendHead(buf, status, nil, fields, extra, n, close, now)
 }
 
 func appendHead(buf []byte, status int, hdr http.Header, fields string, extra []byte, n int, close bool, now time.Time) []byte {
@@ -284,3 +305,42 @@ func appendFieldValue(buf []byte, v string) []byte {
 // fieldSpace reports whether c is white space that textproto.TrimString
 // trims from a value.
 func fieldSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' }
+
+// AcceptsGzip reports whether an Accept-Encoding field value takes gzip:
+// gzip (or x-gzip) listed with a weight above zero, or, when neither is
+// listed, * with a weight above zero (RFC 9110, 12.5.3). Several
+// Accept-Encoding fields are one list joined by commas.
+func AcceptsGzip(v string) bool {
+	star := false
+	for len(v) > 0 {
+		var item string
+		item, v, _ = strings.Cut(v, ",")
+		name, params, _ := strings.Cut(item, ";")
+		switch name = strings.TrimSpace(name); {
+		case strings.EqualFold(name, "gzip"), strings.EqualFold(name, "x-gzip"):
+			return qualityAboveZero(params)
+		case name == "*":
+			star = qualityAboveZero(params)
+		}
+	}
+	return star
+}
+
+// qualityAboveZero reports whether the parameters of a list item leave
+// its weight above zero: no q, or a q that is not 0, 0., 0.0, 0.00, 0.000.
+func qualityAboveZero(params string) bool {
+	for len(params) > 0 {
+		var p string
+		p, params, _ = strings.Cut(params, ";")
+		k, val, ok := strings.Cut(strings.TrimSpace(p), "=")
+		if !ok || !strings.EqualFold(strings.TrimSpace(k), "q") {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		if val == "" || val[0] != '0' {
+			return val != ""
+		}
+		return strings.Trim(val[1:], ".0") != "" // 0.5 yes; 0, 0.0, 0.000 no
+	}
+	return true
+}

@@ -62,7 +62,7 @@ func TestSetJSON(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	want := map[string]string{
 		"Content-Type": "application/json", "Cache-Control": "no-store", "X-Accel-Buffering": "no",
-		"Content-Length": "7", "X-Request-Id": "r-1",
+		"Vary": "Accept-Encoding", "Content-Length": "7", "X-Request-Id": "r-1",
 	}
 	for k, v := range want {
 		if got := resp.Header[k]; len(got) != 1 || got[0] != v {
@@ -191,4 +191,32 @@ func TestAppendHeadFieldsAsServed(t *testing.T) {
 	if len(got) != 7 {
 		t.Fatalf("%q: want the 7 fields with valid names", got)
 	}
+}
+
+func TestAcceptsGzip(t *testing.T) {
+	for v, want := range map[string]bool{
+		"gzip": true, "GZIP": true, "x-gzip": true, "deflate, gzip": true, "gzip;q=1": true,
+		"gzip; q=0.5": true, "gzip;q=0.001": true, "*": true, "br, *;q=0.1": true,
+		"": false, "identity": false, "br, deflate": false, "gzip;q=0": false, "gzip;q=0.0": false,
+		"gzip;q=0.000": false, "gzip;q=0, *": false, "*, gzip;q=0": false, "*;q=0": false,
+		"gzipx": false, "gzip;q=": false,
+	} {
+		if got := AcceptsGzip(v); got != want {
+			t.Errorf("AcceptsGzip(%q) = %v, want %v", v, got, want)
+		}
+	}
+}
+
+// FuzzAcceptsGzip: any field value is read without a panic, and a value
+// that lists gzip alone with no parameter is always taken.
+func FuzzAcceptsGzip(f *testing.F) {
+	for _, s := range []string{"gzip", "gzip;q=0", "*, br;q=0.5", ";;,,=", "gzip;q=0.", "x-gzip ; Q = 0.3"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		AcceptsGzip(v)
+		if !strings.Contains(v, "gzip") && !strings.Contains(v, "*") && !strings.Contains(strings.ToLower(v), "gzip") && AcceptsGzip(v) {
+			t.Fatalf("AcceptsGzip(%q) with no gzip and no *", v)
+		}
+	})
 }
