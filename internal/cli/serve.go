@@ -62,6 +62,7 @@ type serveConfig struct {
 	drainDelay       time.Duration
 	streamPing       time.Duration
 	maxStream        time.Duration
+	gzipMinSize      int
 
 	// Set by runServe: the layers the settings came from, read again at
 	// SIGHUP (nil when serve is not started by runServe), and the level
@@ -99,6 +100,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.DurationVar(&c.revocationTTL, "revocation-ttl", longpoll.DefaultRevocationTTL, "how long an admin disconnect refuses its subject's older tokens: the longest token life it honours")
 	fs.DurationVar(&c.streamPing, "stream-ping", longpoll.DefaultStreamPing, "how often an idle /v1/stream sends a comment line, so proxies do not time it out")
 	fs.DurationVar(&c.maxStream, "max-stream", longpoll.DefaultMaxStream, "longest life of a /v1/stream (less up to 1/16 at random); clients reconnect from their last event")
+	fs.IntVar(&c.gzipMinSize, "gzip-min-size", longpoll.DefaultGzipMinSize, "smallest poll reply, batch receipt or topic listing, in bytes, sent gzip-compressed to clients that accept it")
 	fs.DurationVar(&c.drainDelay, "drain-delay", 0, "at SIGTERM, drain this long (readiness 503, new polls refused, held polls answered) before shutting down")
 }
 
@@ -122,6 +124,7 @@ func (c *serveConfig) check() error {
 	pos("revocation-ttl", c.revocationTTL > 0)
 	pos("stream-ping", c.streamPing > 0)
 	pos("max-stream", c.maxStream > 0)
+	pos("gzip-min-size", c.gzipMinSize > 0)
 	if c.drainDelay < 0 {
 		errs = append(errs, "--drain-delay must not be negative")
 	}
@@ -306,7 +309,8 @@ func newServer(c *serveConfig, b longpoll.Broker, addr net.Addr, log *slog.Logge
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	pm := prommetrics.New(reg)
-	prommetrics.RegisterBuildInfo(reg, Version)
+	bi := buildInfo()
+	prommetrics.RegisterBuildInfo(reg, bi.version, bi.commit)
 	opts := []longpoll.Option{
 		longpoll.WithLogger(log),
 		longpoll.WithMetrics(pm),
@@ -322,6 +326,7 @@ func newServer(c *serveConfig, b longpoll.Broker, addr net.Addr, log *slog.Logge
 		longpoll.WithRevocationTTL(c.revocationTTL),
 		longpoll.WithStreamPing(c.streamPing),
 		longpoll.WithMaxStream(c.maxStream),
+		longpoll.WithGzipMinSize(c.gzipMinSize),
 		longpoll.WithAdminAPI(),
 		longpoll.WithNodeInfo(nodeInfo(c, addr)),
 	}
