@@ -25,6 +25,7 @@ import (
 
 	"github.com/longpoll/longpoll"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Topic is where the snapshots go.
@@ -70,6 +71,20 @@ type Snapshot struct {
 	BrokerErrors map[string]uint64 `json:"broker_errors"`
 	// Topics is the broker's topic count, when it can tell.
 	Topics *int `json:"topics,omitempty"`
+	// Refusals counts refused requests by reason (longpoll_refusals_total).
+	Refusals map[string]uint64 `json:"refusals"`
+	// DeliveryLatency and PublishLatency are the histograms of
+	// longpoll_delivery_latency_seconds and
+	// longpoll_publish_duration_seconds; nil when not exported.
+	DeliveryLatency *Histogram `json:"delivery_latency,omitempty"`
+	PublishLatency  *Histogram `json:"publish_latency,omitempty"`
+}
+
+// Histogram is a cumulative histogram: N[i] observations were at most
+// LE[i] seconds, and the last of N, one more than LE, counts them all.
+type Histogram struct {
+	LE []float64 `json:"le"`
+	N  []uint64  `json:"n"`
 }
 
 // Config configures a Publisher.
@@ -188,6 +203,7 @@ func Take(g prometheus.Gatherer, topics TopicCounter) (Snapshot, error) {
 		Polls:        map[string]uint64{},
 		Gaps:         map[string]uint64{},
 		BrokerErrors: map[string]uint64{},
+		Refusals:     map[string]uint64{},
 	}
 	for _, f := range fams {
 		var by map[string]uint64
@@ -199,6 +215,12 @@ func Take(g prometheus.Gatherer, topics TopicCounter) (Snapshot, error) {
 			by, label = s.Gaps, "reason"
 		case "longpoll_broker_errors_total":
 			by, label = s.BrokerErrors, "op"
+		case "longpoll_refusals_total":
+			by, label = s.Refusals, "reason"
+		case "longpoll_delivery_latency_seconds":
+			s.DeliveryLatency = histogram(f)
+		case "longpoll_publish_duration_seconds":
+			s.PublishLatency = histogram(f)
 		}
 		var total float64
 		for _, m := range f.GetMetric() {
@@ -225,4 +247,30 @@ func Take(g prometheus.Gatherer, topics TopicCounter) (Snapshot, error) {
 		s.Topics = &n
 	}
 	return s, nil
+}
+
+// histogram sums the histograms of a family over its label sets; nil
+// when it has none.
+func histogram(f *dto.MetricFamily) *Histogram {
+	var h *Histogram
+	for _, m := range f.GetMetric() {
+		mh := m.GetHistogram()
+		if mh == nil {
+			continue
+		}
+		bs := mh.GetBucket()
+		if h == nil {
+			h = &Histogram{LE: make([]float64, 0, len(bs)), N: make([]uint64, len(bs)+1)}
+			for _, b := range bs {
+				h.LE = append(h.LE, b.GetUpperBound())
+			}
+		}
+		for i, b := range bs {
+			if i < len(h.LE) && b.GetUpperBound() == h.LE[i] {
+				h.N[i] += b.GetCumulativeCount()
+			}
+		}
+		h.N[len(h.LE)] += mh.GetSampleCount()
+	}
+	return h
 }

@@ -53,7 +53,7 @@ func (f *fixture) snapshots(t *testing.T) []stats.Snapshot {
 	}
 	out := make([]stats.Snapshot, len(page.Messages))
 	for i, m := range page.Messages {
-		if len(m.Data) > 400 {
+		if len(m.Data) > 1500 {
 			t.Errorf("snapshot of %d bytes: %s", len(m.Data), m.Data)
 		}
 		if err := json.Unmarshal(m.Data, &out[i]); err != nil {
@@ -104,6 +104,18 @@ func TestPublishesSnapshots(t *testing.T) {
 		}
 		if _, ok := s.BrokerErrors["append"]; !ok {
 			t.Fatalf("broker errors %v: want every op, zeros included", s.BrokerErrors)
+		}
+		if n, ok := s.Refusals["token_revoked"]; !ok || n != 0 || len(s.Refusals) != int(longpoll.NumRefusals) {
+			t.Fatalf("refusals %v: want every reason at zero", s.Refusals)
+		}
+		dl, pl := s.DeliveryLatency, s.PublishLatency
+		if dl == nil || pl == nil || len(dl.N) != len(dl.LE)+1 || len(dl.LE) == 0 || dl.N[len(dl.LE)] != 3 || pl.N[len(pl.LE)] != 0 {
+			t.Fatalf("latencies %+v %+v: want the delivery histogram with the 3 messages, the publish one empty", dl, pl)
+		}
+		for i := 1; i < len(dl.N); i++ {
+			if dl.N[i] < dl.N[i-1] {
+				t.Fatalf("delivery histogram not cumulative: %v", dl.N)
+			}
 		}
 		if d := s.Time.Sub(got[0].Time); d != 2*time.Second {
 			t.Fatalf("snapshots %v apart, want 2s", d)
