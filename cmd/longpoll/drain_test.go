@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"os/exec"
@@ -34,19 +33,7 @@ func fetch(t *testing.T, u, body string) (int, string) {
 // draining, publishes go on; then the server shuts down as usual.
 func TestDrainDelay(t *testing.T) {
 	s := startServer(t, nil, "--drain-delay", "60s")
-	polled := make(chan map[string]any, 1)
-	go func() {
-		resp, err := http.Get(s.url + "/v1/poll?topic=a&timeout=50")
-		if err != nil {
-			polled <- map[string]any{"error": err.Error()}
-			return
-		}
-		defer resp.Body.Close()
-		var r map[string]any
-		json.NewDecoder(resp.Body).Decode(&r)
-		r["status"] = resp.StatusCode
-		polled <- r
-	}()
+	polled := pollHeld(s.url, "a")
 	waitWaiting(t, s.url, "a", 1)
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)

@@ -209,19 +209,7 @@ func TestUsageErrors(t *testing.T) {
 // and a retry_after_ms, and the process exits 0 well within the grace.
 func TestSignalShutdown(t *testing.T) {
 	s := startServer(t, nil)
-	polled := make(chan map[string]any, 1)
-	go func() {
-		resp, err := http.Get(s.url + "/v1/poll?topic=a&timeout=50")
-		if err != nil {
-			polled <- map[string]any{"error": err.Error()}
-			return
-		}
-		defer resp.Body.Close()
-		var r map[string]any
-		json.NewDecoder(resp.Body).Decode(&r)
-		r["status"] = resp.StatusCode
-		polled <- r
-	}()
+	polled := pollHeld(s.url, "a")
 	waitWaiting(t, s.url, "a", 1)
 	start := time.Now()
 	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
@@ -240,6 +228,25 @@ func TestSignalShutdown(t *testing.T) {
 		t.Fatal("server did not exit")
 	}
 	t.Logf("exited %v after SIGTERM", time.Since(start))
+}
+
+// pollHeld starts a poll of topic that holds for 50 s and returns where
+// its reply arrives, decoded, with its "status".
+func pollHeld(base, topic string) <-chan map[string]any {
+	polled := make(chan map[string]any, 1)
+	go func() {
+		resp, err := http.Get(base + "/v1/poll?timeout=50&topic=" + topic)
+		if err != nil {
+			polled <- map[string]any{"error": err.Error()}
+			return
+		}
+		defer resp.Body.Close()
+		var r map[string]any
+		json.NewDecoder(resp.Body).Decode(&r)
+		r["status"] = resp.StatusCode
+		polled <- r
+	}()
+	return polled
 }
 
 // TestEnvAndFlags: a LONGPOLL_ variable sets a flag; the flag wins over it;
