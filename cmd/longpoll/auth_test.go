@@ -91,6 +91,17 @@ func TestAdminAddr(t *testing.T) {
 	if st, _ := get(t, s.url+"/metrics", ""); st == 200 {
 		t.Fatal("/metrics served on the main address too")
 	}
+	// The admin API: with no token there, with the admin grant on --addr.
+	if st, b := get(t, "http://"+m[1]+"/v1/admin/node", ""); st != 200 || !strings.Contains(b, `"node"`) {
+		t.Fatalf("admin node on --admin-addr without a token: %d %s", st, b)
+	}
+	if st, _ := get(t, s.url+"/v1/admin/node", ""); st != 401 {
+		t.Fatalf("admin node on --addr without a token: %d, want 401", st)
+	}
+	admin := token(t, "--secret-file", secret, "--sub", "ops", "--admin")
+	if st, b := get(t, s.url+"/v1/admin/node", admin); st != 200 {
+		t.Fatalf("admin node on --addr with an admin token: %d %s", st, b)
+	}
 }
 
 func TestRefusesOpenNonLoopback(t *testing.T) {
