@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -76,9 +75,7 @@ func startPool(cfg *Config, topics []string) (*pool, error) {
 func startWorker(exe string, j *job) (*workerProc, error) {
 	cmd := exec.Command(exe, "bench")
 	cmd.Env = append(withoutEnv(os.Environ(), WorkerEnv), WorkerEnv+"=1")
-	// Its own process group: a Ctrl-C reaches the bench only, which then
-	// stops its workers in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	detach(cmd)
 	w := &workerProc{cmd: cmd, result: make(chan *workerResult, 1), exited: make(chan struct{})}
 	cmd.Stderr = &w.stderr
 	stdin, err := cmd.StdinPipe()

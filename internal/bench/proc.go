@@ -91,20 +91,6 @@ func LoadAverage() string {
 	return strings.Join(f[:3], " ")
 }
 
-// ownCPU returns the user and system CPU time of this process and of its
-// children that have been waited for: the bench and its workers (the
-// spawned server is waited for only after the figures are taken).
-func ownCPU() time.Duration {
-	var total time.Duration
-	for _, who := range []int{syscall.RUSAGE_SELF, syscall.RUSAGE_CHILDREN} {
-		var ru syscall.Rusage
-		if syscall.Getrusage(who, &ru) == nil {
-			total += time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		}
-	}
-	return total
-}
-
 // spawned is a server process the bench started and will stop.
 type spawned struct {
 	cmd  *exec.Cmd
@@ -129,9 +115,7 @@ func spawn(cmdline string) (*spawned, error) {
 	s := &spawned{cmd: cmd, done: make(chan struct{})}
 	cmd.Stdout = &s.out
 	cmd.Stderr = &s.out
-	// Its own process group: a Ctrl-C at the terminal reaches the bench,
-	// which then stops the server itself.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	detach(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting --spawn: %w", err)
 	}
@@ -167,7 +151,10 @@ func (s *spawned) stop(grace time.Duration) {
 		return
 	default:
 	}
-	s.cmd.Process.Signal(syscall.SIGTERM)
+	if s.cmd.Process.Signal(syscall.SIGTERM) != nil {
+		// No SIGTERM on Windows: the process can only be killed.
+		s.cmd.Process.Kill()
+	}
 	select {
 	case <-s.done:
 	case <-time.After(grace):

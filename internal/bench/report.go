@@ -107,7 +107,11 @@ func WriteTable(w io.Writer, res *Result) error {
 		row("load CPU", "%.0f ms over the %.2f s measured, %.0f%% of one core, %.2f us per delivery",
 			res.LoadCPUMS, res.WindowSeconds, res.LoadCPUMS/10/res.WindowSeconds, res.LoadCPUPerDelivery)
 	}
-	row("bench CPU", "%.0f ms (the bench and its workers, whole run)", res.BenchCPUMS)
+	if res.BenchCPUMS > 0 {
+		row("bench CPU", "%.0f ms (the bench and its workers, whole run)", res.BenchCPUMS)
+	} else {
+		row("bench CPU", "not measured on this system")
+	}
 	row("poll errors", "%d", res.PollErrors)
 	if res.FirstError != "" {
 		row("first error", "%s", res.FirstError)

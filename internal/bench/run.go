@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 )
 
@@ -465,11 +464,7 @@ func (r *runner) readCPU() (time.Duration, error) {
 // loadCPU is the CPU time of this process and its workers so far; a
 // worker whose time cannot be read counts nothing.
 func (r *runner) loadCPU() time.Duration {
-	var ru syscall.Rusage
-	var total time.Duration
-	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
-		total = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-	}
+	total := selfCPU()
 	for _, w := range r.pool.workers {
 		if c, err := ReadCPU(w.cmd.Process.Pid); err == nil {
 			total += c

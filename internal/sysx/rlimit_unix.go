@@ -19,7 +19,7 @@ func RaiseOpenFiles() (uint64, error) {
 			l = want
 		}
 	}
-	return l.Cur, nil
+	return limit(l.Cur), nil
 }
 
 // OpenFiles returns the soft open-file limit.
@@ -28,5 +28,10 @@ func OpenFiles() uint64 {
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
 		return 0
 	}
-	return l.Cur
+	return limit(l.Cur)
 }
+
+// limit reads an Rlimit field: uint64 on Linux and Darwin, int64 on
+// FreeBSD, where RLIM_INFINITY is the largest int64 and no limit is
+// negative.
+func limit[T int64 | uint64](v T) uint64 { return uint64(v) }
