@@ -99,7 +99,7 @@ func TestFreshServerExportsEveryFamily(t *testing.T) {
 	}
 	prommetrics.RegisterServer(reg, srv)
 	prommetrics.RegisterConnections(reg, nil, nil)
-	prommetrics.RegisterBuildInfo(reg, "v9.9.9")
+	prommetrics.RegisterBuildInfo(reg, "v9.9.9", "0123456789abcdef0123456789abcdef01234567")
 	got := series(t, reg)
 	for _, name := range wantZero() {
 		if v, ok := got[name]; !ok || v != 0 {
@@ -113,7 +113,7 @@ func TestFreshServerExportsEveryFamily(t *testing.T) {
 	for k, v := range got {
 		if strings.HasPrefix(k, "longpoll_build_info{") {
 			found = true
-			if v != 1 || !strings.Contains(k, "go="+runtime.Version()) || !strings.Contains(k, "version=v9.9.9") || !strings.Contains(k, "commit=") {
+			if v != 1 || !strings.Contains(k, "go="+runtime.Version()) || !strings.Contains(k, "version=v9.9.9") || !strings.Contains(k, "commit=0123456789abcdef0123456789abcdef01234567") {
 				t.Errorf("%s = %v", k, v)
 			}
 		}

@@ -3,7 +3,6 @@ package prommetrics
 import (
 	"context"
 	"runtime"
-	"runtime/debug"
 	"time"
 
 	"github.com/longpoll/longpoll"
@@ -69,16 +68,11 @@ func RegisterConnections(reg prometheus.Registerer, dense, std func() int) {
 }
 
 // RegisterBuildInfo registers longpoll_build_info{version,commit,go} = 1:
-// version as given, commit the VCS revision the binary was built from
-// ("unknown" when it was not recorded), go the toolchain's version.
-func RegisterBuildInfo(reg prometheus.Registerer, version string) {
-	commit := "unknown"
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && s.Value != "" {
-				commit = s.Value
-			}
-		}
+// version and commit as given (the binary's, which the release sets with
+// -ldflags; commit "unknown" when ""), go the toolchain's version.
+func RegisterBuildInfo(reg prometheus.Registerer, version, commit string) {
+	if commit == "" {
+		commit = "unknown"
 	}
 	g := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name:        "longpoll_build_info",

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -18,8 +19,20 @@ import (
 	"syscall"
 )
 
-// Version is set at build time with -ldflags "-X github.com/longpoll/longpoll/internal/cli.Version=v1.2.3".
-var Version = "dev"
+// Version, Commit and BuildTime name the build. The release sets them
+// (cmd/release):
+//
+//	-ldflags "-X github.com/longpoll/longpoll/internal/cli.Version=v1.2.3
+//	          -X github.com/longpoll/longpoll/internal/cli.Commit=<full sha>
+//	          -X github.com/longpoll/longpoll/internal/cli.BuildTime=<RFC 3339>"
+//
+// Left empty, Commit and BuildTime are taken from what the Go toolchain
+// recorded of the checkout (its revision and commit time).
+var (
+	Version   = "dev"
+	Commit    = ""
+	BuildTime = ""
+)
 
 // Exit codes a script can rely on.
 const (
@@ -123,7 +136,7 @@ func versionLine() string {
 		extra = append(extra, "commit "+b.commit)
 	}
 	if b.built != "" {
-		extra = append(extra, "built from "+b.built)
+		extra = append(extra, "built "+b.built)
 	}
 	if b.modified {
 		extra = append(extra, "modified")
@@ -137,26 +150,43 @@ type build struct {
 	modified               bool
 }
 
-// buildInfo returns Version, or the module's version when Version is
-// "dev", and the commit and its time as the Go toolchain recorded them.
+// pseudoVersion matches the end of a version the Go toolchain made up
+// for a commit that no tag names: v0.0.0-20261205091730-4484846abcde.
+var pseudoVersion = regexp.MustCompile(`[-.]\d{14}-[0-9a-f]{12}$`)
+
+// buildInfo returns the values set with -ldflags (Version, Commit,
+// BuildTime), and for each one left unset what the Go toolchain recorded:
+// the module's version when the checkout was at a tag, the commit, and the
+// commit's time. An untagged build with a known commit is
+// v0.0.0-dev+<commit12>, as the release's snapshots are.
 func buildInfo() build {
-	b := build{version: Version}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return b
-	}
-	if b.version == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-		b.version = bi.Main.Version
-	}
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			b.commit = s.Value
-		case "vcs.time":
-			b.built = s.Value
-		case "vcs.modified":
-			b.modified = s.Value == "true"
+	b := build{version: Version, commit: Commit, built: BuildTime}
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var revision, when string
+		var modified bool
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				revision = s.Value
+			case "vcs.time":
+				when = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
 		}
+		if b.commit == "" {
+			b.commit = revision
+		}
+		if b.built == "" {
+			b.built = when
+		}
+		b.modified = modified && b.commit == revision
+		if v := strings.TrimSuffix(bi.Main.Version, "+dirty"); b.version == "dev" && v != "" && v != "(devel)" && !pseudoVersion.MatchString(v) {
+			b.version = v
+		}
+	}
+	if b.version == "dev" && len(b.commit) >= 12 {
+		b.version = "v0.0.0-dev+" + b.commit[:12]
 	}
 	return b
 }
