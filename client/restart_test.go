@@ -41,11 +41,13 @@ func TestServerRestartDurableNoGap(t *testing.T) {
 	testRestart(t, true, t.TempDir())
 }
 
-func testRestart(t *testing.T, graceful bool, dataDir string) {
+// testRestart runs the restart with the clients' options extra (the
+// transport).
+func testRestart(t *testing.T, graceful bool, dataDir string, extra ...client.Option) {
 	const subscribers, half = 5, 50
 	topics := []string{"a", "b"}
 	s := startServer(t, serverConfig{server: []longpoll.Option{longpoll.WithRetryAfter(50 * time.Millisecond)}, dataDir: dataDir})
-	opts := fast()
+	opts := fast(extra...)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
