@@ -62,6 +62,23 @@
 // retrying cannot mend (400, 401 other than token_expired, 403, 404, ...)
 // end the subscription or the publish with an *Error.
 //
+// # Transports
+//
+// Subscribe long-polls by default (GET /v1/poll, one request per reply).
+// WithTransport(SSE) makes it hold one server-sent event stream instead
+// (GET /v1/stream): messages go out as they are published, with no
+// request per reply, which suits topics with a steady flow or many
+// subscribers on HTTP/1.1 proxies that count requests. Polls suit
+// paths where a long response is buffered or cut (some proxies, serverless
+// gateways) and very long topic lists (a stream's topics go in the URL;
+// a poll switches to a POST body). The events, the delivery guarantee and
+// the failure handling are the same; a stream's event ids are cursors, so
+// a subscription saved under one transport resumes under the other. A
+// stream is saved whenever the events received so far are taken, reconnects
+// from its last id when the server ends it (its time is up, a drain, a
+// shutdown) or it breaks, and is given up when it is silent, not even
+// pinging, for WithStreamIdleTimeout. Subscribe's doc lists the details.
+//
 // # Connections
 //
 // A Client has one http.Transport shared by its polls and publishes:

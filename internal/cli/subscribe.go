@@ -38,6 +38,11 @@ printed but not yet saved is printed again (at least once). Failed polls
 are retried with backoff; errors that retrying cannot mend end the
 command with exit status 1.
 
+With --transport sse the messages come over one server-sent event stream
+(GET /v1/stream) instead of long polls: the same lines, and the same
+cursor file, which either transport resumes from; the position is saved
+whenever the lines received so far are written.
+
 A server under --auth jwt needs a token: --token, --token-file or
 LONGPOLL_TOKEN (or LONGPOLL_TOKEN_FILE). When the server refuses the token
 as expired or revoked, --token-file is read again, so a token that another
@@ -53,6 +58,7 @@ func runSubscribe(ctx context.Context, args []string, io IO) int {
 	timeout := fs.Duration("timeout", client.DefaultPollTimeout, "how long the server holds each poll; keep it under every proxy's idle timeout")
 	limit := fs.Int("limit", 0, "most messages per batch (0: the server's default)")
 	h2c := fs.Bool("h2c", false, "speak cleartext HTTP/2 to an http:// server (prior knowledge)")
+	transport := fs.String("transport", "poll", `how messages come: "poll" (long polls) or "sse" (one server-sent event stream); not serve's --transport`)
 	var tc tokenConfig
 	tokenFlags(fs, &tc, rereadUsage)
 	setUsage(fs, "subscribe", "TOPIC...", subscribeDoc, io, nil)
@@ -68,7 +74,11 @@ func runSubscribe(ctx context.Context, args []string, io IO) int {
 	if err != nil {
 		return usageError(io, "subscribe", "%v", err)
 	}
-	c, err := newClient(*server, *timeout, *h2c, io, tc.options()...)
+	tr, err := parseTransport(*transport)
+	if err != nil {
+		return usageError(io, "subscribe", "%v", err)
+	}
+	c, err := newClient(*server, *timeout, *h2c, io, append(tc.options(), client.WithTransport(tr))...)
 	if err != nil {
 		return usageError(io, "subscribe", "%v", err)
 	}
@@ -109,6 +119,17 @@ func checkSubscribe(topics []string, since string, timeout time.Duration, limit 
 		return client.Head, errors.New("--limit must not be negative")
 	}
 	return s, nil
+}
+
+// parseTransport returns the client transport that --transport names.
+func parseTransport(v string) (client.Transport, error) {
+	switch v {
+	case "poll":
+		return client.Poll, nil
+	case "sse":
+		return client.SSE, nil
+	}
+	return client.Poll, fmt.Errorf(`--transport must be "poll" or "sse", not %q`, v)
 }
 
 // cursorFuncs keeps the position in file, when it is not "". The client
