@@ -1,6 +1,8 @@
 // The demo page: a live chat on one topic, chosen in the page or in the
-// address (/?topic=room1).
-import { Client, type Gap, type Message } from "./longpoll";
+// address (/?topic=room1). The address may also choose the transport
+// (&transport=auto|sse|poll) and auto's times in ms (&fallbackAfter=3000,
+// &streamRetry=60000); a badge shows which transport carries the messages.
+import { Client, type Gap, type Message, type Status, type SubscribeOptions } from "./longpoll";
 import { base, cookieToken, showError, showStatus } from "./common";
 
 /** Most messages the list keeps; older ones leave it. */
@@ -11,7 +13,8 @@ type Item = { k: "m"; seq: number; time: string; data: unknown } | { k: "g"; gap
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
 const list = $<HTMLOListElement>("messages");
-const topic = new URLSearchParams(location.search).get("topic") || "demo";
+const params = new URLSearchParams(location.search);
+const topic = params.get("topic") || "demo";
 $<HTMLInputElement>("topic").value = topic;
 $<HTMLAnchorElement>("share").href = "?topic=" + encodeURIComponent(topic);
 document.title = topic + " · longpoll demo";
@@ -88,6 +91,32 @@ list.lastElementChild?.scrollIntoView({ block: "end" });
 
 let gapFlash: ReturnType<typeof setTimeout> | undefined;
 
+// transportOptions: what the address asks of the transport; values it
+// does not know are left to the client's defaults.
+function transportOptions(): SubscribeOptions {
+  const o: SubscribeOptions = {};
+  const t = params.get("transport");
+  if (t === "auto" || t === "sse" || t === "poll") o.transport = t;
+  for (const k of ["fallbackAfter", "streamRetry"] as const) {
+    const v = Number(params.get(k));
+    if (Number.isFinite(v) && v > 0) o[k] = v;
+  }
+  return o;
+}
+
+// showTransport shows in the badge what carries the messages: a stream, or
+// long polls (for a tab that follows another, the other tab's).
+function showTransport(s: Status) {
+  if (!s.transport) return;
+  const el = $("transport");
+  el.hidden = false;
+  el.dataset.transport = s.transport;
+  el.textContent = s.transport === "stream" ? "stream" : "long-poll";
+  el.title = s.transport === "stream"
+    ? "messages arrive over one server-sent event stream (GET /v1/stream)"
+    : "messages arrive over long polls (GET /v1/poll)";
+}
+
 if (!TOPIC.test(topic)) {
   showStatus({ state: "closed", role: "solo" });
   showError(`"${topic}" is not a topic name: 1 to 256 characters from A-Z a-z 0-9 . _ : @ / -`);
@@ -96,8 +125,9 @@ if (!TOPIC.test(topic)) {
   const sub = client.subscribe(topic, (m: Message) => add({ k: "m", seq: m.seq, time: m.time, data: m.data }), {
     since: "earliest",
     storage: "session",
-    share: !new URLSearchParams(location.search).has("noshare"),
+    share: !params.has("noshare"),
     pauseWhenHidden: true,
+    ...transportOptions(),
     onGap: (gap) => {
       add({ k: "g", gap });
       const el = $("status");
@@ -109,6 +139,7 @@ if (!TOPIC.test(topic)) {
     },
     onStatus: (s) => {
       showStatus(s);
+      showTransport(s);
       if (s.state === "live") showError("");
     },
   });

@@ -4,12 +4,15 @@ import assert from "node:assert/strict";
 import net from "node:net";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { subscribe, publish, Client, backoffDelay, parseRetryAfter, LongpollError } from "../dist/longpoll.js";
-import { startServer, publishMany, publishRaw, topicInfo, until, jwt, MemoryStorage, tempDir } from "./server.mjs";
+import { subscribe, publish, Client, backoffDelay, parseRetryAfter, LongpollError, EventStreamParser } from "../dist/longpoll.js";
+import { startServer, startNginx, publishMany, publishRaw, topicInfo, until, jwt, MemoryStorage, tempDir } from "./server.mjs";
 
 let srv; // a memory-store server shared by the tests that need nothing special
 before(async () => { srv = await startServer(["--retention-messages", "5"]); });
 after(async () => { await srv?.stop(); });
+
+const open = new Set(); // subscriptions a failed test left open
+after(() => { for (const s of open) s.close(); });
 
 /** A subscription that records its events: "gap:topic:reason[:missed]", "msg:topic:seq", and statuses. */
 function recorder(url, topics, opts = {}) {
@@ -20,6 +23,7 @@ function recorder(url, topics, opts = {}) {
     onGap: (g) => events.push(`gap:${g.topic}:${g.reason}${g.missed ? ":" + g.missed : ""}`),
     onStatus: (s) => statuses.push(s),
   });
+  open.add(sub);
   return { sub, events, statuses, msgs: () => events.filter((e) => e.startsWith("msg:")) };
 }
 
@@ -294,5 +298,217 @@ test("publish: retried through a restart with the same id; duplicates reported",
     await assert.rejects(c.publish("bad topic", 1), TypeError);
   } finally {
     await s.stop();
+  }
+});
+
+// ---- the stream
+
+/** Every event of input, parsed whole. */
+const parseAll = (input) => new EventStreamParser().push(input);
+
+test("event stream parser: the WHATWG rules, however the input is cut", () => {
+  const cases = [
+    ["data: a\n\n", [{ type: "message", data: "a", id: "" }]],
+    ["event: gap\nid: C1\ndata: {\"x\":1}\n\n", [{ type: "gap", data: '{"x":1}', id: "C1" }]],
+    ["data:a\r\ndata:  b\r\n\r\n", [{ type: "message", data: "a\n b", id: "" }]],
+    ["data: a\rdata: b\r\r", [{ type: "message", data: "a\nb", id: "" }]],
+    ["\uFEFFdata: bom\n\n", [{ type: "message", data: "bom", id: "" }]],
+    [": ping\n\nretry: 2315\n\n: ping\n\n", []],
+    ["id: A\n\ndata: after an id alone\n\n", [{ type: "message", data: "after an id alone", id: "A" }]],
+    ["id: A\ndata: 1\n\nid: B\u0000\ndata: 2\n\n", [{ type: "message", data: "1", id: "A" }, { type: "message", data: "2", id: "A" }]],
+    ["event: x\n\ndata: 1\n\n", [{ type: "message", data: "1", id: "" }]],
+    ["data\n\n", [{ type: "message", data: "", id: "" }]],
+    ["data: no end", []],
+    ["data: a\n\ndata: cut before the blank line\n", [{ type: "message", data: "a", id: "" }]],
+    ["field without a colon\nevent\ndata: x\n\n", [{ type: "message", data: "x", id: "" }]],
+  ];
+  for (const [input, want] of cases) {
+    assert.deepEqual(parseAll(input), want, JSON.stringify(input));
+    // Cut at every place, and byte by byte: the same events.
+    for (let i = 0; i <= input.length; i++) {
+      const p = new EventStreamParser();
+      assert.deepEqual([...p.push(input.slice(0, i)), ...p.push(input.slice(i))], want, `${JSON.stringify(input)} cut at ${i}`);
+    }
+    const p = new EventStreamParser();
+    assert.deepEqual([...input].flatMap((c) => p.push(c)), want, `${JSON.stringify(input)} a character at a time`);
+  }
+  const p = new EventStreamParser();
+  p.push("retry: 1500\n\nretry: 2x\n\nretry: -1\n\n");
+  assert.equal(p.retry, 1500, "a retry of digits only");
+  assert.equal(p.lines, 6);
+  // "\r" then "\n" in the next chunk is one line end, not a blank line.
+  const q = new EventStreamParser();
+  assert.deepEqual([...q.push("data: x\r"), ...q.push("\ndata: y\r"), ...q.push("\n\r\n")], [{ type: "message", data: "x\ny", id: "" }]);
+  // Bounded: an event past max characters is refused, not held.
+  const small = new EventStreamParser(64);
+  assert.throws(() => small.push("data: " + "x".repeat(100)), /larger than 64/);
+  const lines = new EventStreamParser(64);
+  assert.throws(() => { for (let i = 0; i < 20; i++) lines.push("data: 12345\n"); }, /larger than 64/);
+});
+
+/** A fetch that logs each request: its path ("/v1/stream", "/v1/poll") and when it was sent. */
+function logged() {
+  const log = [];
+  const f = (u, init) => { log.push({ path: new URL(u).pathname, at: Date.now() }); return fetch(u, init); };
+  return { fetch: f, log, streams: () => log.filter((x) => x.path === "/v1/stream").length };
+}
+
+test("auto: messages come over a stream; a stream's id and a poll's cursor resume each other", async () => {
+  const f = logged();
+  const a = recorder(srv.url, ["sx.a", "sx.b"], { since: "earliest", fetch: f.fetch });
+  await until(() => a.sub.transport === "stream" && a.sub.status.state === "live", "a live stream");
+  assert.equal(a.statuses.at(-1).transport, "stream");
+  await until(async () => (await topicInfo(srv.url, "sx.a")).waiting === 1, "the stream held on the server");
+  await publishMany(srv.url, "sx.a", [1, 2]);
+  await publishMany(srv.url, "sx.b", [1]);
+  await until(() => a.events.length === 3, "three messages");
+  assert.deepEqual(a.events, [...seqs("sx.a", 1, 2), "msg:sx.b:1"]);
+  assert.equal(f.streams(), 1, "one stream carried them");
+  assert.deepEqual(f.log.map((x) => x.path), ["/v1/poll", "/v1/stream"], "a poll answered at once for the position, then the stream");
+  a.sub.close();
+  await a.sub.done;
+
+  // The stream's last id, as a poll's cursor.
+  await publishMany(srv.url, "sx.a", [3]);
+  const b = recorder(srv.url, ["sx.a", "sx.b"], { cursor: a.sub.cursor, transport: "poll" });
+  await until(() => b.events.length === 1, "the message after the stream's last id");
+  await publishMany(srv.url, "sx.b", [2]);
+  await until(() => b.events.length === 2, "and the next");
+  assert.deepEqual(b.events, ["msg:sx.a:3", "msg:sx.b:2"]);
+  assert.equal(b.sub.transport, "poll");
+  b.sub.close();
+
+  // A poll's cursor, as a stream's start.
+  await publishMany(srv.url, "sx.a", [4]);
+  const c = recorder(srv.url, ["sx.a", "sx.b"], { cursor: b.sub.cursor, transport: "sse" });
+  await until(() => c.events.length === 1, "the message after the poll's cursor");
+  await until(() => c.sub.transport === "stream", "the stream");
+  await publishMany(srv.url, "sx.a", [5]);
+  await until(() => c.events.length === 2, "and the next");
+  assert.deepEqual(c.events, seqs("sx.a", 4, 5));
+  c.sub.close();
+});
+
+test("the stream's end (max_stream): it reconnects from the last id, nothing lost or repeated", async () => {
+  const s = await startServer(["--max-stream", "700ms"]);
+  try {
+    const f = logged();
+    const r = recorder(s.url, "ms", { since: "earliest", fetch: f.fetch });
+    for (let i = 1; i <= 12; i++) {
+      await publishRaw(s.url, "ms", i);
+      await new Promise((res) => setTimeout(res, 150));
+    }
+    await until(() => r.events.length === 12, "twelve messages");
+    assert.deepEqual(r.events, seqs("ms", 1, 12));
+    assert.ok(f.streams() >= 3, `${f.streams()} streams: want a new one every 700 ms`);
+    assert.equal(r.sub.transport, "stream");
+    r.sub.close();
+  } finally {
+    await s.stop();
+  }
+});
+
+test("stream auth: token_revoked in an error event gets one new token; the stream goes on without loss", async () => {
+  const dir = tempDir();
+  const secret = "0123456789abcdef0123456789abcdef-stream";
+  writeFileSync(join(dir, "secret"), secret);
+  const s = await startServer(["--auth", "jwt", "--jwt-secret-file", join(dir, "secret"), "--rate-poll", "0", "--rate-publish", "0"]);
+  const grants = { longpoll: { subscribe: ["sa.*"], publish: ["sa.*"] } };
+  const pub = (n) => publishRaw(s.url, "sa.x", n, { Authorization: "Bearer " + jwt(secret, grants) });
+  try {
+    // The first token was issued two minutes ago; an admin revokes it while the stream holds it.
+    const now = Math.floor(Date.now() / 1000);
+    let calls = 0;
+    const getToken = () => (calls++ === 0 ? jwt(secret, { sub: "ann", iat: now - 120, ...grants }) : jwt(secret, { sub: "ann", ...grants }));
+    const f = logged();
+    const r = recorder(s.url, "sa.x", { getToken, since: "earliest", fetch: f.fetch });
+    await until(() => r.sub.transport === "stream" && r.sub.status.state === "live", "a live stream");
+    await pub(1);
+    await until(() => r.events.length === 1, "the first message");
+    assert.equal(calls, 1);
+    const res = await fetch(s.url + "/v1/admin/disconnect", {
+      method: "POST",
+      headers: { "Content-Type": "application/json", Authorization: "Bearer " + jwt(secret, { sub: "ops", longpoll: { admin: true } }) },
+      body: JSON.stringify({ sub: "ann", before: new Date((now - 60) * 1000).toISOString() }),
+    });
+    assert.equal(res.status, 200, await res.text());
+    await until(() => calls === 2, "getToken asked again when the stream ends with token_revoked", 5000);
+    await until(() => f.streams() === 2, "a second stream");
+    await pub(2);
+    await until(() => r.events.length === 2, "the message after the new token");
+    assert.deepEqual(r.events, seqs("sa.x", 1, 2));
+    assert.equal(calls, 2, "asked once");
+    assert.ok(!r.statuses.some((x) => x.state === "closed" || x.state === "waiting"), JSON.stringify(r.statuses));
+
+    // A token source with nothing newer: asked once more, refused, then a wait with backoff, as polls do.
+    r.sub.close();
+    let n = 0;
+    const old = jwt(secret, { sub: "ann", iat: now - 120, ...grants });
+    const f2 = logged();
+    const stuck = recorder(s.url, "sa.x", { getToken: () => { n++; return old; }, fetch: f2.fetch, transport: "sse", cursor: r.sub.cursor, backoffBase: 2000, backoffCap: 2000 });
+    const w = await until(() => stuck.statuses.find((x) => x.state === "waiting"), "waiting", 5000);
+    assert.equal(w.error.code, "token_revoked");
+    assert.equal(n, 2, "asked once more, not again before the wait");
+    stuck.sub.close();
+  } finally {
+    await s.stop();
+  }
+});
+
+test("auto behind a buffering nginx: long polls after fallbackAfter, nothing lost; back to the stream when it gets through", async (t) => {
+  const ng = await startNginx(srv.addr, { buffering: true });
+  if (!ng) { t.skip("nginx is not installed: skipping the proxy tests"); return; }
+  try {
+    const f = logged();
+    await publishMany(srv.url, "bf", [1, 2]);
+    const r = recorder(ng.url, "bf", { since: "earliest", fetch: f.fetch, fallbackAfter: 1500, streamRetry: 1500 });
+    await until(() => r.events.length === 2, "the messages before, from the first poll");
+    await until(() => f.streams() === 1, "a stream tried");
+    await publishMany(srv.url, "bf", [3]); // held by the proxy in the stream
+    const sent = f.log.find((x) => x.path === "/v1/stream").at;
+    await until(() => f.log.some((x) => x.path === "/v1/poll" && x.at > sent), "a poll after the stream", 5000);
+    const back = f.log.find((x) => x.path === "/v1/poll" && x.at > sent).at - sent;
+    assert.ok(back >= 1450 && back < 2500, `fell back after ${back} ms, want 1500`);
+    await until(() => r.events.length === 3, "the message the proxy held, from the poll");
+    assert.equal(r.sub.transport, "poll");
+    await publishMany(srv.url, "bf", [4]);
+    await until(() => r.events.length === 4, "a message while polling");
+    await ng.setBuffering(false);
+    const off = Date.now();
+    await until(() => r.sub.transport === "stream" && r.sub.status.state === "live", "back on a stream", 10000);
+    const took = Date.now() - off;
+    // The next try is at most streamRetry (doubled once if a try met the buffering) away.
+    assert.ok(took < 3000 + 500, `back on a stream after ${took} ms`);
+    await publishMany(srv.url, "bf", [5, 6]);
+    await until(() => r.events.length === 6, "messages over the stream");
+    assert.deepEqual(r.events, seqs("bf", 1, 6));
+    r.sub.close();
+  } finally {
+    await ng.stop();
+  }
+});
+
+test("auto: two failed streams in a row, then long polls; the stream again after streamRetry", async (t) => {
+  const ng = await startNginx(srv.addr);
+  if (!ng) { t.skip("nginx is not installed: skipping the proxy tests"); return; }
+  try {
+    ng.setStreamFailing(true);
+    const f = logged();
+    const r = recorder(ng.url, "ff", { fetch: f.fetch, streamRetry: 1500, backoffBase: 50, backoffCap: 100 });
+    await until(() => f.log.filter((x) => x.path === "/v1/poll").length >= 2 && f.streams() === 2, "two streams, then polls");
+    const second = f.log.filter((x) => x.path === "/v1/stream")[1].at;
+    assert.ok(f.log.some((x) => x.path === "/v1/poll" && x.at >= second), "a poll after the second failure");
+    await publishMany(srv.url, "ff", [1]);
+    await until(() => r.events.length === 1, "a message over polls");
+    assert.equal(r.sub.transport, "poll");
+    assert.equal(f.streams(), 2, "no third stream within streamRetry");
+    ng.setStreamFailing(false);
+    await until(() => r.sub.transport === "stream" && r.sub.status.state === "live", "back on a stream", 5000);
+    await publishMany(srv.url, "ff", [2]);
+    await until(() => r.events.length === 2, "a message over the stream");
+    assert.deepEqual(r.events, seqs("ff", 1, 2));
+    r.sub.close();
+  } finally {
+    await ng.stop();
   }
 });

@@ -155,3 +155,139 @@ export async function startRedis() {
     async stop() { if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM"); await exited; },
   };
 }
+
+/** nginx: $NGINX_PATH, else nginx on the PATH or in /usr/sbin; null when there is none. */
+export function nginxPath() {
+  for (const p of [process.env.NGINX_PATH, "nginx", "/usr/sbin/nginx"]) {
+    if (!p) continue;
+    try {
+      execFileSync(p, ["-v"], { stdio: "ignore" });
+      return p;
+    } catch { /* next */ }
+  }
+  return null;
+}
+
+async function freePort() {
+  const { createServer } = await import("node:net");
+  return new Promise((resolve, reject) => {
+    const s = createServer().listen(0, "127.0.0.1", () => { const p = s.address().port; s.close(() => resolve(p)); });
+    s.once("error", reject);
+  });
+}
+
+// nginxConf is a proxy to upstream, as docs/deployment.md sets one up,
+// except while the file flag exists: then it is a proxy that buffers
+// whole replies and ignores the server's X-Accel-Buffering: no, as some
+// do (and, as HTTP/1.0 to the server, sends nothing of a stream, not even
+// its head). The flag switches it without a reload, whose old worker would
+// go on serving the connections it has. Every reply names the mode in
+// X-Test-Proxy.
+function nginxConf(port, upstream, flag) {
+  const proxy = `
+            proxy_pass http://longpoll;
+            proxy_set_header Host $host;
+            proxy_read_timeout 70s;
+            proxy_send_timeout 70s;`;
+  return `
+worker_processes 1;
+error_log stderr warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path body;
+    proxy_temp_path proxy;
+    fastcgi_temp_path fastcgi;
+    uwsgi_temp_path uwsgi;
+    scgi_temp_path scgi;
+    upstream longpoll {
+        server ${upstream};
+        keepalive 16;
+    }
+    server {
+        listen 127.0.0.1:${port};
+        location / {
+            # A test's "nostream" file makes streams fail, as a proxy that serves no streams does.
+            set $nostream "";
+            if (-f ${flag}-nostream) {
+                set $nostream "x";
+            }
+            set $probe "\${nostream}:\${uri}";
+            if ($probe = "x:/v1/stream") {
+                return 502;
+            }
+            if (-f ${flag}) {
+                rewrite ^ /_buffering$uri last;
+            }${proxy}
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            add_header X-Test-Proxy streaming always;
+        }
+        location /_buffering/ {
+            internal;
+            rewrite ^/_buffering(.*)$ $1 break;${proxy}
+            proxy_http_version 1.0;
+            proxy_buffering on;
+            proxy_ignore_headers X-Accel-Buffering;
+            add_header X-Test-Proxy buffering always;
+        }
+    }
+}
+`;
+}
+
+/**
+ * Starts an nginx of its own in front of the longpoll server at upstream
+ * (host:port): a free loopback port, a prefix in a temporary directory,
+ * in the foreground. Resolves to { url, setBuffering(on), stop }, or to
+ * null when nginx is not installed (outside CI; the caller skips).
+ */
+export async function startNginx(upstream, { buffering = false } = {}) {
+  const nginx = nginxPath();
+  if (!nginx) {
+    if (process.env.CI === "true") throw new Error("nginx is not installed, and CI=true");
+    return null;
+  }
+  const { writeFileSync, rmSync } = await import("node:fs");
+  const port = await freePort();
+  const dir = tempDir("longpoll-nginx-");
+  const conf = join(dir, "nginx.conf");
+  const flag = join(dir, "buffering");
+  writeFileSync(conf, nginxConf(port, upstream, flag));
+  if (buffering) writeFileSync(flag, "");
+  const proc = spawn(nginx, ["-p", dir + "/", "-c", conf, "-e", "stderr", "-g", `daemon off; master_process off; pid ${join(dir, "nginx.pid")};`],
+    { stdio: ["ignore", "ignore", "pipe"] });
+  running.add(proc);
+  let stderr = "";
+  proc.stderr.on("data", (b) => { stderr += b; });
+  const exited = new Promise((r) => proc.once("exit", (code, sig) => { running.delete(proc); r({ code, sig }); }));
+  const url = `http://127.0.0.1:${port}`;
+  const mode = async () => {
+    try { return (await fetch(url + "/healthz")).headers.get("X-Test-Proxy"); } catch { return null; }
+  };
+  const want = (b) => (b ? "buffering" : "streaming");
+  await Promise.race([
+    until(async () => (await mode()) === want(buffering), "nginx to answer", 10000),
+    exited.then((x) => { throw new Error(`nginx exited ${JSON.stringify(x)}:\n${stderr}`); }),
+  ]);
+  return {
+    url,
+    get stderr() { return stderr; },
+    /** Turns buffering on or off and resolves once nginx answers so. */
+    async setBuffering(on) {
+      if (on) writeFileSync(flag, "");
+      else rmSync(flag, { force: true });
+      await until(async () => (await mode()) === want(on), "nginx to switch buffering", 10000);
+    },
+    /** Makes GET /v1/stream answer 502, or no longer. */
+    setStreamFailing(on) {
+      if (on) writeFileSync(flag + "-nostream", "");
+      else rmSync(flag + "-nostream", { force: true });
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGTERM");
+      await exited;
+    },
+  };
+}
