@@ -8,7 +8,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startServer, startRedis, publishMany, publishRaw, topicInfo, until, jwt, tempDir } from "./server.mjs";
+import { startServer, startRedis, startNginx, publishMany, publishRaw, topicInfo, until, jwt, tempDir } from "./server.mjs";
 
 const artifacts = process.env.LONGPOLL_ARTIFACTS || join(dirname(fileURLToPath(import.meta.url)), "..", "test-artifacts");
 mkdirSync(artifacts, { recursive: true });
@@ -433,6 +433,99 @@ test("with --auth jwt: pages work with a token cookie; the dashboard needs the a
     await shot(anon, "demo-unauthorized");
   } finally {
     for (const p of [admin, user, anon]) await p.context().close();
+    await srv.stop();
+  }
+});
+
+const waitTransport = (page, transport) =>
+  page.waitForSelector(`#status[data-state="live"] ~ #transport[data-transport="${transport}"]`, { timeout: 20000 });
+
+/** Logs the page's requests to /v1/stream and /v1/poll: { path, at }. */
+function requests(page) {
+  const log = [];
+  page.on("request", (r) => {
+    const path = new URL(r.url()).pathname;
+    if (path === "/v1/stream" || path === "/v1/poll") log.push({ path, at: Date.now() });
+  });
+  return log;
+}
+
+test("transport auto: the demo receives over a stream, and says so", async () => {
+  const srv = await startServer([]);
+  const page = await newPage();
+  try {
+    const log = requests(page);
+    await page.goto(srv.url + "/?topic=stream1");
+    await waitTransport(page, "stream");
+    assert.equal(await page.textContent("#transport"), "stream");
+    await until(async () => (await topicInfo(srv.url, "stream1")).waiting === 1, "the stream held on the server");
+    await publishMany(srv.url, "stream1", range(1, 3).map((n) => ({ name: "node", text: "s" + n })));
+    await waitSeqs(page, range(1, 3), "1..3 over the stream");
+    await send(page, "sent from the page");
+    await waitSeqs(page, range(1, 4), "its own message");
+    // Polls answered at once take the position (and catch up, with share), then one stream carries everything.
+    assert.equal(log.at(-1).path, "/v1/stream", JSON.stringify(log));
+    assert.equal(log.filter((x) => x.path === "/v1/stream").length, 1, JSON.stringify(log));
+    const polls = log.length;
+    await shot(page, "demo-stream");
+    // ?transport=poll: long polls only.
+    await page.goto(srv.url + "/?topic=stream1&transport=poll&noshare");
+    await waitTransport(page, "poll");
+    assert.equal(await page.textContent("#transport"), "long-poll");
+    await publishRaw(srv.url, "stream1", { name: "node", text: "s5" });
+    await waitSeqs(page, range(1, 5), "5 over a poll");
+    assert.ok(log.slice(polls).every((x) => x.path === "/v1/poll"), JSON.stringify(log.slice(polls)));
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await page.context().close();
+    await srv.stop();
+  }
+});
+
+test("transport auto behind a buffering nginx: long polls after fallbackAfter, nothing lost; back to the stream once it gets through", async (t) => {
+  const srv = await startServer([]);
+  const ng = await startNginx(srv.addr, { buffering: true });
+  if (!ng) {
+    await srv.stop();
+    t.skip("nginx is not installed: skipping the proxy test");
+    return;
+  }
+  const fallbackAfter = 3000, streamRetry = 4000;
+  const page = await newPage();
+  const msg = (n) => ({ name: "node", text: "b" + n });
+  try {
+    const log = requests(page);
+    await publishMany(srv.url, "buf", [1, 2].map(msg)); // before
+    await page.goto(`${ng.url}/?topic=buf&fallbackAfter=${fallbackAfter}&streamRetry=${streamRetry}`);
+    await waitSeqs(page, [1, 2], "the messages before, from the first poll");
+    await until(() => log.some((x) => x.path === "/v1/stream"), "a stream tried");
+    const streamAt = log.find((x) => x.path === "/v1/stream").at;
+    await publishRaw(srv.url, "buf", msg(3)); // during: the proxy holds it in the stream
+    await until(() => log.some((x) => x.path === "/v1/poll" && x.at > streamAt), "a poll after the stream", fallbackAfter + 5000);
+    const fellBack = log.find((x) => x.path === "/v1/poll" && x.at > streamAt).at - streamAt;
+    t.diagnostic(`fell back to long polling ${fellBack} ms after the stream was opened (fallbackAfter ${fallbackAfter})`);
+    assert.ok(fellBack >= fallbackAfter - 100 && fellBack < fallbackAfter + 1500, `fell back after ${fellBack} ms`);
+    await waitSeqs(page, [1, 2, 3], "the message the proxy held, from a poll");
+    await waitTransport(page, "poll");
+    assert.equal(await page.textContent("#transport"), "long-poll");
+    await shot(page, "demo-fallback-long-poll");
+    await publishRaw(srv.url, "buf", msg(4)); // while polling
+    await waitSeqs(page, range(1, 4), "a message while polling");
+
+    await ng.setBuffering(false);
+    const off = Date.now();
+    await waitTransport(page, "stream");
+    const back = Date.now() - off;
+    t.diagnostic(`back on a stream ${back} ms after the proxy stopped buffering (streamRetry ${streamRetry})`);
+    assert.ok(back <= streamRetry + 1500, `back on a stream after ${back} ms`);
+    await publishMany(srv.url, "buf", [5, 6].map(msg)); // after
+    await waitSeqs(page, range(1, 6), "each message once, in order");
+    assert.equal(await gapsOf(page), 0);
+    assert.equal(log.filter((x) => x.path === "/v1/stream").length, 2, "one stream given up, one that got through");
+    assert.deepEqual(page.errors, []);
+  } finally {
+    await page.context().close();
+    await ng.stop();
     await srv.stop();
   }
 });
