@@ -151,8 +151,8 @@ func WithH2C() Option {
 
 // WithHTTPClient makes the Client send its requests with hc instead of its
 // own transport. The Client then owns none of hc's settings: hc.Timeout,
-// if set, must exceed the poll timeout plus margin, and Close does not
-// close hc's connections. It excludes WithTLSConfig and WithH2C.
+// if set, must exceed the poll timeout plus margin (under SSE it cuts
+// every stream: leave it 0), and Close does not close hc's connections. It excludes WithTLSConfig and WithH2C.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *config) error {
 		if hc == nil {

@@ -302,10 +302,11 @@ func TestSSEDrain(t *testing.T) {
 	}
 }
 
-// TestSSETokenRevoked: an admin disconnect of the subscriber's subject
-// ends its stream with an error event token_revoked; the client asks its
-// hook once for a new token and goes on from its last id.
-func TestSSETokenRevoked(t *testing.T) {
+// startJWTServer starts a server under JWT auth with the admin API, and
+// returns it and a signer of tokens with every grant (admin when asked),
+// issued at iat and valid for ttl from now.
+func startJWTServer(t *testing.T, wrap func(http.Handler) http.Handler) (*testServer, func(sub string, iat time.Time, ttl time.Duration, admin bool) string) {
+	t.Helper()
 	secret := filepath.Join(t.TempDir(), "secret")
 	if err := os.WriteFile(secret, []byte(strings.Repeat("test-secret-", 4)), 0o600); err != nil {
 		t.Fatal(err)
@@ -314,9 +315,9 @@ func TestSSETokenRevoked(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sign := func(sub string, iat time.Time, admin bool) string {
+	sign := func(sub string, iat time.Time, ttl time.Duration, admin bool) string {
 		tok, err := auth.SignHS256(auth.Claims{
-			RegisteredClaims: jwt.RegisteredClaims{Subject: sub, IssuedAt: jwt.NewNumericDate(iat), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour))},
+			RegisteredClaims: jwt.RegisteredClaims{Subject: sub, IssuedAt: jwt.NewNumericDate(iat), ExpiresAt: jwt.NewNumericDate(time.Now().Add(ttl))},
 			Longpoll:         auth.Grants{Subscribe: []string{">"}, Publish: []string{">"}, Admin: admin},
 		}, secret)
 		if err != nil {
@@ -324,18 +325,54 @@ func TestSSETokenRevoked(t *testing.T) {
 		}
 		return tok
 	}
+	s := startServer(t, serverConfig{server: []longpoll.Option{longpoll.WithAuthenticator(a), longpoll.WithAdminAPI()}, wrap: wrap})
+	return s, sign
+}
+
+// TestSSETokenExpiredAtOpen: a stream refused 401 token_expired when it
+// is asked for gets a new token from the hook and is asked for again at
+// once, as a poll is.
+func TestSSETokenExpiredAtOpen(t *testing.T) {
 	log := newReqLog()
-	s := startServer(t, serverConfig{server: []longpoll.Option{longpoll.WithAuthenticator(a), longpoll.WithAdminAPI()}, wrap: log.wrap})
+	s, sign := startJWTServer(t, log.wrap)
+	now := time.Now()
+	ops := sign("ops", now, time.Hour, true)
+	pub := newClient(t, s.URL, fast(client.WithToken(func(context.Context) (string, error) { return ops, nil }))...)
+	publishN(t, pub, "t", 1, 6)
+	var cur memCursor
+	if _, err := stopAfter(t, pub, 3, []string{"t"}, client.WithSince(client.Earliest), client.WithLimit(3), cur.option()); !errors.Is(err, context.Canceled) {
+		t.Fatal(err)
+	}
+	toks := []string{sign("bob", now.Add(-2*time.Hour), -time.Hour, false), sign("bob", now, time.Hour, false)}
+	var hooks atomic.Int64
+	c := newClient(t, s.URL, sse(client.WithToken(func(context.Context) (string, error) {
+		return toks[min(hooks.Add(1), 2)-1], nil
+	}))...)
+	wantSeq(t, collect(t, c.Subscribe(within(t), []string{"t"}, cur.option()), 3), "t", 4)
+	if h := hooks.Load(); h != 2 {
+		t.Fatalf("token hook called %d times, want 2", h)
+	}
+	if streams, polls := log.counts(); streams != 2 || polls != 1 {
+		t.Fatalf("%d streams and %d polls, want the refused stream and the one with the new token after the publisher's poll", streams, polls)
+	}
+}
+
+// TestSSETokenRevoked: an admin disconnect of the subscriber's subject
+// ends its stream with an error event token_revoked; the client asks its
+// hook once for a new token and goes on from its last id.
+func TestSSETokenRevoked(t *testing.T) {
+	log := newReqLog()
+	s, sign := startJWTServer(t, log.wrap)
 	now := time.Now()
 	before := now.Add(-30 * time.Second)
 	// The first token is issued before the disconnect's time, the second
 	// after it.
-	toks := []string{sign("alice", now.Add(-time.Minute), false), sign("alice", now, false)}
+	toks := []string{sign("alice", now.Add(-time.Minute), time.Hour, false), sign("alice", now, time.Hour, false)}
 	var hooks atomic.Int64
 	hook := func(context.Context) (string, error) {
 		return toks[min(hooks.Add(1), 2)-1], nil
 	}
-	ops := sign("ops", now.Add(-time.Minute), true)
+	ops := sign("ops", now.Add(-time.Minute), time.Hour, true)
 	pub := newClient(t, s.URL, fast(client.WithToken(func(context.Context) (string, error) { return ops, nil }))...)
 	c := newClient(t, s.URL, sse(client.WithToken(hook))...)
 	b := subscribeInBackground(t, c, []string{"t"})
