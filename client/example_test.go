@@ -137,3 +137,35 @@ func ExampleWithCursorFile() {
 	// -- restart --
 	// 3 "three"
 }
+
+func ExampleWithTransport() {
+	url, stop := exampleServer()
+	defer stop()
+	ctx := context.Background()
+
+	// Subscriptions hold one server-sent event stream instead of polling.
+	c, err := client.New(url, client.WithTransport(client.SSE))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Publish(ctx, "news", "first"); err != nil {
+		log.Fatal(err)
+	}
+	for ev, err := range c.Subscribe(ctx, []string{"news"}, client.WithSince(client.Earliest)) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(ev.Message.Seq, string(ev.Message.Data))
+		if ev.Message.Seq == 2 {
+			break
+		}
+		// Comes as an event of the stream the loop holds.
+		if _, err := c.Publish(ctx, "news", "second"); err != nil {
+			log.Fatal(err)
+		}
+	}
+	// Output:
+	// 1 "first"
+	// 2 "second"
+}
