@@ -119,10 +119,6 @@ func (l *loop) stream(ctx context.Context) (end streamEnd) {
 	s, c := l.s, l.s.c
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	// Bytes, pings included, must keep coming; the wait for the answer's
-	// head counts too.
-	idle := time.AfterFunc(c.cfg.streamIdle, func() { cancel(errStreamSilent) })
-	defer idle.Stop()
 	if c.auth != nil {
 		tok, err := c.auth.get(ctx)
 		if err != nil {
@@ -131,6 +127,10 @@ func (l *loop) stream(ctx context.Context) (end streamEnd) {
 		}
 		end.tok = tok
 	}
+	// Bytes, pings included, must keep coming; the wait for the answer's
+	// head counts too.
+	idle := time.AfterFunc(c.cfg.streamIdle, func() { cancel(errStreamSilent) })
+	defer idle.Stop()
 	rctx, lost := oneConnection(ctx)
 	req, err := http.NewRequestWithContext(rctx, http.MethodGet, s.streamURL(), nil)
 	if err != nil {
