@@ -19,7 +19,9 @@ import (
 // The JavaScript tests (js/test) run from here so that go test ./... runs
 // them: the client's unit tests against a real longpoll serve, and the
 // pages in Debian's chromium. Without node (or chromium) they skip, except
-// in CI (CI=true), where they fail.
+// in CI (CI=true), where they fail. The tests of the client behind a proxy
+// start an nginx of their own (js/test/server.mjs, startNginx): without
+// nginx they skip with a message, except in CI, where they fail.
 
 var (
 	setupOnce sync.Once
