@@ -48,6 +48,10 @@ async function waitSeqs(page, want, what) {
 const waitStatus = (page, state, role) =>
   page.waitForSelector(`#status[data-state="${state}"]${role ? `[data-role="${role}"]` : ""}`, { timeout: 20000 });
 
+// The demo's transport badge, once the page is live.
+const waitTransport = (page, transport) =>
+  page.waitForSelector(`#status[data-state="live"] ~ #transport[data-transport="${transport}"]`, { timeout: 20000 });
+
 async function send(page, text) {
   await page.fill("#text", text);
   await page.press("#text", "Enter");
@@ -104,6 +108,9 @@ test("tab sharing: two tabs hold one poll; closing the leader loses nothing; hid
     const p2 = await newPage(ctx);
     await p2.goto(srv.url + "/?topic=shared");
     await waitStatus(p2, "live", "follower");
+    // The leader's stream carries the messages of both; the follower's badge says so too.
+    await waitTransport(p1, "stream");
+    await waitTransport(p2, "stream");
     await until(async () => (await topicInfo(srv.url, "shared")).waiting === 1, "one held poll");
     await new Promise((r) => setTimeout(r, 600)); // and it stays one
     assert.equal((await topicInfo(srv.url, "shared")).waiting, 1, "two tabs, one poll");
@@ -452,8 +459,6 @@ test("with --auth jwt: pages work with a token cookie; the dashboard needs the a
   }
 });
 
-const waitTransport = (page, transport) =>
-  page.waitForSelector(`#status[data-state="live"] ~ #transport[data-transport="${transport}"]`, { timeout: 20000 });
 
 /** Logs the page's requests to /v1/stream and /v1/poll: { path, at }. */
 function requests(page) {
