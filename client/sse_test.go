@@ -639,3 +639,33 @@ func TestSSESilentStreamIsGivenUp(t *testing.T) {
 		}
 	})
 }
+
+// TestSSEBreakSavesTheLastEvent: a loop that breaks on the last event the
+// stream sent has taken everything up to its id, which is saved, as a
+// poll's cursor is when a loop breaks on the last event of its reply.
+func TestSSEBreakSavesTheLastEvent(t *testing.T) {
+	s := startServer(t, serverConfig{})
+	pub := newClient(t, s.URL, fast()...)
+	c := newClient(t, s.URL, sse()...)
+	var cur memCursor
+	var once sync.Once
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	save := func(_ context.Context, v string) error {
+		cur.cur = v
+		// The starting position is saved: publish what the stream brings.
+		once.Do(func() {
+			wg.Go(func() {
+				if _, err := pub.Publish(t.Context(), "t", map[string]int{"n": 1}); err != nil {
+					t.Error(err)
+				}
+			})
+		})
+		return nil
+	}
+	load := func(context.Context) (string, error) { return cur.cur, nil }
+	wantSeq(t, collect(t, c.Subscribe(within(t), []string{"t"}, client.WithCursorFuncs(load, save)), 1), "t", 1)
+	wg.Wait()
+	publishN(t, pub, "t", 2, 2)
+	wantSeq(t, collect(t, c.Subscribe(within(t), []string{"t"}, cur.option()), 1), "t", 2)
+}
