@@ -30,7 +30,7 @@ export function showStatus(s: Status) {
   el.dataset.role = s.role;
   clearInterval(countdown);
   countdown = undefined;
-  const shared = s.role === "leader" ? " · polls for other tabs" : s.role === "follower" ? " · via another tab" : "";
+  const shared = s.role === "leader" ? " · receives for other tabs" : s.role === "follower" ? " · via another tab" : "";
   switch (s.state) {
     case "connecting": el.textContent = "connecting…"; break;
     case "live": el.textContent = "live" + shared; break;
