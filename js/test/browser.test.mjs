@@ -524,7 +524,8 @@ test("transport auto behind a buffering nginx: long polls after fallbackAfter, n
     await until(() => log.some((x) => x.path === "/v1/poll" && x.at > streamAt), "a poll after the stream", fallbackAfter + 5000);
     const fellBack = log.find((x) => x.path === "/v1/poll" && x.at > streamAt).at - streamAt;
     t.diagnostic(`fell back to long polling ${fellBack} ms after the stream was opened (fallbackAfter ${fallbackAfter})`);
-    assert.ok(fellBack >= fallbackAfter - 100 && fellBack < fallbackAfter + 1500, `fell back after ${fellBack} ms`);
+    // Measured from the request as the test saw it, a little after the client armed its timer.
+    assert.ok(fellBack >= fallbackAfter - 500 && fellBack < fallbackAfter + 1500, `fell back after ${fellBack} ms`);
     await waitSeqs(page, [1, 2, 3], "the message the proxy held, from a poll");
     await waitTransport(page, "poll");
     assert.equal(await page.textContent("#transport"), "long-poll");
