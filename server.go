@@ -462,32 +462,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Waiting returns the number of polls held on topic on this server now.
 func (s *Server) Waiting(topic string) int { return s.hub.Waiting(topic) }
 
-// statusOf maps each error code to its HTTP status: the one table.
-var statusOf = map[string]int{
-	CodeInvalidTopic:     http.StatusBadRequest,
-	CodeInvalidCursor:    http.StatusBadRequest,
-	CodeInvalidParameter: http.StatusBadRequest,
-	CodeInvalidBody:      http.StatusBadRequest,
-	CodeTooManyTopics:    http.StatusBadRequest,
-	CodeReservedTopic:    http.StatusForbidden,
-	CodeNotFound:         http.StatusNotFound,
-	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
-	CodeTooLarge:         http.StatusRequestEntityTooLarge,
-	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
-	CodeOverloaded:       http.StatusServiceUnavailable,
-	CodeStoreFull:        http.StatusServiceUnavailable,
-	CodeUnavailable:      http.StatusServiceUnavailable,
-	CodeShuttingDown:     http.StatusServiceUnavailable,
-	CodeInternal:         http.StatusInternalServerError,
-	CodeUnauthorized:     http.StatusUnauthorized,
-	CodeTokenExpired:     http.StatusUnauthorized,
-	CodeForbidden:        http.StatusForbidden,
-	CodeRateLimited:      http.StatusTooManyRequests,
-	CodeTokenRevoked:     http.StatusUnauthorized,
-	CodeDraining:         http.StatusServiceUnavailable,
-	CodeNotImplemented:   http.StatusNotImplemented,
-}
-
 // retryable codes always carry Retry-After.
 func retryable(status int) bool {
 	return status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable
@@ -511,7 +485,7 @@ func (s *Server) writeError(w http.ResponseWriter, rid string, err error) {
 			s.ma.refused.Refused(why)
 		}
 	}
-	status, ok := statusOf[e.Code]
+	status, ok := protocol.Status(e.Code)
 	if !ok {
 		status = http.StatusInternalServerError
 	}

@@ -311,7 +311,7 @@ func (ew *eventWriter) fail(s *Server, err *Error) {
 	var body protocol.ErrorReply
 	body.Error.Code = err.Code
 	body.Error.Message = err.Message
-	if retryable(statusOf[err.Code]) {
+	if status, _ := protocol.Status(err.Code); retryable(status) {
 		base := err.RetryAfter
 		if base <= 0 {
 			base = s.live.Load().retryAfter

@@ -100,41 +100,11 @@ func retryAfter(err error) time.Duration {
 	return 0
 }
 
-// statusOf is the HTTP status of each error code, as the server's JSON
-// error replies carry it (docs/protocol.md, "Errors"): a stream's error
-// event has no status of its own, and is handled as the reply with its
-// code would be. A code this client does not know is taken as 500, which
-// is retried.
-var statusOf = map[string]int{
-	protocol.CodeInvalidTopic:     http.StatusBadRequest,
-	protocol.CodeInvalidCursor:    http.StatusBadRequest,
-	protocol.CodeInvalidParameter: http.StatusBadRequest,
-	protocol.CodeInvalidBody:      http.StatusBadRequest,
-	protocol.CodeTooManyTopics:    http.StatusBadRequest,
-	protocol.CodeUnauthorized:     http.StatusUnauthorized,
-	protocol.CodeTokenExpired:     http.StatusUnauthorized,
-	protocol.CodeTokenRevoked:     http.StatusUnauthorized,
-	protocol.CodeForbidden:        http.StatusForbidden,
-	protocol.CodeReservedTopic:    http.StatusForbidden,
-	protocol.CodeNotFound:         http.StatusNotFound,
-	protocol.CodeMethodNotAllowed: http.StatusMethodNotAllowed,
-	protocol.CodeTooLarge:         http.StatusRequestEntityTooLarge,
-	protocol.CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
-	protocol.CodeRateLimited:      http.StatusTooManyRequests,
-	protocol.CodeInternal:         http.StatusInternalServerError,
-	protocol.CodeNotImplemented:   http.StatusNotImplemented,
-	protocol.CodeOverloaded:       http.StatusServiceUnavailable,
-	protocol.CodeStoreFull:        http.StatusServiceUnavailable,
-	protocol.CodeUnavailable:      http.StatusServiceUnavailable,
-	protocol.CodeShuttingDown:     http.StatusServiceUnavailable,
-	protocol.CodeDraining:         http.StatusServiceUnavailable,
-}
-
 // eventError is the *Error of a stream's error event: the error object of
 // a JSON error reply, with the status its code has there. requestID is
 // the stream's X-Request-Id, for an object without one.
 func eventError(obj *protocol.ErrorObject, requestID string) *Error {
-	status, ok := statusOf[obj.Code]
+	status, ok := protocol.Status(obj.Code)
 	if !ok {
 		status = http.StatusInternalServerError
 	}

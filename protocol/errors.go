@@ -1,6 +1,9 @@
 package protocol
 
-import "time"
+import (
+	"net/http"
+	"time"
+)
 
 // Error codes: the "code" of the protocol's JSON errors.
 const (
@@ -61,3 +64,38 @@ var (
 	// ErrUnavailable: the broker's store cannot be reached now.
 	ErrUnavailable = &Error{Code: CodeUnavailable, Message: "broker unavailable", RetryAfter: 2 * time.Second}
 )
+
+// Status returns the HTTP status of an error code, as the server's JSON
+// error replies carry it (docs/protocol.md, "Errors"), and false for a
+// code it does not know. A stream's error event has no status of its
+// own: a client handles it as the reply with its code.
+func Status(code string) (int, bool) {
+	s, ok := statusOf[code]
+	return s, ok
+}
+
+// statusOf maps each error code to its HTTP status: the one table.
+var statusOf = map[string]int{
+	CodeInvalidTopic:     http.StatusBadRequest,
+	CodeInvalidCursor:    http.StatusBadRequest,
+	CodeInvalidParameter: http.StatusBadRequest,
+	CodeInvalidBody:      http.StatusBadRequest,
+	CodeTooManyTopics:    http.StatusBadRequest,
+	CodeReservedTopic:    http.StatusForbidden,
+	CodeNotFound:         http.StatusNotFound,
+	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	CodeTooLarge:         http.StatusRequestEntityTooLarge,
+	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
+	CodeOverloaded:       http.StatusServiceUnavailable,
+	CodeStoreFull:        http.StatusServiceUnavailable,
+	CodeUnavailable:      http.StatusServiceUnavailable,
+	CodeShuttingDown:     http.StatusServiceUnavailable,
+	CodeInternal:         http.StatusInternalServerError,
+	CodeUnauthorized:     http.StatusUnauthorized,
+	CodeTokenExpired:     http.StatusUnauthorized,
+	CodeForbidden:        http.StatusForbidden,
+	CodeRateLimited:      http.StatusTooManyRequests,
+	CodeTokenRevoked:     http.StatusUnauthorized,
+	CodeDraining:         http.StatusServiceUnavailable,
+	CodeNotImplemented:   http.StatusNotImplemented,
+}
