@@ -168,15 +168,16 @@ func (b *Build) LDFlags() string {
 
 // GoBuild returns the go command that builds cmd/longpoll for platform
 // ("os/arch") into path, as the release does: no cgo, -trimpath, the
-// ldflags, and the baseline instruction sets whatever the environment
-// says. CI cross-builds with the same command (cmd/release
+// ldflags, and whatever the environment says, the baseline instruction
+// sets and GOFLAGS=-buildvcs=false (the ldflags name the commit; the
+// toolchain's own stamp would differ with the state of the work tree). CI cross-builds with the same command (cmd/release
 // --build-only), so that it shares the build cache with the release's
 // test.
 func (b *Build) GoBuild(ctx context.Context, platform, path string) *exec.Cmd {
 	goos, goarch, _ := strings.Cut(platform, "/")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", b.LDFlags(), "-o", path, "./cmd/longpoll")
 	cmd.Dir = b.Root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOAMD64=v1", "GOARM64=v8.0")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch, "GOAMD64=v1", "GOARM64=v8.0", "GOFLAGS=-buildvcs=false")
 	return cmd
 }
 
