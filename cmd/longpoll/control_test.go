@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,19 +18,6 @@ import (
 	"testing"
 	"time"
 )
-
-func mustPublish(t *testing.T, base, body string) {
-	t.Helper()
-	resp, err := http.Post(base+"/v1/publish", "application/json", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		t.Fatalf("publish: %d %s", resp.StatusCode, b)
-	}
-}
 
 // TestControlSocketModeUnderUmask: with umask 000 the control socket is
 // still mode 0600, and the private directory it was bound in is gone.

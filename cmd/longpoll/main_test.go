@@ -230,6 +230,20 @@ func TestSignalShutdown(t *testing.T) {
 	t.Logf("exited %v after SIGTERM", time.Since(start))
 }
 
+// mustPublish publishes body, failing the test unless it is answered 200.
+func mustPublish(t *testing.T, base, body string) {
+	t.Helper()
+	resp, err := http.Post(base+"/v1/publish", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("publish: %d %s", resp.StatusCode, b)
+	}
+}
+
 // pollHeld starts a poll of topic that holds for 50 s and returns where
 // its reply arrives, decoded, with its "status".
 func pollHeld(base, topic string) <-chan map[string]any {
