@@ -189,9 +189,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *pollRequest
 				s.m.GapReported(g.Reason)
 			}
 			outcome = OutcomeMessages
-			if len(c.out) == c.limit || c.maxBytes > 0 && c.size >= c.maxBytes {
-				continue // more may be waiting: read again at once
-			}
+			// A batch ends at the limit or at the reply bound with more
+			// to come: read again at once, until a read finds nothing.
+			continue
 		}
 		select {
 		case <-wt.C:

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -274,5 +276,43 @@ func TestStreamDrainAndRevoke(t *testing.T) {
 	s := a.openStream("topic=t", bearer(bob))
 	if s.resp.StatusCode != 503 {
 		t.Fatalf("a stream while draining: %d", s.resp.StatusCode)
+	}
+}
+
+// A stream whose client stops reading is cut once a write waits longer
+// than the write margin, and lets go of what it held; the client resumes
+// from its last id and misses nothing.
+func TestStreamSlowReaderCut(t *testing.T) {
+	e := newEnv(t, []memory.Option{memory.WithMaxBytes(64 << 20)}, longpoll.WithWriteMargin(300*time.Millisecond))
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET /v1/stream?topic=s HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n")
+	br := bufio.NewReader(conn)
+	if line, err := br.ReadString('\n'); err != nil || !strings.Contains(line, "200") {
+		t.Fatalf("stream: %q %v", line, err)
+	}
+	e.waitWaiting("s", 1)
+	// Then it reads nothing more, while 400 messages of 32 KiB (12.5 MiB,
+	// more than the sockets between hold) are published.
+	big := strings.Repeat("x", 32<<10)
+	for range 400 {
+		e.publish("s", big)
+	}
+	deadline := time.Now().Add(20 * time.Second) // a bound that fails a stream never cut
+	for e.srv.Waiting("s") != 0 || e.srv.ReplyBytesPending() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the stream was not cut: %d waiting, %d reply bytes held", e.srv.Waiting("s"), e.srv.ReplyBytesPending())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// A new stream from the start gets all 400.
+	s := e.openStream("topic=s&since=earliest", nil)
+	for want := uint64(1); want <= 400; want++ {
+		if _, seq, _ := message(t, s.next()); seq != want {
+			t.Fatalf("resumed stream: seq %d, want %d", seq, want)
+		}
 	}
 }
