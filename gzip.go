@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"net/http"
-	"sync"
+	"runtime"
+	"sync/atomic"
 
 	"github.com/longpoll/longpoll/internal/transport"
 )
@@ -41,25 +42,47 @@ func wantsGzip(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// gzipWriters are reused: a gzip.Writer holds about 800 KB of state.
+// gzipWriters are the compressors: a gzip.Writer holds about 800 KB of
+// state, so there are at most as many as processors (made as needed,
+// then reused), which bounds what compression holds however many replies
+// go out at once. A reply that finds none free goes out plain:
+// compression saves bandwidth, and is never worth memory without bound.
 // BestSpeed: on poll replies it compresses as well as the default level
 // in a third of the time (BenchmarkCompress).
-var gzipWriters = sync.Pool{New: func() any {
-	w, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-	return w
-}}
+var (
+	gzipWriters = make(chan *gzip.Writer, max(2, runtime.GOMAXPROCS(0)))
+	gzipMade    atomic.Int32
+)
+
+// takeGzip returns a free compressor, or nil when all are in use.
+func takeGzip() *gzip.Writer {
+	select {
+	case zw := <-gzipWriters:
+		return zw
+	default:
+	}
+	if gzipMade.Add(1) > int32(cap(gzipWriters)) {
+		gzipMade.Add(-1)
+		return nil
+	}
+	zw, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return zw
+}
 
 // compress returns body gzip-compressed, in a new slice, or nil when that
-// is no smaller.
+// is no smaller or every compressor is busy.
 func compress(body []byte) []byte {
+	zw := takeGzip()
+	if zw == nil {
+		return nil
+	}
 	var out bytes.Buffer
 	out.Grow(len(body)/4 + 64)
-	zw := gzipWriters.Get().(*gzip.Writer)
 	zw.Reset(&out)
 	_, _ = zw.Write(body) // a bytes.Buffer takes everything
 	_ = zw.Close()
 	zw.Reset(nil)
-	gzipWriters.Put(zw)
+	gzipWriters <- zw // never blocks: no more are made than it holds
 	if out.Len() >= len(body) {
 		return nil
 	}

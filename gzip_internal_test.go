@@ -1,6 +1,7 @@
 package longpoll
 
 import (
+	"compress/gzip"
 	"fmt"
 	"strings"
 	"testing"
@@ -25,4 +26,30 @@ func BenchmarkCompress(b *testing.B) {
 		n = len(compress(body))
 	}
 	b.ReportMetric(float64(n), "out-bytes")
+}
+
+// At most cap(gzipWriters) compressors exist: with all of them busy, a
+// reply goes out plain rather than make another.
+func TestCompressorsBounded(t *testing.T) {
+	body := []byte(strings.Repeat(`{"topic":"t","seq":1}`, 100))
+	if compress(body) == nil {
+		t.Fatal("compress with a compressor free returned nil")
+	}
+	var busy []*gzip.Writer
+	for range cap(gzipWriters) {
+		zw := takeGzip()
+		if zw == nil {
+			t.Fatalf("only %d compressors, want %d", len(busy), cap(gzipWriters))
+		}
+		busy = append(busy, zw)
+	}
+	if takeGzip() != nil || compress(body) != nil {
+		t.Fatal("a compressor beyond the bound was made")
+	}
+	for _, zw := range busy {
+		gzipWriters <- zw
+	}
+	if int(gzipMade.Load()) != cap(gzipWriters) || compress(body) == nil {
+		t.Fatalf("%d compressors made, want %d, and compress to work again", gzipMade.Load(), cap(gzipWriters))
+	}
 }

@@ -175,9 +175,15 @@ func TestAdminNodes(t *testing.T) {
 		return r.Nodes
 	}
 	for i, n := range nodes {
-		o := others(n)
 		_, port, _ := strings.Cut(nodes[1-i].addr, ":")
-		if len(o) != 1 || !strings.HasSuffix(o[0].Node, ":"+port) || o[0].Seen == nil || !o[0].Ready {
+		// Each node heartbeats as it starts serving, just after its
+		// start-up line: wait for the other's first.
+		var o []protocol.AdminNode
+		listed := func() bool {
+			o = others(n)
+			return len(o) == 1 && strings.HasSuffix(o[0].Node, ":"+port) && o[0].Seen != nil && o[0].Ready
+		}
+		if !waitFor(10*time.Second, listed) {
 			t.Fatalf("node %s lists %+v, want the other node (port %s)", n.addr, o, port)
 		}
 	}
