@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -162,5 +163,14 @@ func TestGzipHeldPolls(t *testing.T) {
 	}
 	if zipped != 1 || plain != 1 {
 		t.Fatalf("%d compressed and %d plain replies, want one of each", zipped, plain)
+	}
+}
+
+// A CORS reply keeps its Vary: Origin beside Vary: Accept-Encoding.
+func TestVaryKeepsOrigin(t *testing.T) {
+	e := newEnv(t, nil, longpoll.WithCORS("https://app.example"))
+	_, h, _ := e.doHeader("GET", "/v1/topics/t", "Origin", "https://app.example")
+	if v := h.Values("Vary"); !slices.Contains(v, "Origin") || !slices.Contains(v, "Accept-Encoding") {
+		t.Fatalf("Vary %q, want Origin and Accept-Encoding", v)
 	}
 }

@@ -528,6 +528,10 @@ func (s *Server) brokerError(w http.ResponseWriter, r *http.Request, rid, op str
 	s.writeError(w, rid, e)
 }
 
+// varyAcceptEncoding is every JSON reply's Vary, shared: its capacity is
+// its length, so a header's Add copies it rather than write into it.
+var varyAcceptEncoding = []string{"Accept-Encoding"}
+
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	if pw, ok := w.(*transport.Response); ok && pw.Fields() == nil {
 		pw.SetJSON(status, body) // no header map
@@ -537,7 +541,11 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Accel-Buffering", "no")
-	h.Set("Vary", "Accept-Encoding")
+	if _, ok := h["Vary"]; ok { // Vary: Origin of a CORS reply stays
+		h.Add("Vary", "Accept-Encoding")
+	} else {
+		h["Vary"] = varyAcceptEncoding
+	}
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	w.Write(body)
