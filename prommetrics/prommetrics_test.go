@@ -64,7 +64,7 @@ func wantZero() []string {
 		for _, c := range []string{"2xx", "3xx", "4xx", "5xx"} {
 			w = append(w, "longpoll_http_requests_total{code="+c+",route="+route+"}")
 		}
-		if longpoll.Route(r) != longpoll.RoutePoll {
+		if longpoll.Route(r) != longpoll.RoutePoll && longpoll.Route(r) != longpoll.RouteStream {
 			w = append(w, "longpoll_http_request_duration_seconds{route="+route+"}")
 		}
 	}
