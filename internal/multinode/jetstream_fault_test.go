@@ -1,0 +1,479 @@
+package multinode
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// The fault tests: three longpoll nodes behind the round-robin proxy (so
+// every poll and publish hops to the next node) on a replicated store,
+// publishers that retry each message with its id until it is
+// acknowledged, subscribers that count what they get, and faults injected
+// with SIGKILL at set points of the publishing. The same scenario runs on
+// JetStream, where any loss fails the test, and on Redis Cluster, where
+// loss is counted and reported.
+
+// faultPublisher publishes data i = 1..n to one topic, one message per
+// request, each retried with the same id until it is acknowledged, and
+// waits interval after each acknowledgement, so that the faults fall
+// while messages flow.
+type faultPublisher struct {
+	topic    string
+	interval time.Duration
+	acked    int            // messages acknowledged, 1..acked
+	attempts int            // requests sent
+	refused  map[string]int // requests not acknowledged, by status ("error" when no reply)
+}
+
+func (p *faultPublisher) run(ctx context.Context, hc *http.Client, base string, n int, published *atomic.Int64) error {
+	p.refused = map[string]int{}
+	for i := 1; i <= n; i++ {
+		for {
+			p.attempts++
+			status, err := publish(ctx, hc, base, p.topic, i, 1)
+			if err == nil && status == http.StatusOK {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("publisher of %s: gave up at i=%d: %v", p.topic, i, ctx.Err())
+			}
+			if err != nil {
+				p.refused["error"]++
+			} else {
+				p.refused[strconv.Itoa(status)]++
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		p.acked = i
+		published.Add(1)
+		select {
+		case <-ctx.Done():
+		case <-time.After(p.interval):
+		}
+	}
+	return nil
+}
+
+// topicCount is what one subscriber got of one topic.
+type topicCount struct {
+	got        map[int]int // data index i -> times received
+	lastI      int
+	lastSeq    uint64
+	inOrder    int // messages with i = the previous i + 1 and a greater seq
+	duplicates int // an i received again
+	reordered  int // an i lower than one received before, received the first time
+	skips      int // an i beyond the previous i + 1 (what lies between is late or lost)
+	headBack   int // a seq not above the previous one, without a reset gap before it
+	resets     int // reset gaps
+	otherGaps  int // gaps of another reason
+	foreign    int // data that no publisher sent (i out of range)
+	// announced holds the i skipped right after a gap: if never
+	// delivered, their loss was told to the client.
+	announced map[int]bool
+}
+
+// faultSubscriber polls its topics through the proxy from the earliest
+// message, counting each message against what came before it. It stops
+// when it has the last message of every topic, or, once publishing has
+// ended (done is closed), after quiet passes with nothing new.
+type faultSubscriber struct {
+	topics      []string
+	count       map[string]*topicCount
+	polls       int
+	refused     map[string]int
+	stalled     bool // stopped without the last message of every topic
+	lastMessage time.Time
+}
+
+func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string, want int, done <-chan struct{}, quiet time.Duration) {
+	s.count = map[string]*topicCount{}
+	s.refused = map[string]int{}
+	for _, t := range s.topics {
+		s.count[t] = &topicCount{got: map[int]int{}, announced: map[int]bool{}}
+	}
+	afterReset := map[string]bool{}
+	afterGap := map[string]bool{}
+	cursor := ""
+	s.lastMessage = time.Now()
+	for {
+		complete := true
+		for _, c := range s.count {
+			complete = complete && c.got[want] > 0
+		}
+		if complete {
+			return
+		}
+		select {
+		case <-done:
+			if time.Since(s.lastMessage) > quiet {
+				s.stalled = true
+				return
+			}
+		default:
+		}
+		if ctx.Err() != nil {
+			s.stalled = true
+			return
+		}
+		s.polls++
+		r, status, err := poll(ctx, hc, base, s.topics, cursor, 2*time.Second)
+		if err != nil || status != http.StatusOK {
+			if err != nil {
+				s.refused["error"]++
+			} else {
+				s.refused[strconv.Itoa(status)]++
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(20 * time.Millisecond):
+			}
+			continue
+		}
+		for _, g := range r.Gaps {
+			c := s.count[g.Topic]
+			if c == nil {
+				continue
+			}
+			afterGap[g.Topic] = true
+			if g.Reason == "reset" {
+				c.resets++
+				afterReset[g.Topic] = true
+			} else {
+				c.otherGaps++
+			}
+		}
+		for _, m := range r.Messages {
+			c := s.count[m.Topic]
+			i, err := dataIndex(m)
+			if c == nil || err != nil || i < 1 || i > want {
+				if c != nil {
+					c.foreign++
+				}
+				continue
+			}
+			s.lastMessage = time.Now()
+			switch {
+			case c.got[i] > 0:
+				c.duplicates++
+			case i < c.lastI:
+				c.reordered++
+			case i > c.lastI+1:
+				c.skips++
+				for k := c.lastI + 1; k < i && afterGap[m.Topic]; k++ {
+					c.announced[k] = true
+				}
+			}
+			if m.Seq <= c.lastSeq && !afterReset[m.Topic] {
+				c.headBack++
+			}
+			if i == c.lastI+1 && m.Seq > c.lastSeq && c.got[i] == 0 {
+				c.inOrder++
+			}
+			afterReset[m.Topic], afterGap[m.Topic] = false, false
+			c.got[i]++
+			c.lastI, c.lastSeq = i, m.Seq
+		}
+		cursor = r.Cursor
+	}
+}
+
+// faultScenario is one run of the load with its faults.
+type faultScenario struct {
+	topics, perTopic, subscribers int
+	nodes                         []*node
+	store                         string        // the nodes' --store
+	nodeArgs                      []string      // more flags of longpoll serve
+	interval                      time.Duration // each publisher's pause after an acknowledgement
+	faults                        []fault
+	timeout                       time.Duration
+}
+
+// fault is done once at of the messages are acknowledged.
+type fault struct {
+	at   float64
+	name string
+	do   func(t *testing.T, sc *faultScenario)
+}
+
+// faultReport is what a run counted.
+type faultReport struct {
+	acked, attempts         int
+	pubRefused, subRefused  map[string]int
+	polls                   int
+	delivered, inOrder      int
+	lost                    int // acknowledged (sub, topic, i) never delivered
+	lostAnnounced           int // of which the subscriber was told by a gap
+	duplicates, reordered   int
+	skips, headBack         int
+	resets, otherGaps       int
+	foreign, stalled        int
+	lostByTopic             map[string]int
+	elapsed                 time.Duration
+	faultsDone, faultsTimes []string
+}
+
+func (r *faultReport) String() string {
+	return fmt.Sprintf("acknowledged %d publishes in %d requests (not acknowledged: %s); polls %d (not answered 200: %s); "+
+		"delivered %d, in order %d, lost %d (%s; told by a gap %d, silently %d), duplicates %d, reordered %d, skips %d, head back %d, reset gaps %d, other gaps %d, foreign %d, stalled subscribers %d; "+
+		"faults: %s; in %v",
+		r.acked, r.attempts, countsString(r.pubRefused), r.polls, countsString(r.subRefused),
+		r.delivered, r.inOrder, r.lost, countsString(r.lostByTopic), r.lostAnnounced, r.lost-r.lostAnnounced, r.duplicates, r.reordered, r.skips, r.headBack, r.resets, r.otherGaps, r.foreign, r.stalled,
+		strings.Join(r.faultsTimes, ", "), r.elapsed.Round(time.Millisecond))
+}
+
+func countsString(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var keys []string
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for i, k := range keys {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s:%d", k, m[k])
+	}
+	return b.String()
+}
+
+// startNodes starts the scenario's three longpoll nodes.
+func (sc *faultScenario) startNodes(t *testing.T) []string {
+	t.Helper()
+	var addrs []string
+	for range 3 {
+		n := startNode(t, sc.store, sc.nodeArgs...)
+		sc.nodes = append(sc.nodes, n)
+		addrs = append(addrs, n.addr)
+	}
+	return addrs
+}
+
+// killNode kills node k with SIGKILL and starts it again on the same
+// address, so that the proxy finds it there.
+func (sc *faultScenario) killNode(t *testing.T, k int) {
+	t.Helper()
+	old := sc.nodes[k]
+	old.kill()
+	time.Sleep(200 * time.Millisecond) // down a moment: requests to it fail over in the proxy
+	sc.nodes[k] = startNode(t, sc.store, append(append([]string(nil), sc.nodeArgs...), "--addr", old.addr)...)
+}
+
+// run starts the scenario's nodes, the load and the faults, and returns
+// the counts once every subscriber has stopped.
+func (sc *faultScenario) run(t *testing.T) *faultReport {
+	t.Helper()
+	px := startProxy(t, sc.startNodes(t)...)
+	hc := newHTTPClient()
+	defer hc.CloseIdleConnections()
+
+	ctx, cancel := context.WithTimeout(t.Context(), sc.timeout)
+	defer cancel()
+	start := time.Now()
+	var published atomic.Int64
+	done := make(chan struct{})
+	var pubWG, subWG sync.WaitGroup
+	pubErrs := make([]error, sc.topics)
+	pubs := make([]*faultPublisher, sc.topics)
+	for k := range sc.topics {
+		pubs[k] = &faultPublisher{topic: topicName(k), interval: sc.interval}
+		pubWG.Go(func() { pubErrs[k] = pubs[k].run(ctx, hc, px.url, sc.perTopic, &published) })
+	}
+	subs := make([]*faultSubscriber, sc.subscribers)
+	for s := range sc.subscribers {
+		subs[s] = &faultSubscriber{topics: []string{topicName(s % sc.topics), topicName((s + 1) % sc.topics)}}
+		subWG.Go(func() { subs[s].run(ctx, hc, px.url, sc.perTopic, done, 10*time.Second) })
+	}
+
+	rep := &faultReport{pubRefused: map[string]int{}, subRefused: map[string]int{}, lostByTopic: map[string]int{}}
+	total := int64(sc.topics * sc.perTopic)
+	for _, f := range sc.faults {
+		if !waitFor(time.Until(deadlineOf(ctx)), func() bool { return published.Load() >= int64(f.at*float64(total)) }) {
+			t.Errorf("fault %q not done: only %d of %d messages acknowledged before the deadline", f.name, published.Load(), total)
+			break
+		}
+		at := time.Now()
+		f.do(t, sc)
+		rep.faultsTimes = append(rep.faultsTimes, fmt.Sprintf("%s at %d msgs (%v)", f.name, published.Load(), time.Since(at).Round(time.Millisecond)))
+	}
+	pubWG.Wait()
+	close(done)
+	subWG.Wait()
+	rep.elapsed = time.Since(start)
+	for _, err := range pubErrs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+
+	acked := map[string]int{}
+	for _, p := range pubs {
+		acked[p.topic] = p.acked
+		rep.acked += p.acked
+		rep.attempts += p.attempts
+		for k, v := range p.refused {
+			rep.pubRefused[k] += v
+		}
+	}
+	for _, s := range subs {
+		rep.polls += s.polls
+		for k, v := range s.refused {
+			rep.subRefused[k] += v
+		}
+		if s.stalled {
+			rep.stalled++
+		}
+		for topic, c := range s.count {
+			for i := 1; i <= acked[topic]; i++ {
+				if c.got[i] == 0 {
+					rep.lost++
+					if c.announced[i] {
+						rep.lostAnnounced++
+					}
+					rep.lostByTopic[topic]++
+				}
+			}
+			for _, v := range c.got {
+				rep.delivered += v
+			}
+			rep.inOrder += c.inOrder
+			rep.duplicates += c.duplicates
+			rep.reordered += c.reordered
+			rep.skips += c.skips
+			rep.headBack += c.headBack
+			rep.resets += c.resets
+			rep.otherGaps += c.otherGaps
+			rep.foreign += c.foreign
+			// The accounting holds whatever the store did: every delivery
+			// is the first of its i or a duplicate, and an i is either
+			// delivered or lost.
+			distinct := 0
+			for i, v := range c.got {
+				if v > 0 && i >= 1 && i <= sc.perTopic {
+					distinct++
+				}
+			}
+			if sum := distinct + c.duplicates; sum != sumValues(c.got) {
+				t.Errorf("%s: %d distinct + %d duplicates != %d delivered", topic, distinct, c.duplicates, sumValues(c.got))
+			}
+			if c.inOrder > distinct {
+				t.Errorf("%s: %d in order > %d distinct", topic, c.inOrder, distinct)
+			}
+		}
+	}
+	return rep
+}
+
+func sumValues(m map[int]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func deadlineOf(ctx context.Context) time.Time {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Now().Add(time.Minute)
+	}
+	return d
+}
+
+// Three longpoll nodes on a three-server JetStream cluster (replicas 3),
+// 10,000 messages (2,000 with -short) published one per request on 10
+// topics through a round-robin proxy by publishers that retry each until
+// it is acknowledged, 30 subscribers of two topics each whose polls hop
+// between the nodes. Meanwhile the stream's leader is SIGKILLed and
+// restarted, and so is a longpoll node; without -short also a follower
+// and the leader again. Every acknowledged message reaches every
+// subscriber of its topic exactly once and in order.
+func TestJetStreamFaults(t *testing.T) {
+	if raceEnabled {
+		t.Skip("SKIP: the fault test runs without the race detector (go test -short ./internal/multinode/ in CI)")
+	}
+	bins := requireNATS(t)
+	if out, _ := exec.Command(binary, "serve", "-h").CombinedOutput(); !strings.Contains(string(out), "nats://") {
+		t.Skip("SKIP: longpoll serve has no JetStream store (--store nats://) yet")
+	}
+	cl := startNATSCluster(t, bins)
+	const stream = "LPFAULT"
+	sc := &faultScenario{
+		topics: 10, perTopic: 1000, subscribers: 30,
+		store:    "nats://" + cl.URLs() + "?replicas=3&stream=" + stream + "&prefix=lpfault",
+		nodeArgs: []string{"--retention-messages", "20000", "--max-hold", "10s"},
+		interval: 40 * time.Millisecond,
+		timeout:  150 * time.Second,
+	}
+	var leaderKills []string
+	killLeader := func(t *testing.T, sc *faultScenario) {
+		l, err := cl.waitStreamLeader(stream, 20*time.Second)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		leaderKills = append(leaderKills, l.name+"="+l.version)
+		l.kill()
+		time.Sleep(time.Second)
+		l.restart()
+		if err := cl.waitHealthy(30 * time.Second); err != nil {
+			t.Error(err)
+		}
+	}
+	killFollower := func(t *testing.T, sc *faultScenario) {
+		leader := cl.streamLeader(stream)
+		for _, s := range cl.Servers {
+			if s.name != leader {
+				s.kill()
+				time.Sleep(time.Second)
+				s.restart()
+				break
+			}
+		}
+		if err := cl.waitHealthy(30 * time.Second); err != nil {
+			t.Error(err)
+		}
+	}
+	killNode := func(t *testing.T, sc *faultScenario) { sc.killNode(t, 1) }
+	sc.faults = []fault{
+		{0.15, "stream leader SIGKILL+restart", killLeader},
+		{0.35, "longpoll node SIGKILL+restart", killNode},
+		{0.55, "stream follower SIGKILL+restart", killFollower},
+		{0.75, "stream leader SIGKILL+restart", killLeader},
+	}
+	if testing.Short() {
+		sc.perTopic, sc.interval, sc.timeout = 200, 60*time.Millisecond, 90*time.Second
+		sc.faults = []fault{
+			{0.2, "stream leader SIGKILL+restart", killLeader},
+			{0.6, "longpoll node SIGKILL+restart", killNode},
+		}
+	}
+	rep := sc.run(t)
+	t.Logf("JetStream (%s, replicas 3; leaders killed: %s): %s", cl.Versions(), strings.Join(leaderKills, " "), rep)
+	want := sc.topics * sc.perTopic
+	if rep.acked != want {
+		t.Errorf("%d of %d messages acknowledged", rep.acked, want)
+	}
+	if rep.lost != 0 || rep.duplicates != 0 || rep.reordered != 0 || rep.skips != 0 || rep.headBack != 0 ||
+		rep.resets != 0 || rep.otherGaps != 0 || rep.foreign != 0 || rep.stalled != 0 {
+		t.Errorf("JetStream lost or disordered acknowledged messages: %s", rep)
+	}
+	if wantDelivered := sc.subscribers * 2 * sc.perTopic; rep.inOrder != wantDelivered {
+		t.Errorf("%d messages delivered in order, want %d", rep.inOrder, wantDelivered)
+	}
+}
