@@ -300,19 +300,21 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 		subWG.Go(func() { subs[s].run(ctx, hc, px.url, sc.perTopic, done, 10*time.Second) })
 	}
 
+	go func() { pubWG.Wait(); close(done) }()
+
 	rep := &faultReport{pubRefused: map[string]int{}, subRefused: map[string]int{}, lostByTopic: map[string]int{}}
 	total := int64(sc.topics * sc.perTopic)
 	for _, f := range sc.faults {
-		if !waitFor(time.Until(deadlineOf(ctx)), func() bool { return published.Load() >= int64(f.at*float64(total)) }) {
-			t.Errorf("fault %q not done: only %d of %d messages acknowledged before the deadline", f.name, published.Load(), total)
+		reached := func() bool { return published.Load() >= int64(f.at*float64(total)) }
+		if !waitFor(time.Until(deadlineOf(ctx)), func() bool { return reached() || isClosed(done) }) || !reached() {
+			t.Errorf("fault %q not done: only %d of %d messages acknowledged", f.name, published.Load(), total)
 			break
 		}
 		at := time.Now()
 		f.do(t, sc)
 		rep.faultsTimes = append(rep.faultsTimes, fmt.Sprintf("%s at %d msgs (%v)", f.name, published.Load(), time.Since(at).Round(time.Millisecond)))
 	}
-	pubWG.Wait()
-	close(done)
+	<-done
 	subWG.Wait()
 	rep.elapsed = time.Since(start)
 	for _, err := range pubErrs {
@@ -385,6 +387,15 @@ func sumValues(m map[int]int) int {
 		n += v
 	}
 	return n
+}
+
+func isClosed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
 
 func deadlineOf(ctx context.Context) time.Time {
@@ -464,6 +475,14 @@ func TestJetStreamFaults(t *testing.T) {
 		}
 	}
 	rep := sc.run(t)
+	if err := cl.waitHealthy(30 * time.Second); err != nil {
+		t.Error(err)
+	}
+	var info string
+	if !waitFor(10*time.Second, func() bool { var current bool; info, current = cl.streamInfo(stream); return current }) {
+		t.Errorf("stream %s after the run: %s", stream, info)
+	}
+	t.Logf("stream %s after the run: %s", stream, info)
 	t.Logf("JetStream (%s, replicas 3; leaders killed: %s): %s", cl.Versions(), strings.Join(leaderKills, " "), rep)
 	want := sc.topics * sc.perTopic
 	if rep.acked != want {

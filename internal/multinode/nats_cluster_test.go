@@ -451,3 +451,49 @@ func (b *tailLog) String() string {
 	}
 	return s
 }
+
+// streamInfo asks the cluster for $JS.API.STREAM.INFO of stream and
+// describes its leader, replicas and state; ok is false if a replica is
+// not current.
+func (c *natsCluster) streamInfo(stream string) (desc string, ok bool) {
+	var info struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+		State struct {
+			Messages uint64 `json:"messages"`
+			LastSeq  uint64 `json:"last_seq"`
+		} `json:"state"`
+		Cluster struct {
+			Leader   string `json:"leader"`
+			Replicas []struct {
+				Name    string `json:"name"`
+				Current bool   `json:"current"`
+				Lag     uint64 `json:"lag"`
+			} `json:"replicas"`
+		} `json:"cluster"`
+	}
+	for _, s := range c.Servers {
+		if !s.running() {
+			continue
+		}
+		b, err := natsRequest("127.0.0.1:"+strconv.Itoa(s.port), "$JS.API.STREAM.INFO."+stream, nil, 5*time.Second)
+		if err != nil {
+			desc = err.Error()
+			continue
+		}
+		if err := json.Unmarshal(b, &info); err != nil || info.Error != nil {
+			desc = fmt.Sprintf("stream info: %s", b)
+			continue
+		}
+		ok = true
+		desc = fmt.Sprintf("meta leader %s, stream leader %s, replicas", c.metaLeader(), info.Cluster.Leader)
+		for _, r := range info.Cluster.Replicas {
+			desc += fmt.Sprintf(" %s (current %t, lag %d)", r.Name, r.Current, r.Lag)
+			ok = ok && r.Current
+		}
+		desc += fmt.Sprintf("; %d JetStream messages, last sequence %d", info.State.Messages, info.State.LastSeq)
+		return desc, ok
+	}
+	return desc, false
+}
