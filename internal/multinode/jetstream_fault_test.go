@@ -209,19 +209,19 @@ type fault struct {
 
 // faultReport is what a run counted.
 type faultReport struct {
-	acked, attempts         int
-	pubRefused, subRefused  map[string]int
-	polls                   int
-	delivered, inOrder      int
-	lost                    int // acknowledged (sub, topic, i) never delivered
-	lostAnnounced           int // of which the subscriber was told by a gap
-	duplicates, reordered   int
-	skips, headBack         int
-	resets, otherGaps       int
-	foreign, stalled        int
-	lostByTopic             map[string]int
-	elapsed                 time.Duration
-	faultsDone, faultsTimes []string
+	acked, attempts        int
+	pubRefused, subRefused map[string]int
+	polls                  int
+	delivered, inOrder     int
+	lost                   int // acknowledged (sub, topic, i) never delivered
+	lostAnnounced          int // of which the subscriber was told by a gap
+	duplicates, reordered  int
+	skips, headBack        int
+	resets, otherGaps      int
+	foreign, stalled       int
+	lostByTopic            map[string]int
+	elapsed                time.Duration
+	faults                 []string // each fault, when it came and how long it took
 }
 
 func (r *faultReport) String() string {
@@ -230,7 +230,7 @@ func (r *faultReport) String() string {
 		"faults: %s; in %v",
 		r.acked, r.attempts, countsString(r.pubRefused), r.polls, countsString(r.subRefused),
 		r.delivered, r.inOrder, r.lost, countsString(r.lostByTopic), r.lostAnnounced, r.lost-r.lostAnnounced, r.duplicates, r.reordered, r.skips, r.headBack, r.resets, r.otherGaps, r.foreign, r.stalled,
-		strings.Join(r.faultsTimes, ", "), r.elapsed.Round(time.Millisecond))
+		strings.Join(r.faults, ", "), r.elapsed.Round(time.Millisecond))
 }
 
 func countsString(m map[string]int) string {
@@ -312,7 +312,7 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 		}
 		at := time.Now()
 		f.do(t, sc)
-		rep.faultsTimes = append(rep.faultsTimes, fmt.Sprintf("%s at %d msgs (%v)", f.name, published.Load(), time.Since(at).Round(time.Millisecond)))
+		rep.faults = append(rep.faults, fmt.Sprintf("%s at %d msgs (%v)", f.name, published.Load(), time.Since(at).Round(time.Millisecond)))
 	}
 	<-done
 	subWG.Wait()
