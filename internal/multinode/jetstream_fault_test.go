@@ -32,6 +32,7 @@ type faultPublisher struct {
 	acked    int            // messages acknowledged, 1..acked
 	attempts int            // requests sent
 	refused  map[string]int // requests not acknowledged, by status ("error" when no reply)
+	ackedAt  []time.Time    // when each message was acknowledged
 }
 
 func (p *faultPublisher) run(ctx context.Context, hc *http.Client, base string, n int, published *atomic.Int64) error {
@@ -57,6 +58,7 @@ func (p *faultPublisher) run(ctx context.Context, hc *http.Client, base string, 
 			}
 		}
 		p.acked = i
+		p.ackedAt = append(p.ackedAt, time.Now())
 		published.Add(1)
 		select {
 		case <-ctx.Done():
@@ -221,16 +223,17 @@ type faultReport struct {
 	foreign, stalled       int
 	lostByTopic            map[string]int
 	elapsed                time.Duration
+	pauses                 []string // the longest times without an acknowledgement
 	faults                 []string // each fault, when it came and how long it took
 }
 
 func (r *faultReport) String() string {
 	return fmt.Sprintf("acknowledged %d publishes in %d requests (not acknowledged: %s); polls %d (not answered 200: %s); "+
 		"delivered %d, in order %d, lost %d (%s; told by a gap %d, silently %d), duplicates %d, reordered %d, skips %d, head back %d, reset gaps %d, other gaps %d, foreign %d, stalled subscribers %d; "+
-		"faults: %s; in %v",
+		"faults: %s; longest pauses in acknowledgements: %s; in %v",
 		r.acked, r.attempts, countsString(r.pubRefused), r.polls, countsString(r.subRefused),
 		r.delivered, r.inOrder, r.lost, countsString(r.lostByTopic), r.lostAnnounced, r.lost-r.lostAnnounced, r.duplicates, r.reordered, r.skips, r.headBack, r.resets, r.otherGaps, r.foreign, r.stalled,
-		strings.Join(r.faults, ", "), r.elapsed.Round(time.Millisecond))
+		strings.Join(r.faults, ", "), strings.Join(r.pauses, ", "), r.elapsed.Round(time.Millisecond))
 }
 
 func countsString(m map[string]int) string {
@@ -311,8 +314,10 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 			break
 		}
 		at := time.Now()
+		n := published.Load()
 		f.do(t, sc)
-		rep.faults = append(rep.faults, fmt.Sprintf("%s at %d msgs (%v)", f.name, published.Load(), time.Since(at).Round(time.Millisecond)))
+		rep.faults = append(rep.faults, fmt.Sprintf("%s at %v, %d msgs (took %v)",
+			f.name, at.Sub(start).Round(100*time.Millisecond), n, time.Since(at).Round(100*time.Millisecond)))
 	}
 	<-done
 	subWG.Wait()
@@ -323,6 +328,7 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 		}
 	}
 
+	rep.pauses = longestPauses(start, pubs, 4)
 	acked := map[string]int{}
 	for _, p := range pubs {
 		acked[p.topic] = p.acked
@@ -381,6 +387,28 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 	return rep
 }
 
+// longestPauses describes the n longest times between two consecutive
+// acknowledgements of any publisher, or from the start to the first, as
+// "length at start-offset", longest first.
+func longestPauses(start time.Time, pubs []*faultPublisher, n int) []string {
+	times := []time.Time{start}
+	for _, p := range pubs {
+		times = append(times, p.ackedAt...)
+	}
+	sort.Slice(times, func(i, j int) bool { return times[i].Before(times[j]) })
+	type pause struct{ at, d time.Duration }
+	var ps []pause
+	for i := 1; i < len(times); i++ {
+		ps = append(ps, pause{times[i-1].Sub(start), times[i].Sub(times[i-1])})
+	}
+	sort.Slice(ps, func(i, j int) bool { return ps[i].d > ps[j].d })
+	var out []string
+	for _, p := range ps[:min(n, len(ps))] {
+		out = append(out, fmt.Sprintf("%v at %v", p.d.Round(10*time.Millisecond), p.at.Round(100*time.Millisecond)))
+	}
+	return out
+}
+
 func sumValues(m map[int]int) int {
 	n := 0
 	for _, v := range m {
@@ -429,7 +457,7 @@ func TestJetStreamFaults(t *testing.T) {
 		store:    "nats://" + cl.URLs() + "?replicas=3&stream=" + stream + "&prefix=lpfault",
 		nodeArgs: []string{"--retention-messages", "20000", "--max-hold", "10s"},
 		interval: 40 * time.Millisecond,
-		timeout:  150 * time.Second,
+		timeout:  240 * time.Second,
 	}
 	var leaderKills []string
 	killLeader := func(t *testing.T, sc *faultScenario) {
