@@ -459,14 +459,14 @@ func TestJetStreamFaults(t *testing.T) {
 		interval: 40 * time.Millisecond,
 		timeout:  240 * time.Second,
 	}
-	var leaderKills []string
+	var leaderKills, followerKills []string
 	killLeader := func(t *testing.T, sc *faultScenario) {
 		l, err := cl.waitStreamLeader(stream, 20*time.Second)
 		if err != nil {
 			t.Error(err)
 			return
 		}
-		leaderKills = append(leaderKills, l.name+"="+l.version)
+		leaderKills = append(leaderKills, fmt.Sprintf("%s=%s (leaders: %s)", l.name, l.version, cl.leaders()))
 		l.kill()
 		time.Sleep(time.Second)
 		l.restart()
@@ -478,6 +478,7 @@ func TestJetStreamFaults(t *testing.T) {
 		leader := cl.streamLeader(stream)
 		for _, s := range cl.Servers {
 			if s.name != leader {
+				followerKills = append(followerKills, fmt.Sprintf("%s=%s (leaders: %s)", s.name, s.version, cl.leaders()))
 				s.kill()
 				time.Sleep(time.Second)
 				s.restart()
@@ -511,7 +512,8 @@ func TestJetStreamFaults(t *testing.T) {
 		t.Errorf("stream %s after the run: %s", stream, info)
 	}
 	t.Logf("stream %s after the run: %s", stream, info)
-	t.Logf("JetStream (%s, replicas 3; leaders killed: %s): %s", cl.Versions(), strings.Join(leaderKills, " "), rep)
+	t.Logf("JetStream (%s, replicas 3; leaders killed: %s; followers killed: %s): %s",
+		cl.Versions(), strings.Join(leaderKills, ", "), strings.Join(followerKills, ", "), rep)
 	want := sc.topics * sc.perTopic
 	if rep.acked != want {
 		t.Errorf("%d of %d messages acknowledged", rep.acked, want)

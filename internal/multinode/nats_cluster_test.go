@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -352,6 +353,31 @@ func (c *natsCluster) streamLeader(stream string) string {
 				}
 			}
 		}
+	}
+	return ""
+}
+
+// leaders describes the leader of every stream (the key-value buckets
+// are streams too) as a running server sees them, sorted by stream.
+func (c *natsCluster) leaders() string {
+	for _, s := range c.Servers {
+		if !s.running() {
+			continue
+		}
+		var j jsz
+		if err := s.getJSON("/jsz?streams=true", &j); err != nil {
+			continue
+		}
+		var a []string
+		for _, acc := range j.Accounts {
+			for _, st := range acc.Streams {
+				if st.Cluster != nil {
+					a = append(a, st.Name+"="+st.Cluster.Leader)
+				}
+			}
+		}
+		sort.Strings(a)
+		return strings.Join(a, " ")
 	}
 	return ""
 }
