@@ -27,20 +27,45 @@ func (s *Server) deliver(batch []hub.Parked) {
 func (s *Server) deliverBatch(batch []hub.Parked) {
 	// Most often every poll of a batch is at the same place (subscribers
 	// that keep up with one topic): one group, found with no key.
-	all := make([]*parked, len(batch))
-	same := true
-	for i, b := range batch {
+	all := make([]*parked, 0, len(batch))
+	same, streams := true, false
+	for _, b := range batch {
 		p := b.(*parked)
-		all[i] = p
-		if same && i > 0 {
+		if p.st != nil {
+			streams = true
+		}
+		if same && len(all) > 0 {
 			q := all[0]
 			same = p.limit == q.limit && slices.Equal(p.topics, q.topics) && slices.Equal(p.pos, q.pos)
 		}
+		all = append(all, p)
+	}
+	if streams { // streams and polls of the same positions do not share bytes
+		polls := all[:0]
+		var st []*parked
+		for _, p := range all {
+			if p.st != nil {
+				st = append(st, p)
+			} else {
+				polls = append(polls, p)
+			}
+		}
+		s.deliverGrouped(st, s.deliverStreams)
+		if len(polls) > 0 {
+			s.deliverGrouped(polls, s.deliverGroup)
+		}
+		return
 	}
 	if same {
 		s.deliverGroup(all)
 		return
 	}
+	s.deliverGrouped(all, s.deliverGroup)
+}
+
+// deliverGrouped splits all into groups of the same topics, positions
+// and limit, in the order of their first member, and delivers each.
+func (s *Server) deliverGrouped(all []*parked, deliver func([]*parked)) {
 	groups := make(map[string][]*parked)
 	var order []string
 	var key []byte
@@ -54,7 +79,7 @@ func (s *Server) deliverBatch(batch []hub.Parked) {
 		groups[string(key)] = append(g, p)
 	}
 	for _, k := range order {
-		s.deliverGroup(groups[k])
+		deliver(groups[k])
 	}
 }
 

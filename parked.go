@@ -48,6 +48,7 @@ type parked struct {
 	expires bool
 	unsent  bool // its client was gone when its reply was due (send)
 	gzip    bool // its client takes gzip-compressed replies
+	close   bool // its request asked to close the connection after the reply
 	sink    transport.Sink
 	w       hub.Waiter // its registration, kept here to save an allocation
 	// What the reply depends on, updated by whoever holds the claim.
@@ -66,7 +67,8 @@ type parked struct {
 	// wheel holds the poll's deadline, when its hold ends, and the
 	// deadline wheel's bookkeeping.
 	wheel wheel.Entry
-	log   *parkLog // nil unless access logging is on
+	log   *parkLog     // nil unless access logging is on
+	st    *streamState // a stream's (streampark.go); nil for a poll
 }
 
 // monoBase is what parked polls' start times count from: a Duration is a
@@ -102,7 +104,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	d, expires := holdFor(req, pr)
 	// Strings parsed from the request point into its head: a parked poll
 	// keeps copies, so that the head can be freed.
-	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires, pr: pr, gzip: req.gzip}
+	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires, pr: pr, gzip: req.gzip, close: r.Close}
 	if len(req.topics) == 1 { // the record holds it, saving two small allocations
 		p.topic1[0] = strings.Clone(req.topics[0])
 		req.topics = p.topic1[:]
@@ -127,36 +129,7 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	}
 	// Everything the poll's answerer reads is set before the poll can be
 	// claimed, that is before it turns held.
-	hdr, ridLine := replyFields(w)
-	size := len(rid) + len("X-Request-Id: \r\n")
-	for k, vs := range hdr {
-		for _, v := range vs {
-			size += len(k) + len(v) + 4
-		}
-	}
-	p.extra = make([]byte, 0, size)
-	for k, vs := range hdr {
-		for _, v := range vs {
-			p.extra = append(append(p.extra, k...), ": "...)
-			if k == "X-Request-Id" && v == rid {
-				p.ridAt, p.ridEnd = int32(len(p.extra)), int32(len(p.extra)+len(v))
-			}
-			p.extra = append(append(p.extra, v...), "\r\n"...)
-		}
-	}
-	if p.ridEnd-p.ridAt != int32(len(rid)) { // no header line carries it
-		if ridLine {
-			p.extra = append(p.extra, "X-Request-Id: "...)
-		}
-		p.ridAt = int32(len(p.extra))
-		p.extra = append(p.extra, rid...)
-		p.ridEnd = int32(len(p.extra))
-		if ridLine {
-			p.extra = append(p.extra, "\r\n"...)
-		} else {
-			p.extra = p.extra[:p.ridAt]
-		}
-	}
+	p.keepHeader(w, rid)
 	if s.log.Enabled(ctx, slog.LevelInfo) {
 		p.log = &parkLog{method: r.Method, path: r.URL.Path, remote: r.RemoteAddr}
 	}
@@ -195,6 +168,41 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 		}
 	}
 	return p, ""
+}
+
+// keepHeader keeps the header lines of the reply set so far (its
+// X-Request-Id, CORS) in p.extra, rendered, and where rid is among them.
+func (p *parked) keepHeader(w http.ResponseWriter, rid string) {
+	hdr, ridLine := replyFields(w)
+	size := len(rid) + len("X-Request-Id: \r\n")
+	for k, vs := range hdr {
+		for _, v := range vs {
+			size += len(k) + len(v) + 4
+		}
+	}
+	p.extra = make([]byte, 0, size)
+	for k, vs := range hdr {
+		for _, v := range vs {
+			p.extra = append(append(p.extra, k...), ": "...)
+			if k == "X-Request-Id" && v == rid {
+				p.ridAt, p.ridEnd = int32(len(p.extra)), int32(len(p.extra)+len(v))
+			}
+			p.extra = append(append(p.extra, v...), "\r\n"...)
+		}
+	}
+	if p.ridEnd-p.ridAt != int32(len(rid)) { // no header line carries it
+		if ridLine {
+			p.extra = append(p.extra, "X-Request-Id: "...)
+		}
+		p.ridAt = int32(len(p.extra))
+		p.extra = append(p.extra, rid...)
+		p.ridEnd = int32(len(p.extra))
+		if ridLine {
+			p.extra = append(p.extra, "\r\n"...)
+		} else {
+			p.extra = p.extra[:p.ridAt]
+		}
+	}
 }
 
 // replyFields returns the header a parked poll's reply has so far,
@@ -263,19 +271,33 @@ func (p *parked) Claim() bool {
 func (p *parked) Cancel() {
 	p.gone.Store(true)
 	if p.state.CompareAndSwap(stHeld, stClaimed) {
+		if p.st != nil {
+			p.finishStream(nil, OutcomeCancelled)
+			return
+		}
 		p.end(OutcomeCancelled, 0, nil, nil)
 	}
 }
 
 // Release implements transport.Poll.
+// A stream ends, with no event, as under net/http: its client has
+// half-closed (a stream is not released for a request behind it).
 func (p *parked) Release() {
 	if p.state.CompareAndSwap(stHeld, stClaimed) {
+		if p.st != nil {
+			p.finishStream(nil, OutcomeCancelled)
+			return
+		}
 		p.replyOwn(true, 0, OutcomeTimeout)
 	}
 }
 
 // timeout answers a claimed poll at the end of its hold.
 func (p *parked) timeout() {
+	if p.st != nil {
+		p.tick()
+		return
+	}
 	if p.expires {
 		p.fail(errTokenExpired)
 		return
@@ -299,6 +321,10 @@ func (p *parked) endNow() {
 
 // shutdown answers a claimed poll as the server shuts down.
 func (p *parked) shutdown() {
+	if p.st != nil {
+		p.shutdownStream()
+		return
+	}
 	p.replyOwn(false, spread(p.s.live.Load().retryAfter), OutcomeShutdown)
 }
 
@@ -314,6 +340,14 @@ func (p *parked) replyOwn(timedOut bool, retry time.Duration, outcome PollOutcom
 
 // fail answers a claimed poll with an error.
 func (p *parked) fail(err error) {
+	if p.st != nil {
+		var e *Error
+		if !errors.As(err, &e) {
+			e = &Error{Code: CodeUnavailable, Message: "broker unavailable", RetryAfter: ErrUnavailable.RetryAfter}
+		}
+		p.failStream(e)
+		return
+	}
 	var w transport.Response
 	p.s.writeError(&w, p.requestID(), err)
 	p.end(OutcomeError, w.Status, w.Header(), w.Body)
@@ -337,9 +371,9 @@ func (p *parked) send(status int, hdr http.Header, body []byte, gz bool, now tim
 	hp := bufPool.Get().(*[]byte)
 	var head []byte
 	if hdr == nil {
-		head = transport.AppendJSONHead((*hp)[:0], status, p.extra, len(body), gz, false, now)
+		head = transport.AppendJSONHead((*hp)[:0], status, p.extra, len(body), gz, p.close, now)
 	} else {
-		head = transport.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), false, now)
+		head = transport.AppendHead((*hp)[:0], status, hdr, p.extra, len(body), p.close, now)
 	}
 	p.sink.Finish(head, body, now)
 	*hp = head
@@ -360,7 +394,11 @@ func (p *parked) settle(outcome PollOutcome, status, n int, now time.Time) {
 	held := now.Sub(p.started())
 	s.endPoll(outcome, held, p.client)
 	if !p.unsent && s.ma.req != nil {
-		s.ma.req.RequestServed(RoutePoll, status, n, 0)
+		route := RoutePoll
+		if p.st != nil {
+			route = RouteStream
+		}
+		s.ma.req.RequestServed(route, status, n, 0)
 	}
 	if p.log != nil {
 		st := status
@@ -375,6 +413,10 @@ func (p *parked) settle(outcome PollOutcome, status, n int, now time.Time) {
 // unless it must end now; a wake-up that came while it was claimed makes
 // it read again.
 func (p *parked) rearm() {
+	if p.st != nil {
+		p.rearmStream()
+		return
+	}
 	s := p.s
 	for {
 		switch {

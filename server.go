@@ -266,7 +266,7 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request, rid string, sink 
 		case "POST":
 			s.servePublish(w, r, rid, pr)
 		case "GET":
-			s.serveStream(w, r, rid, pr)
+			return s.serveStream(w, r, rid, pr, sink)
 		default:
 			s.serveTopic(w, r, rid, pr)
 		}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/longpoll/longpoll/internal/cursor"
+	"github.com/longpoll/longpoll/internal/transport"
 	"github.com/longpoll/longpoll/protocol"
 )
 
@@ -43,38 +44,51 @@ func WithMaxStream(d time.Duration) Option {
 // serveStream serves GET /v1/stream: the checks of a poll, then events
 // until the stream's time runs out, the client leaves, its credential
 // ends or the node drains.
-func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, rid string, pr *Principal) {
+//
+// On an event-loop transport, whose sink carries streams
+// (transport.Streamer), the stream is parked as a poll is, and returned;
+// otherwise it is served on this goroutine, and nil returned.
+func (s *Server) serveStream(w http.ResponseWriter, r *http.Request, rid string, pr *Principal, sink transport.Sink) *parked {
 	req, e := s.parsePollQuery(r.URL.RawQuery)
 	if e != nil {
 		s.writeError(w, rid, e)
-		return
+		return nil
 	}
 	if last := r.Header.Get("Last-Event-ID"); last != "" {
 		entries, err := cursor.Decode(last, func(t string) bool { return ValidateTopic(t) == nil }, req.topics...)
 		if err != nil {
 			s.writeError(w, rid, &Error{Code: CodeInvalidCursor, Message: "Last-Event-ID: " + err.Error() + "; send the id of the last event received unchanged"})
-			return
+			return nil
 		}
 		req.cursor = entries
 	}
 	for _, t := range req.topics {
 		if !canSubscribe(pr, t) {
 			s.writeError(w, rid, forbidden(t))
-			return
+			return nil
 		}
 	}
 	if pr != nil && !pr.Expires.IsZero() && !time.Now().Before(pr.Expires) {
 		s.writeError(w, rid, errTokenExpired)
-		return
+		return nil
 	}
 	client, err := s.startHeld(r, pr)
 	if err != nil {
 		s.writeError(w, rid, err)
-		return
+		return nil
 	}
 	start := time.Now()
+	if out, ok := sink.(transport.Streamer); ok {
+		p, outcome := s.streamParked(w, r, rid, req, pr, sink, out, start, client)
+		if p != nil {
+			return p
+		}
+		s.endPoll(outcome, time.Since(start), client)
+		return nil
+	}
 	outcome := s.stream(w, r, req, pr)
 	s.endPoll(outcome, time.Since(start), client)
+	return nil
 }
 
 // startHeld counts a poll or stream about to be held: in flight for
@@ -135,10 +149,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *pollRequest
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	ew := &eventWriter{w: w, rc: rc, margin: s.cfg.writeMargin}
-	// The advised reconnect delay, spread as Retry-After is.
-	ew.buf = append(ew.buf, "retry: "...)
-	ew.buf = strconv.AppendInt(ew.buf, spread(s.live.Load().retryAfter).Milliseconds(), 10)
-	ew.buf = append(ew.buf, "\n\n"...)
+	ew.buf = s.appendRetryField(ew.buf)
 	if !ew.flush() {
 		return OutcomeCancelled
 	}
@@ -198,7 +209,7 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *pollRequest
 		case <-kick:
 			kick = s.kicked()
 		case <-ping.C:
-			ew.buf = append(ew.buf, ": ping\n\n"...)
+			ew.buf = append(ew.buf, pingComment...)
 			if !ew.flush() {
 				return OutcomeCancelled
 			}
@@ -216,6 +227,9 @@ func (s *Server) stream(w http.ResponseWriter, r *http.Request, req *pollRequest
 		}
 	}
 }
+
+// pingComment is what an idle stream sends every --stream-ping.
+const pingComment = ": ping\n\n"
 
 // eventWriter writes a stream's events: it gathers them in buf and writes
 // and flushes them at once, each write bounded by a deadline so that a
@@ -244,8 +258,15 @@ func (ew *eventWriter) flush() bool {
 }
 
 // events gathers the events of what c collected from the positions
-// before: each gap, then each message, with the cursor after it.
+// before.
 func (ew *eventWriter) events(c *collector, before []Position) {
+	ew.buf = appendEvents(ew.buf, c, before)
+}
+
+// appendEvents appends the events of what c collected from the
+// positions before (which it changes): each gap, then each message,
+// with the cursor after it.
+func appendEvents(buf []byte, c *collector, before []Position) []byte {
 	pos := before
 	// A topic's messages of this batch belong to its epoch after the
 	// collect; a gap moves its topic to just before them, or to where the
@@ -259,23 +280,24 @@ func (ew *eventWriter) events(c *collector, before []Position) {
 				break
 			}
 		}
-		ew.buf = append(ew.buf, "event: gap\nid: "...)
-		ew.buf = appendCursor(ew.buf, c.topics, pos)
-		ew.buf = append(ew.buf, "\ndata: "...)
+		buf = append(buf, "event: gap\nid: "...)
+		buf = appendCursor(buf, c.topics, pos)
+		buf = append(buf, "\ndata: "...)
 		b, _ := json.Marshal(protocol.ReplyGap{Topic: g.Topic, Reason: g.Reason, Missed: gapMissed(g)})
-		ew.buf = append(ew.buf, b...)
-		ew.buf = append(ew.buf, "\n\n"...)
+		buf = append(buf, b...)
+		buf = append(buf, "\n\n"...)
 	}
 	for k := range c.out {
 		m := &c.out[k]
 		i := indexOf(c.topics, m.Topic)
 		pos[i] = Position{Epoch: c.pos[i].Epoch, Seq: m.Seq}
-		ew.buf = append(ew.buf, "event: message\nid: "...)
-		ew.buf = appendCursor(ew.buf, c.topics, pos)
-		ew.buf = append(ew.buf, "\ndata: "...)
-		ew.buf = appendMessage(ew.buf, m)
-		ew.buf = append(ew.buf, "\n\n"...)
+		buf = append(buf, "event: message\nid: "...)
+		buf = appendCursor(buf, c.topics, pos)
+		buf = append(buf, "\ndata: "...)
+		buf = appendMessage(buf, m)
+		buf = append(buf, "\n\n"...)
 	}
+	return buf
 }
 
 // gapMissed returns the missed count a gap object carries: none for a
@@ -308,6 +330,14 @@ func appendCursor(buf []byte, topics []string, pos []Position) []byte {
 // fail ends the stream with an error event carrying the error object a
 // JSON error reply would.
 func (ew *eventWriter) fail(s *Server, err *Error) {
+	ew.buf = s.appendErrorEvent(ew.buf, err)
+	ew.flush()
+}
+
+// appendErrorEvent appends the event that ends a stream with err: its
+// data is the error object a JSON error reply would carry. The refusal
+// is counted.
+func (s *Server) appendErrorEvent(buf []byte, err *Error) []byte {
 	var body protocol.ErrorReply
 	body.Error.Code = err.Code
 	body.Error.Message = err.Message
@@ -324,22 +354,35 @@ func (ew *eventWriter) fail(s *Server, err *Error) {
 		}
 	}
 	b, _ := json.Marshal(&body)
-	ew.buf = append(ew.buf, "event: error\ndata: "...)
-	ew.buf = append(ew.buf, b...)
-	ew.buf = append(ew.buf, "\n\n"...)
-	ew.flush()
+	buf = append(buf, "event: error\ndata: "...)
+	buf = append(buf, b...)
+	return append(buf, "\n\n"...)
 }
 
 // close ends the stream with an event that tells the client to
 // reconnect (elsewhere, after retry when it is positive).
 func (ew *eventWriter) close(reason string, retry time.Duration) {
-	ew.buf = append(ew.buf, `event: close`+"\n"+`data: {"reason":"`...)
-	ew.buf = append(ew.buf, reason...)
-	ew.buf = append(ew.buf, '"')
-	if retry > 0 {
-		ew.buf = append(ew.buf, `,"retry_after_ms":`...)
-		ew.buf = strconv.AppendInt(ew.buf, retry.Milliseconds(), 10)
-	}
-	ew.buf = append(ew.buf, "}\n\n"...)
+	ew.buf = appendCloseEvent(ew.buf, reason, retry)
 	ew.flush()
+}
+
+// appendCloseEvent appends the event that ends a stream for reason,
+// advising a reconnection after retry when it is positive.
+func appendCloseEvent(buf []byte, reason string, retry time.Duration) []byte {
+	buf = append(buf, `event: close`+"\n"+`data: {"reason":"`...)
+	buf = append(buf, reason...)
+	buf = append(buf, '"')
+	if retry > 0 {
+		buf = append(buf, `,"retry_after_ms":`...)
+		buf = strconv.AppendInt(buf, retry.Milliseconds(), 10)
+	}
+	return append(buf, "}\n\n"...)
+}
+
+// appendRetryField appends the stream's first lines: the advised
+// reconnect delay, spread as Retry-After is.
+func (s *Server) appendRetryField(buf []byte) []byte {
+	buf = append(buf, "retry: "...)
+	buf = strconv.AppendInt(buf, spread(s.live.Load().retryAfter).Milliseconds(), 10)
+	return append(buf, "\n\n"...)
 }

@@ -316,3 +316,65 @@ func TestStreamSlowReaderCut(t *testing.T) {
 		}
 	}
 }
+
+// Streams at the same place get a publish's events together (on the
+// event loop, read and encoded once for the group), streams elsewhere and
+// polls beside them get theirs, and each stream goes on from its own
+// last id.
+func TestStreamFanOut(t *testing.T) {
+	e := newEnv(t, nil)
+	e.publish("f", 0)
+	var same []*sseStream
+	for range 5 {
+		same = append(same, e.openStream("topic=f", nil))
+	}
+	behind := e.openStream("topic=f&since=earliest", nil) // at seq 0, so in a group of its own
+	if _, seq, _ := message(t, behind.next()); seq != 1 {
+		t.Fatalf("the stream from the start: seq %d, want 1", seq)
+	}
+	polls := make(chan reply, 2)
+	for range 2 {
+		go func() { polls <- e.poll(q("topic", "f", "timeout", "20")) }()
+	}
+	e.waitWaiting("f", 8)
+	for i := 1; i <= 3; i++ {
+		e.publish("f", i)
+	}
+	for k, s := range append(same, behind) {
+		var last string
+		for want := uint64(2); want <= 4; want++ {
+			ev := s.next()
+			if _, seq, data := message(t, ev); seq != want || data != fmt.Sprint(want-1) {
+				t.Fatalf("stream %d: seq %d data %s, want seq %d", k, seq, data, want)
+			}
+			last = ev.id
+		}
+		// Its last id is where a poll goes on from: the head.
+		if r := e.poll(q("topic", "f", "cursor", last, "timeout", "0")); len(r.Messages) != 0 || !r.Timeout {
+			t.Fatalf("stream %d: a poll from its last id got %+v", k, r)
+		}
+	}
+	for range 2 {
+		if r := <-polls; len(r.Messages) == 0 || r.Messages[0].Seq != 2 {
+			t.Fatalf("a poll beside the streams got %+v", r)
+		}
+	}
+	e.waitWaiting("f", 6) // the streams wait again
+}
+
+// A stream ends when its credential expires, with an error event that
+// carries token_expired, as a poll is answered 401.
+func TestStreamTokenExpires(t *testing.T) {
+	a := newAuthEnv(t)
+	s := a.openStream("topic=t", bearer(a.token("alice", 1500*time.Millisecond, []string{"t"}, nil, false)))
+	if s.resp.StatusCode != 200 {
+		t.Fatalf("stream: %d", s.resp.StatusCode)
+	}
+	ev := s.next()
+	if ev.name != "error" || !strings.Contains(ev.data, `"code":"token_expired"`) {
+		t.Fatalf("at the expiry: %+v", ev)
+	}
+	if _, ok := <-s.events; ok {
+		t.Fatal("events after the error event")
+	}
+}

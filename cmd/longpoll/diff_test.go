@@ -568,6 +568,8 @@ func TestDiffHalfClose(t *testing.T) {
 			want: []int{200, 200, 200, 200, 200}, bodies: true, topic: "hc", stored: 5},
 		{name: "held poll", send: diffGET("/v1/poll?topic=x&timeout=20"), want: []int{200}, bodies: true,
 			check: diffHeldAnswered(0, "x")},
+		{name: "held poll, Connection: close", send: "GET /v1/poll?topic=xc&timeout=20 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", want: []int{200}, bodies: true,
+			check: diffHeldAnswered(0, "xc")},
 		{name: "publish then held poll", send: publish("hp", 1) + diffGET("/v1/poll?topic=hp&timeout=20"),
 			want: []int{200, 200}, bodies: true, topic: "hp", stored: 1, check: diffHeldAnswered(1, "hp")},
 		{name: "partial head", send: "GET /v1/poll?topic=a HTTP/1.1\r\nHost: x\r\n", bodies: true},

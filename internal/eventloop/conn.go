@@ -410,6 +410,8 @@ type conn struct {
 	deadline      atomic.Int64 // unix nanoseconds; 0: none
 	slot          atomic.Int64 // the idle wheel's second c is queued at; 0: none
 
+	streaming atomic.Bool // the parked poll is a stream (it has written some): input does not end it
+
 	buf  []byte         // under mu: input not yet served
 	held atomic.Bool    // set under mu: buf is full, and the loop does not read c
 	poll transport.Poll // under mu: the parked poll, while waiting
@@ -511,10 +513,12 @@ func (c *conn) notReady(data []byte) bool {
 		return true
 	case busy, waiting:
 		// A request pipelined behind a poll: keep it, and ask the parked
-		// poll to answer now so that the next one can be served.
+		// poll to answer now so that the next one can be served. Not a
+		// stream, which has no end to give now: the request waits, as
+		// under net/http, until the stream ends.
 		c.keep(data)
 		var p transport.Poll
-		if c.state == waiting {
+		if c.state == waiting && !c.streaming.Load() {
 			p = c.poll
 		}
 		c.mu.Unlock()
@@ -583,6 +587,7 @@ func (c *conn) begin(h *head, in []byte, first bool) (n uint32, resume bool) {
 		resume = c.held.Swap(false)
 	}
 	c.state, c.poll, c.closeAfter, c.finished = busy, nil, h.close, false
+	c.streaming.Store(false)
 	c.reqs++
 	c.headAt = 0         // a head that follows starts its time once this request is served
 	c.setIdleDeadline(0) // the hold has its own deadline
@@ -779,7 +784,7 @@ func (c *conn) handOver(first bool, in []byte) {
 func servedHere(method, path string) bool {
 	switch method {
 	case http.MethodGet:
-		return path == "/v1/poll" || strings.HasPrefix(path, "/v1/topics/") || path == "/healthz" || path == "/readyz"
+		return path == "/v1/poll" || path == "/v1/stream" || strings.HasPrefix(path, "/v1/topics/") || path == "/healthz" || path == "/readyz"
 	case http.MethodHead:
 		return strings.HasPrefix(path, "/v1/topics/")
 	case http.MethodOptions:
@@ -897,7 +902,7 @@ func (j job) serve() {
 	}
 	w := &rq.w
 	w.AcceptGzip = h.gzip
-	if j.body != nil || h.method != http.MethodGet || j.url.Path != "/v1/poll" {
+	if j.body != nil || h.method != http.MethodGet || j.url.Path != "/v1/poll" && j.url.Path != "/v1/stream" {
 		if j.body != nil {
 			req.Body = io.NopCloser(bytes.NewReader(j.body))
 			req.ContentLength = int64(len(j.body))
@@ -930,7 +935,7 @@ func (j job) serve() {
 	}
 	c.poll = p
 	gone := c.state == closed
-	pending := len(c.buf) > 0 || c.eof
+	pending := len(c.buf) > 0 && !c.streaming.Load() || c.eof
 	if !gone {
 		c.state = waiting
 	}
@@ -958,6 +963,22 @@ func (c *conn) Finish(head, body []byte, now time.Time) {
 	c.finished = true
 	c.mu.Unlock()
 	c.replyAt(head, body, now)
+}
+
+// Write implements transport.Streamer: c carries its parked poll's
+// stream, whose parts go out as any reply's output does, bounded for a
+// client that does not read them as replies are (checkOut), and cut
+// once more than behind bytes wait for it.
+func (c *conn) Write(p []byte, behind int) bool {
+	c.streaming.Store(true)
+	c.io.Lock()
+	if !c.fdClosed && c.pendingOut() > behind {
+		c.cutLocked("the client reads its stream slower than it is written", c.pendingOut())
+		return false
+	}
+	c.io.Unlock()
+	_, err := c.writev([][]byte{p})
+	return err == nil
 }
 
 // reply writes a request's reply and makes the connection ready for its

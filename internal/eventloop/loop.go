@@ -682,7 +682,12 @@ func (c *conn) checkOut() {
 		c.io.Unlock()
 		return
 	}
-	pending := c.pendingOut() + c.o.inSocket
+	c.cutLocked(why, c.pendingOut()+c.o.inSocket)
+}
+
+// cutLocked cuts c, a slow reader holding pending bytes of output, for
+// the reason why; the caller holds c.io, which cutLocked releases.
+func (c *conn) cutLocked(why string, pending int) {
 	// Reset rather than close: what the kernel holds for the client is
 	// dropped too, and the client learns at once that its reply is cut.
 	_ = syscall.SetsockoptLinger(c.fd, syscall.SOL_SOCKET, syscall.SO_LINGER, &syscall.Linger{Onoff: 1, Linger: 0})

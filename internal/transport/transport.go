@@ -29,6 +29,22 @@ type Sink interface {
 	Finish(head, body []byte, now time.Time)
 }
 
+// Streamer is implemented by a Sink that can carry a stream: a reply
+// whose body goes out in parts as they come (server-sent events), while
+// the connection stays with the parked poll. The stream's head and body
+// are framed by the caller (Transfer-Encoding: chunked), and its end is
+// a Finish whose head is empty and whose body is the last chunk.
+type Streamer interface {
+	// Write writes p, part of a stream's reply, after what was written
+	// before it: at once, or kept until the client reads, within the
+	// transport's bounds for slow readers. It never blocks. When more
+	// than behind bytes written before still wait in the process for the
+	// client, the client has fallen behind: the connection is cut, as a
+	// slow reader's is, and p is not written. It reports false once the
+	// connection is closed (then Cancel follows, or has come already).
+	Write(p []byte, behind int) bool
+}
+
 // Runner is implemented by a Sink whose transport keeps goroutines to
 // run work on. The server answers woken polls there: a goroutine started
 // for each publish would begin with a small stack and grow it, a copy, on
@@ -198,11 +214,38 @@ func (w *Response) AppendHead(buf []byte, close bool) []byte {
 
 // AppendHead appends an HTTP/1.1 status line and header block: hdr, then
 // extra (header lines already rendered, each ending in CRLF), then a
-// Content-Length of n unless hdr has one or the status has no body (204,
-// 304), Connection: close when close, and Date.
+// Content-Length of n unless hdr has one, n is negative (a chunked body,
+// whose Transfer-Encoding is in hdr or extra) or the status has no body
+// (204, 304), Connection: close when close, and Date.
 func AppendHead(buf []byte, status int, hdr http.Header, extra []byte, n int, close bool, now time.Time) []byte {
 	return appendHead(buf, status, hdr, "", extra, n, close, now)
 }
+
+// StreamFields are the header lines of a stream of server-sent events,
+// whose body is chunked.
+const StreamFields = "Content-Type: text/event-stream\r\nCache-Control: no-store\r\nX-Accel-Buffering: no\r\nTransfer-Encoding: chunked\r\n"
+
+// AppendStreamHead appends the head of a stream of server-sent events
+// (status 200, StreamFields, then extra, and Date), whose chunks follow
+// (AppendChunk).
+func AppendStreamHead(buf []byte, extra []byte, close bool, now time.Time) []byte {
+	return appendHead(buf, http.StatusOK, nil, StreamFields, extra, -1, close, now)
+}
+
+// AppendChunk appends p as one chunk of a chunked body; an empty p
+// appends nothing (an empty chunk would end the body).
+func AppendChunk(buf, p []byte) []byte {
+	if len(p) == 0 {
+		return buf
+	}
+	buf = strconv.AppendInt(buf, int64(len(p)), 16)
+	buf = append(buf, "\r\n"...)
+	buf = append(buf, p...)
+	return append(buf, "\r\n"...)
+}
+
+// LastChunk ends a chunked body.
+const LastChunk = "0\r\n\r\n"
 
 // AppendJSONHead is AppendHead for a JSON reply with no header map:
 // JSONFields (JSONGzipFields for a body compressed with gzip), then extra.
@@ -231,7 +274,7 @@ func appendHead(buf []byte, status int, hdr http.Header, fields string, extra []
 	}
 	buf = append(buf, fields...)
 	buf = append(buf, extra...)
-	if _, ok := hdr["Content-Length"]; !ok && status != http.StatusNoContent && status != http.StatusNotModified {
+	if _, ok := hdr["Content-Length"]; !ok && n >= 0 && status != http.StatusNoContent && status != http.StatusNotModified {
 		buf = append(buf, "Content-Length: "...)
 		buf = strconv.AppendInt(buf, int64(n), 10)
 		buf = append(buf, "\r\n"...)
