@@ -175,6 +175,37 @@ func TestScenariosAgainstLongpoll(t *testing.T) {
 		}
 	})
 
+	// Over streams: every subscriber holds one GET /v1/stream, which the
+	// server ends after --max-stream (here its default, longer than the
+	// run); the burst's messages arrive whole, once and in order.
+	t.Run("sse burst", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut, res := runBench(t, "--scenario", "burst", "--transport", "sse", "--server", url, "--subscribers", "20",
+			"--topics", "2", "--messages", "100", "--quiet")
+		if code != cli.ExitOK || res == nil {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		checkDelivery(t, res)
+		if res.Published != 200 || res.Transport != "sse" || !strings.Contains(out, "over sse") {
+			t.Errorf("published %d over %q; table:\n%s", res.Published, res.Transport, out)
+		}
+	})
+
+	t.Run("sse fanout", func(t *testing.T) {
+		t.Parallel()
+		code, out, errOut, res := runBench(t, "--scenario", "fanout", "--transport", "sse", "--server", url, "--subscribers", "30",
+			"--messages", "3", "--warmup", "1", "--quiet")
+		if code != cli.ExitOK || res == nil {
+			t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
+		}
+		checkDelivery(t, res)
+		for _, r := range res.Rounds {
+			if r.Received != 30 {
+				t.Errorf("round %+v", r)
+			}
+		}
+	})
+
 	t.Run("burst", func(t *testing.T) {
 		t.Parallel()
 		code, out, errOut, res := runBench(t, "--scenario", "burst", "--server", url, "--subscribers", "20",
@@ -296,19 +327,22 @@ func TestNchan(t *testing.T) {
 		t.Fatal(err)
 	}
 	spawn := fmt.Sprintf("%s -p %s/ -c %s -e stderr", nginx, prefix, mine)
-	code, out, errOut, res := runBench(t, "--protocol", "nchan", "--scenario", "burst", "--server", "http://"+addr,
-		"--subscribers", "10", "--messages", "50", "--spawn", spawn, "--quiet")
-	if code != cli.ExitOK || res == nil {
-		t.Fatalf("exit %d\n%s\n%s", code, out, errOut)
-	}
-	checkDelivery(t, res)
-	if res.Protocol != "nchan" || res.ServerPID <= 0 || res.RSSAfter <= 0 {
-		t.Errorf("protocol %q, server pid %d, RSS %d", res.Protocol, res.ServerPID, res.RSSAfter)
-	}
-	// The bench stopped the nginx it started.
-	if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-		c.Close()
-		t.Error("the spawned nginx still listens")
+	// Its long-poll subscribers, then its EventSource ones.
+	for _, tr := range []string{"poll", "sse"} {
+		code, out, errOut, res := runBench(t, "--protocol", "nchan", "--transport", tr, "--scenario", "burst", "--server", "http://"+addr,
+			"--subscribers", "10", "--messages", "50", "--spawn", spawn, "--quiet")
+		if code != cli.ExitOK || res == nil {
+			t.Fatalf("%s: exit %d\n%s\n%s", tr, code, out, errOut)
+		}
+		checkDelivery(t, res)
+		if res.Protocol != "nchan" || res.Transport != tr || res.ServerPID <= 0 || res.RSSAfter <= 0 {
+			t.Errorf("protocol %q over %q, server pid %d, RSS %d", res.Protocol, res.Transport, res.ServerPID, res.RSSAfter)
+		}
+		// The bench stopped the nginx it started.
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			t.Errorf("%s: the spawned nginx still listens", tr)
+		}
 	}
 }
 

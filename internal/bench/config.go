@@ -58,6 +58,9 @@ const (
 type Config struct {
 	Scenario string
 	Protocol string // ProtocolLongpoll or ProtocolNchan
+	// Transport is how subscribers receive: TransportPoll ("" too) or
+	// TransportSSE.
+	Transport string
 	// Server is the base URL of the server, or of several nodes of one
 	// cluster, comma-separated: subscriber i polls node (i / topics) mod k
 	// (every topic has subscribers on every node), every
@@ -127,6 +130,16 @@ func (c *Config) Check() error {
 	case ProtocolLongpoll, ProtocolNchan:
 	default:
 		bad("--protocol must be longpoll or nchan, not %q", c.Protocol)
+	}
+	switch c.Transport {
+	case "":
+		c.Transport = TransportPoll
+	case TransportPoll, TransportSSE:
+	default:
+		bad("--transport must be poll or sse, not %q", c.Transport)
+	}
+	if c.Transport == TransportSSE && c.ReadFirst {
+		bad("--read-first is for polls: a stream does not re-poll")
 	}
 	c.servers = nil
 	for s := range strings.SplitSeq(c.Server, ",") {

@@ -46,7 +46,7 @@ func startPool(cfg *Config, topics []string) (*pool, error) {
 			count++
 		}
 		j := job{
-			Protocol: cfg.Protocol, Servers: cfg.servers, Topics: topics, First: first, Count: count,
+			Protocol: cfg.Protocol, Transport: cfg.Transport, Servers: cfg.servers, Topics: topics, First: first, Count: count,
 			SourceAddrs: addrs, Hold: cfg.PollTimeout, PerNumber: cfg.Scenario == Fanout,
 			Unmeasured: uint64(cfg.Warmup), ReadFirst: cfg.ReadFirst, Token: cfg.Token,
 		}

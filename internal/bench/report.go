@@ -16,9 +16,9 @@ func WriteTable(w io.Writer, res *Result) error {
 	row := func(k, format string, a ...any) { fmt.Fprintf(tw, "%s\t%s\n", k, fmt.Sprintf(format, a...)) }
 	servers, pids := res.servers(), res.pids()
 	if len(servers) > 1 {
-		row("scenario", "%s (%s at %d nodes: %s; publishes to the first)", res.Scenario, res.Protocol, len(servers), strings.Join(servers, ", "))
+		row("scenario", "%s (%s at %d nodes: %s; publishes to the first)", res.Scenario, res.Protocol+transportNote(res.Transport), len(servers), strings.Join(servers, ", "))
 	} else {
-		row("scenario", "%s (%s at %s)", res.Scenario, res.Protocol, res.Server)
+		row("scenario", "%s (%s at %s)", res.Scenario, res.Protocol+transportNote(res.Transport), res.Server)
 	}
 	row("subscribers", "%d on %d topic(s), %d worker process(es), %d source address(es)", res.Subscribers, res.Topics, res.Workers, res.SourceAddrs)
 	row("started", "%s, load average %s -> %s", res.Started.Format("2006-01-02 15:04:05 MST"), orDash(res.LoadBefore), orDash(res.LoadAfter))
@@ -234,4 +234,13 @@ func WriteSVGFile(path string, res *Result, others ...*Result) error {
 		return err
 	}
 	return f.Close()
+}
+
+// transportNote names a run's transport beside its protocol, when it is
+// not long polling.
+func transportNote(tr string) string {
+	if tr == "" || tr == TransportPoll {
+		return ""
+	}
+	return " over " + tr
 }

@@ -18,6 +18,8 @@ import (
 type Result struct {
 	Scenario string `json:"scenario"`
 	Protocol string `json:"protocol"`
+	// Transport is how the subscribers received: poll or sse.
+	Transport string `json:"transport,omitempty"`
 	// Server is the server's base URL, or the nodes' comma-separated;
 	// Servers lists them when there are several.
 	Server      string    `json:"server"`
@@ -130,7 +132,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	r := &runner{cfg: &cfg, res: &Result{
-		Scenario: cfg.Scenario, Protocol: cfg.Protocol, Server: strings.Join(cfg.servers, ","), Started: time.Now().UTC(),
+		Scenario: cfg.Scenario, Protocol: cfg.Protocol, Transport: cfg.Transport, Server: strings.Join(cfg.servers, ","), Started: time.Now().UTC(),
 		LoadBefore: LoadAverage(), Subscribers: cfg.Subscribers, Topics: cfg.Topics, Size: cfg.Size,
 		Workers: cfg.Workers, SourceAddrs: cfg.SourceAddrs,
 	}}

@@ -32,6 +32,7 @@ func IsWorker() bool { return os.Getenv(WorkerEnv) == "1" }
 // address SourceAddrs[i%len].
 type job struct {
 	Protocol    string        `json:"protocol"`
+	Transport   string        `json:"transport,omitempty"` // TransportPoll ("") or TransportSSE
 	Servers     []string      `json:"servers"`
 	Topics      []string      `json:"topics"`
 	First       int           `json:"first"`
@@ -305,6 +306,10 @@ type subscriber struct {
 }
 
 func (s *subscriber) run(ctx context.Context) {
+	if s.ws.job.Transport == TransportSSE {
+		s.runSSE(ctx)
+		return
+	}
 	ws := s.ws
 	topic := ws.job.Topics[s.topicIdx]
 	target := ws.targets[s.serverIdx]

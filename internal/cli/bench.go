@@ -141,6 +141,7 @@ type benchOutput struct {
 func benchFlags(fs *flag.FlagSet, c *bench.Config, o *benchOutput) {
 	fs.StringVar(&c.Scenario, "scenario", bench.Fanout, "capacity, fanout, throughput or burst")
 	fs.StringVar(&c.Protocol, "protocol", bench.ProtocolLongpoll, "longpoll or nchan")
+	fs.StringVar(&c.Transport, "transport", bench.TransportPoll, "how subscribers receive: poll (long polls) or sse (one stream of server-sent events each: GET /v1/stream, or Nchan's EventSource subscriber at /es/<channel>)")
 	fs.StringVar(&c.Server, "server", "http://127.0.0.1:8080", "base URL of the server; several comma-separated are nodes of one cluster: subscriber i polls URL (i / topics) mod N, every publish goes to the first, held polls are summed over all")
 	fs.IntVar(&c.Subscribers, "subscribers", 1000, "subscriber connections in all")
 	fs.IntVar(&c.Topics, "topics", 0, "topics the subscribers spread over (0: 1; throughput: subscribers/10)")
