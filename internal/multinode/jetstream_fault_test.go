@@ -88,15 +88,21 @@ type topicCount struct {
 
 // faultSubscriber polls its topics through the proxy from the earliest
 // message, counting each message against what came before it. It stops
-// when it has the last message of every topic, or, once publishing has
-// ended (done is closed), after quiet passes with nothing new.
+// when it has the last message of every topic, or when quiet has passed
+// with nothing new since publishing ended (done was closed) and since
+// its last message.
 type faultSubscriber struct {
-	topics      []string
-	count       map[string]*topicCount
-	polls       int
-	refused     map[string]int
-	stalled     bool // stopped without the last message of every topic
-	lastMessage time.Time
+	topics  []string
+	count   map[string]*topicCount
+	polls   int
+	refused map[string]int
+	stalled bool // stopped without the last message of every topic
+	cursor  string
+	// empty and refusedSince count the replies without a message and the
+	// polls refused since the last message.
+	empty, refusedSince int
+	lastMessage         time.Time
+	stoppedAt           time.Time
 }
 
 func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string, want int, done <-chan struct{}, quiet time.Duration) {
@@ -109,6 +115,7 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 	afterGap := map[string]bool{}
 	cursor := ""
 	s.lastMessage = time.Now()
+	var doneAt time.Time
 	for {
 		complete := true
 		for _, c := range s.count {
@@ -117,16 +124,15 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 		if complete {
 			return
 		}
-		select {
-		case <-done:
-			if time.Since(s.lastMessage) > quiet {
-				s.stalled = true
-				return
-			}
-		default:
+		if doneAt.IsZero() && isClosed(done) {
+			doneAt = time.Now()
+		}
+		if !doneAt.IsZero() && time.Since(doneAt) > quiet && time.Since(s.lastMessage) > quiet {
+			s.stalled, s.stoppedAt = true, time.Now()
+			return
 		}
 		if ctx.Err() != nil {
-			s.stalled = true
+			s.stalled, s.stoppedAt = true, time.Now()
 			return
 		}
 		s.polls++
@@ -137,6 +143,7 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 			} else {
 				s.refused[strconv.Itoa(status)]++
 			}
+			s.refusedSince++
 			select {
 			case <-ctx.Done():
 			case <-time.After(20 * time.Millisecond):
@@ -155,6 +162,11 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 			} else {
 				c.otherGaps++
 			}
+		}
+		if len(r.Messages) == 0 {
+			s.empty++
+		} else {
+			s.empty, s.refusedSince = 0, 0
 		}
 		for _, m := range r.Messages {
 			c := s.count[m.Topic]
@@ -188,6 +200,7 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 			c.lastI, c.lastSeq = i, m.Seq
 		}
 		cursor = r.Cursor
+		s.cursor = cursor
 	}
 }
 
@@ -383,6 +396,24 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 				t.Errorf("%s: %d in order > %d distinct", topic, c.inOrder, distinct)
 			}
 		}
+	}
+	for _, s := range subs {
+		if !s.stalled {
+			continue
+		}
+		// What each node answers the subscriber now tells a node that
+		// does not see the messages from one that is not asked.
+		for _, n := range sc.nodes {
+			r, status, err := poll(t.Context(), hc, "http://"+n.addr, s.topics, s.cursor, time.Second)
+			var last []string
+			for _, topic := range s.topics {
+				last = append(last, fmt.Sprintf("%s i=%d seq=%d", topic, s.count[topic].lastI, s.count[topic].lastSeq))
+			}
+			t.Logf("a stalled subscriber (last got %s %v before it stopped, then %d replies without a message, %d polls refused), its poll to node %s now: status %d, error %v, %d messages, gaps %v, timeout %t",
+				strings.Join(last, ", "), s.stoppedAt.Sub(s.lastMessage).Round(time.Millisecond), s.empty, s.refusedSince,
+				n.addr, status, err, len(r.Messages), r.Gaps, r.Timeout)
+		}
+		break
 	}
 	return rep
 }
