@@ -256,9 +256,9 @@ func (b *Broker) Revocations(ctx context.Context) ([]longpoll.Revocation, error)
 
 // WatchRevocations calls fn with each revocation stored by any node from
 // now on, until stop is called, from a key-value watch (an ordered
-// consumer, which nats.go recreates after a lost connection). A watch
-// that cannot be created, or ends, is created again, delivering every
-// stored revocation: fn may get a revocation more than once.
+// consumer). A watch that cannot be created, or ends, or whose connection
+// was lost, is created again, delivering every stored revocation: fn may
+// get a revocation more than once.
 func (b *Broker) WatchRevocations(fn func(longpoll.Revocation)) (stop func()) {
 	ctx, cancel := context.WithCancel(b.ctx)
 	b.mu.Lock()
@@ -286,6 +286,9 @@ func (b *Broker) watchRevocations(ctx context.Context, fn func(longpoll.Revocati
 	opts := []natsjs.WatchOpt{natsjs.UpdatesOnly(), natsjs.IgnoreDeletes()}
 	delay := 50 * time.Millisecond
 	for ctx.Err() == nil {
+		b.mu.Lock()
+		recon := b.recon
+		b.mu.Unlock()
 		w, err := b.revocations.WatchAll(ctx, opts...)
 		if started != nil {
 			close(started)
@@ -304,16 +307,21 @@ func (b *Broker) watchRevocations(ctx context.Context, fn func(longpoll.Revocati
 			continue
 		}
 		delay = 50 * time.Millisecond
-		b.deliverRevocations(ctx, w, fn)
+		b.deliverRevocations(ctx, w, fn, recon)
 		_ = w.Stop()
 		opts = []natsjs.WatchOpt{natsjs.IgnoreDeletes()}
 	}
 }
 
-func (b *Broker) deliverRevocations(ctx context.Context, w natsjs.KeyWatcher, fn func(longpoll.Revocation)) {
+// deliverRevocations passes w's revocations to fn until ctx is done, w
+// ends, or recon is closed: the connection was lost, and nats.go's
+// ordered consumer would take seconds of missed heartbeats to notice.
+func (b *Broker) deliverRevocations(ctx context.Context, w natsjs.KeyWatcher, fn func(longpoll.Revocation), recon <-chan struct{}) {
 	for {
 		select {
 		case <-ctx.Done():
+			return
+		case <-recon:
 			return
 		case e, ok := <-w.Updates():
 			if !ok {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,13 @@ type Broker struct {
 
 	mu     sync.Mutex
 	topics map[string]*topicLock
+	// recon is closed, and replaced, when the connection is back after a
+	// loss: revocation watchers then watch anew.
+	recon chan struct{}
+
+	// afterPublish, when set, sees every record's publish and may change
+	// its outcome: a test loses acknowledgements there.
+	afterPublish func(err error) error
 }
 
 // topicLock serialises this node's appends to one topic, so that they do
@@ -105,6 +113,7 @@ func Open(rawURL string, opts ...Option) (*Broker, error) {
 		name:   cmpOr(u.Stream, DefaultStream),
 		prefix: cmpOr(u.Prefix, DefaultPrefix),
 		topics: make(map[string]*topicLock),
+		recon:  make(chan struct{}),
 	}
 	b.ctx, b.cancel = context.WithCancel(context.Background())
 	b.w = newWaker()
@@ -130,6 +139,10 @@ func Open(rawURL string, opts ...Option) (*Broker, error) {
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			cfg.log.Info("nats connection back", "server", nc.ConnectedUrlRedacted())
 			b.w.wakeAll()
+			b.mu.Lock()
+			close(b.recon)
+			b.recon = make(chan struct{})
+			b.mu.Unlock()
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
@@ -389,15 +402,12 @@ func mapError(op string, err error) error {
 	if errors.Is(err, protocol.ErrUnavailable) || errors.Is(err, protocol.ErrStoreFull) || errors.Is(err, longpoll.ErrPartialAppend) {
 		return err
 	}
+	if isFull(err) {
+		return fmt.Errorf("jetstream: %s: %w: %w", op, protocol.ErrStoreFull, err)
+	}
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) {
-		desc := strings.ToLower(apiErr.Description)
 		switch {
-		case apiErr.ErrorCode == 10002, apiErr.ErrorCode == 10023, apiErr.ErrorCode == 10028,
-			apiErr.ErrorCode == 10047, apiErr.ErrorCode == 10054,
-			strings.Contains(desc, "maximum bytes exceeded"), strings.Contains(desc, "maximum messages exceeded"),
-			strings.Contains(desc, "insufficient"), strings.Contains(desc, "resource limits exceeded"):
-			return fmt.Errorf("jetstream: %s: %w: %w", op, protocol.ErrStoreFull, err)
 		case apiErr.Code == 503, apiErr.ErrorCode == 10118:
 			return fmt.Errorf("jetstream: %s: %w: %w", op, protocol.ErrUnavailable, err)
 		}
@@ -408,10 +418,29 @@ func mapError(op string, err error) error {
 	if errors.Is(err, errRecord) {
 		return fmt.Errorf("jetstream: %s: %w", op, err)
 	}
-	if errors.Is(err, nats.ErrMaxPayload) {
-		return fmt.Errorf("jetstream: %s: %w: %w", op, protocol.ErrStoreFull, err)
-	}
 	return fmt.Errorf("jetstream: %s: %w: %w", op, protocol.ErrUnavailable, err)
+}
+
+// isFull reports whether err says the stream, the account or the
+// server has no room: limits of the account (resources exceeded), of the
+// server (insufficient resources), of a stream capped with discard new
+// (maximum bytes or messages exceeded), or a record over the maximum
+// message size.
+func isFull(err error) bool {
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return true
+	}
+	var apiErr *natsjs.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	desc := strings.ToLower(apiErr.Description)
+	switch apiErr.ErrorCode {
+	case 10002, 10023, 10028, 10047, 10054:
+		return true
+	}
+	return strings.Contains(desc, "maximum bytes exceeded") || strings.Contains(desc, "maximum messages exceeded") ||
+		strings.Contains(desc, "insufficient") || strings.Contains(desc, "resource limits exceeded")
 }
 
 func isWrongLast(err error) bool {
@@ -423,6 +452,9 @@ func isWrongLast(err error) bool {
 // retryable reports whether an append's publish may be tried again in the
 // same call: the server did not answer, or its stream had no leader.
 func retryable(err error) bool {
+	if isFull(err) {
+		return false
+	}
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) {
 		return apiErr.Code == 503
@@ -605,6 +637,9 @@ func (b *Broker) appendPart(ctx context.Context, p *part, pubs []longpoll.Public
 			natsjs.WithExpectLastSequencePerSubject(rec.prev),
 			natsjs.WithMsgID(token),
 			natsjs.WithExpectStream(b.name))
+		if b.afterPublish != nil {
+			err = b.afterPublish(err)
+		}
 		if err != nil {
 			tl.valid = false
 			if isWrongLast(err) {
@@ -846,27 +881,35 @@ func toRecord(raw *natsjs.RawStreamMsg) (*record, error) {
 }
 
 // walkBack is how many records a read walks back from a topic's last
-// record before it walks forward from the first instead.
+// record, one request each, before it searches the stream instead.
 const walkBack = 8
+
+// bulkRecords is how many records a read fetches one by one before it
+// fetches the rest through a consumer.
+const bulkRecords = 8
 
 // collect returns the oldest retained seq of the log whose last record is
 // v.head (0 if none is retained), and the records, oldest first, that hold
-// it (first) and the messages from max(start, oldest) on, up to limit of
-// them. Records JetStream dropped count as not retained.
+// the messages from max(start, oldest) on, up to limit of them; with
+// limit 0, the record that holds the oldest. Records JetStream dropped
+// count as not retained.
+//
+// It walks back from the last record, by each record's Lp-Prev; a log
+// longer than walkBack records is searched instead: a binary search over
+// stream sequences with "first record of the subject at or after" gets,
+// then the records from there are fetched in bulk.
 func (b *Broker) collect(ctx context.Context, v view, start uint64, limit int) ([]*record, uint64, error) {
 	subj := b.topicSubject(v.topic)
 	h := v.head
 	recs := []*record{h}
 	r := h
-	backward := true
 	for {
 		fv, ok := v.firstVisible(r)
 		if !ok || fv > r.first || r.first <= start || r.prev == 0 {
 			break
 		}
 		if len(recs) >= walkBack {
-			backward = false
-			break
+			return b.search(ctx, v, subj, start, limit)
 		}
 		p, err := b.recordAt(ctx, r.prev, subj)
 		if err != nil {
@@ -878,50 +921,162 @@ func (b *Broker) collect(ctx context.Context, v view, start uint64, limit int) (
 		recs = append(recs, p)
 		r = p
 	}
-	if backward {
-		for i, j := 0, len(recs)-1; i < j; i, j = i+1, j-1 {
-			recs[i], recs[j] = recs[j], recs[i]
-		}
-		for k, r := range recs {
-			if fv, ok := v.firstVisible(r); ok {
-				return recs[k:], fv, nil
+	slices.Reverse(recs)
+	for k, r := range recs {
+		if fv, ok := v.firstVisible(r); ok {
+			if limit == 0 {
+				return recs[k : k+1], fv, nil
 			}
+			return recs[k:], fv, nil
 		}
+	}
+	return nil, 0, nil
+}
+
+// search is collect for a log longer than walkBack records.
+func (b *Broker) search(ctx context.Context, v view, subj string, start uint64, limit int) ([]*record, uint64, error) {
+	h := v.head
+	visible := func(r *record) bool { _, ok := v.firstVisible(r); return ok }
+	first, err := b.nextRecord(ctx, 1, subj)
+	if err != nil {
+		return nil, 0, err
+	}
+	if first == nil || first.epoch != h.epoch || first.streamSeq > h.streamSeq {
+		first = h // purged meanwhile: judge by the last record alone
+	}
+	if !visible(first) {
+		if first, err = b.seek(ctx, subj, h, first.streamSeq+1, visible); err != nil {
+			return nil, 0, err
+		}
+	}
+	oldest, ok := v.firstVisible(first)
+	if !ok {
 		return nil, 0, nil
 	}
-
-	// Forward from the subject's first record.
-	recs = recs[:0]
-	var oldest uint64
-	got := 0
-	seq := uint64(1)
-	for {
-		r, err := b.nextRecord(ctx, seq, subj)
+	if limit == 0 {
+		return []*record{first}, oldest, nil
+	}
+	target := max(start, oldest)
+	from := first
+	if from.last() < target {
+		if from, err = b.seek(ctx, subj, h, from.streamSeq+1, func(r *record) bool { return r.last() >= target }); err != nil {
+			return nil, 0, err
+		}
+	}
+	recs := []*record{from}
+	got := int(from.last() - max(from.first, target) + 1)
+	if got < limit && from.streamSeq < h.streamSeq {
+		more, err := b.fetch(ctx, subj, from.streamSeq+1, h, limit-got)
 		if err != nil {
 			return nil, 0, err
 		}
-		if r == nil || r.streamSeq > h.streamSeq || r.epoch != h.epoch {
-			return recs, oldest, nil
-		}
-		kept := false
-		if oldest == 0 {
-			if fv, ok := v.firstVisible(r); ok {
-				oldest, kept = fv, true
-			}
-		} else {
-			kept = r.last() >= start
-		}
-		if kept {
-			recs = append(recs, r)
-			if from := max(r.first, oldest, start); r.last() >= from {
-				got += int(r.last() - from + 1)
-			}
-		}
-		if oldest != 0 && got >= limit || r.streamSeq == h.streamSeq {
-			return recs, oldest, nil
-		}
-		seq = r.streamSeq + 1
+		recs = append(recs, more...)
 	}
+	return recs, oldest, nil
+}
+
+// seek returns the first record of h's log at stream sequence lo or after
+// for which ok holds, by binary search over stream sequences: ok must
+// hold from some record of the log on, and for h.
+func (b *Broker) seek(ctx context.Context, subj string, h *record, lo uint64, ok func(*record) bool) (*record, error) {
+	best, hi := h, h.streamSeq
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		r, err := b.nextRecord(ctx, mid, subj)
+		if err != nil {
+			return nil, err
+		}
+		switch {
+		case r == nil || r.streamSeq >= hi || r.epoch != h.epoch:
+			hi = mid // no record of the log in [mid, hi)
+		case ok(r):
+			best, hi = r, r.streamSeq
+		default:
+			lo = r.streamSeq + 1
+		}
+	}
+	return best, nil
+}
+
+// fetch returns the records of h's log from stream sequence from up to h,
+// enough to hold need messages: one by one for a few, through a
+// short-lived consumer for more.
+func (b *Broker) fetch(ctx context.Context, subj string, from uint64, h *record, need int) ([]*record, error) {
+	var recs []*record
+	got := 0
+	for k := 0; k < bulkRecords; k++ {
+		r, err := b.nextRecord(ctx, from, subj)
+		if err != nil {
+			return nil, err
+		}
+		if r == nil || r.streamSeq > h.streamSeq || r.epoch != h.epoch {
+			return recs, nil
+		}
+		recs = append(recs, r)
+		if got += len(r.msgs); got >= need || r.streamSeq == h.streamSeq {
+			return recs, nil
+		}
+		from = r.streamSeq + 1
+	}
+	cons, err := b.stream.CreateConsumer(ctx, natsjs.ConsumerConfig{
+		FilterSubject:     subj,
+		DeliverPolicy:     natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:       from,
+		AckPolicy:         natsjs.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: 10 * time.Second,
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.timeout)
+		defer cancel()
+		_ = b.stream.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
+	for got < need {
+		batch, err := cons.FetchNoWait(min(need-got, 1000))
+		if err != nil {
+			return nil, err
+		}
+		n := 0
+		for done := false; !done; {
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case m, ok := <-batch.Messages():
+				if !ok {
+					done = true
+					break
+				}
+				n++
+				md, err := m.Metadata()
+				if err != nil {
+					return nil, err
+				}
+				r, err := toRecord(&natsjs.RawStreamMsg{Subject: m.Subject(), Sequence: md.Sequence.Stream, Header: m.Headers(), Data: m.Data()})
+				if err != nil {
+					return nil, err
+				}
+				if r.streamSeq > h.streamSeq || r.epoch != h.epoch {
+					return recs, nil
+				}
+				recs = append(recs, r)
+				got += len(r.msgs)
+				if r.streamSeq == h.streamSeq {
+					return recs, nil
+				}
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return nil, err
+		}
+		if n == 0 {
+			break
+		}
+	}
+	return recs, nil
 }
 
 // Read returns messages of topic after from, as described by
