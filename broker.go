@@ -84,9 +84,11 @@ type Broker interface {
 	//
 	// One exception, which a broker states in its documentation: a broker
 	// that keeps topics on shards it cannot change in one step (broker/redis
-	// on a Redis Cluster, for a batch whose topics span hash slots) may
-	// append such a batch in part when a shard fails between its check and
-	// its own append. It then returns an error matching ErrPartialAppend.
+	// on a Redis Cluster, for a batch whose topics span hash slots;
+	// broker/jetstream, for any batch spanning topics, each topic's part
+	// being one JetStream message) may append such a batch in part when a
+	// shard or the store fails between the parts. It then returns an error
+	// matching ErrPartialAppend.
 	// A batch of one topic is always all or nothing, and the messages of a
 	// batch that carry ids are appended once each whatever the retries: a
 	// publisher that retries the batch completes it without duplicates.
