@@ -46,7 +46,7 @@ var (
 	// ErrClosed: the broker or server was closed.
 	ErrClosed = errors.New("longpoll: closed")
 	// ErrPartialAppend: a batch spanning shards (or, in broker/jetstream,
-	// topics) was appended in part, the
-	// one exception to Append's all or nothing (see Broker.Append).
+	// topics) was appended in part, the one exception to Append's all or
+	// nothing (see Broker.Append).
 	ErrPartialAppend = errors.New("longpoll: batch appended in part")
 )
