@@ -2,8 +2,11 @@ package multinode
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -101,6 +104,7 @@ type faultSubscriber struct {
 	// empty and refusedSince count the replies without a message and the
 	// polls refused since the last message.
 	empty, refusedSince int
+	lastRefusal         string // the last refused poll: status, time taken and body
 	lastMessage         time.Time
 	stoppedAt           time.Time
 }
@@ -136,7 +140,8 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 			return
 		}
 		s.polls++
-		r, status, err := poll(ctx, hc, base, s.topics, cursor, 2*time.Second)
+		sent := time.Now()
+		r, status, body, err := pollBody(ctx, hc, base, s.topics, cursor, 2*time.Second)
 		if err != nil || status != http.StatusOK {
 			if err != nil {
 				s.refused["error"]++
@@ -144,6 +149,7 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 				s.refused[strconv.Itoa(status)]++
 			}
 			s.refusedSince++
+			s.lastRefusal = fmt.Sprintf("%d after %v: %v %.200s", status, time.Since(sent).Round(time.Millisecond), err, body)
 			select {
 			case <-ctx.Done():
 			case <-time.After(20 * time.Millisecond):
@@ -202,6 +208,32 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 		cursor = r.Cursor
 		s.cursor = cursor
 	}
+}
+
+// pollBody is poll that also returns the body of a reply that is not 200.
+func pollBody(ctx context.Context, c *http.Client, base string, topics []string, cursor string, timeout time.Duration) (pollReply, int, []byte, error) {
+	q := url.Values{"topic": topics, "since": {"earliest"}, "timeout": {timeout.String()}, "limit": {"200"}}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/poll?"+q.Encode(), nil)
+	if err != nil {
+		return pollReply{}, 0, nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return pollReply{}, 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return pollReply{}, resp.StatusCode, body, err
+	}
+	var r pollReply
+	if err := json.Unmarshal(body, &r); err != nil {
+		return pollReply{}, resp.StatusCode, body, fmt.Errorf("poll reply %q: %w", body, err)
+	}
+	return r, resp.StatusCode, nil, nil
 }
 
 // faultScenario is one run of the load with its faults.
@@ -409,8 +441,8 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 			for _, topic := range s.topics {
 				last = append(last, fmt.Sprintf("%s i=%d seq=%d", topic, s.count[topic].lastI, s.count[topic].lastSeq))
 			}
-			t.Logf("a stalled subscriber (last got %s %v before it stopped, then %d replies without a message, %d polls refused), its poll to node %s now: status %d, error %v, %d messages, gaps %v, timeout %t",
-				strings.Join(last, ", "), s.stoppedAt.Sub(s.lastMessage).Round(time.Millisecond), s.empty, s.refusedSince,
+			t.Logf("a stalled subscriber (last got %s %v before it stopped, then %d replies without a message, %d polls refused, the last %s), its poll to node %s now: status %d, error %v, %d messages, gaps %v, timeout %t",
+				strings.Join(last, ", "), s.stoppedAt.Sub(s.lastMessage).Round(time.Millisecond), s.empty, s.refusedSince, s.lastRefusal,
 				n.addr, status, err, len(r.Messages), r.Gaps, r.Timeout)
 		}
 		break
