@@ -27,7 +27,9 @@
 # median rounds; then the same until all arrived at the subscribers'
 # sockets (the kernel's receive times), where the load has them.
 #
-# BENCH_ARGS adds flags to both benches (for example BENCH_ARGS='--workers 1').
+# BENCH_ARGS adds flags to both benches (for example BENCH_ARGS='--workers 1');
+# A_ARGS and B_ARGS to one of them (for example B_ARGS='--transport sse',
+# to set streams beside long polls).
 #
 # The bench is the first longpoll binary given, or longpoll on PATH. Needs
 # jq, and for nchan nginx with libnginx-mod-nchan.
@@ -73,6 +75,8 @@ start() {
 }
 
 read -r -a extra <<<"${BENCH_ARGS:-}"
+read -r -a aextra <<<"${A_ARGS:-}"
+read -r -a bextra <<<"${B_ARGS:-}"
 ratios=() sratios=()
 for run in $(seq "$runs"); do
 	pids=()
@@ -97,9 +101,9 @@ for run in $(seq "$runs"); do
 	esac
 	args+=(--quiet --source-addrs 4 --start-after 35s)
 	args+=("${extra[@]}")
-	taskset -c 1 "$bin" bench "${args[@]}" "${aturn[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json-file "$out/a.json" >/dev/null &
+	taskset -c 1 "$bin" bench "${args[@]}" "${aturn[@]}" "${aextra[@]}" --protocol "$aproto" --server "$aurl" --server-pid "$apid" --json-file "$out/a.json" >/dev/null &
 	la=$!
-	taskset -c 1 "$bin" bench "${args[@]}" "${bturn[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json-file "$out/b.json" >/dev/null &
+	taskset -c 1 "$bin" bench "${args[@]}" "${bturn[@]}" "${bextra[@]}" --protocol "$bproto" --server "$burl" --server-pid "$bpid" --json-file "$out/b.json" >/dev/null &
 	lb=$!
 	wait "$la" "$lb"
 	kill "$apid" "$bpid"
