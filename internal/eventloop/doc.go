@@ -4,7 +4,9 @@
 // here and handed to the server, which either answers at once or parks
 // the poll as a small record; the parked poll's reply is written back
 // from whichever goroutine readies it, on the server's request one of
-// this transport's workers (transport.Runner). A plain POST /v1/publish whose
+// this transport's workers (transport.Runner). GET /v1/stream is parked
+// the same way, and its events are written as chunks of one reply from
+// whichever goroutine readies them (transport.Streamer). A plain POST /v1/publish whose
 // body arrives with its head, and the protocol's small requests (topic
 // info, CORS preflights, health checks), are served here too: those
 // under /v1/ straight by the server, health checks through the net/http
@@ -30,7 +32,9 @@
 //	busy ──the server answers at once──> idle     (the reply written)
 //	busy ──the server parks the poll──> waiting
 //	waiting ──the parked poll's reply (Finish)──> idle
-//	busy, waiting ──more input──> the same state  (kept; a parked poll is asked to answer now)
+//	waiting ──a stream's part (Write)──> waiting   (more than its bound waiting: cut, closed)
+//	busy, waiting ──more input──> the same state  (kept; a parked poll is asked to answer now,
+//	                                               a stream is not: the input waits for its end)
 //	idle, busy, waiting ──closed──> closed        (Connection: close after its reply, the end
 //	                                               of input with nothing kept, a timeout, a
 //	                                               write error, a slow reader cut; a parked
