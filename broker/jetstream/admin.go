@@ -46,16 +46,31 @@ func (b *Broker) Topics(ctx context.Context, prefix, after string, limit int) ([
 			names = append(names, name)
 		}
 		slices.Sort(names)
-		for _, name := range names {
-			if len(out) >= limit {
-				break
+		// Describe the names a page's worth at a time, concurrently;
+		// those whose log went meanwhile make room for the next ones.
+		for len(out) < limit && len(names) > 0 {
+			batch := names[:min(len(names), limit-len(out))]
+			names = names[len(batch):]
+			infos := make([]longpoll.TopicInfo, len(batch))
+			has := make([]bool, len(batch))
+			errs := make([]error, len(batch))
+			sem := make(chan struct{}, describeConcurrency)
+			var wg sync.WaitGroup
+			for k, name := range batch {
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					infos[k], has[k], errs[k] = b.describe(ctx, name)
+				})
 			}
-			ti, ok, err := b.describe(ctx, name)
-			if err != nil {
+			wg.Wait()
+			if err := errors.Join(errs...); err != nil {
 				return err
 			}
-			if ok {
-				out = append(out, ti)
+			for k := range batch {
+				if has[k] {
+					out = append(out, infos[k])
+				}
 			}
 		}
 		return nil
@@ -65,6 +80,9 @@ func (b *Broker) Topics(ctx context.Context, prefix, after string, limit int) ([
 	}
 	return out, nil
 }
+
+// describeConcurrency bounds the topics Topics describes at once.
+const describeConcurrency = 16
 
 // describe returns what Topics lists of topic, and false if it has no log.
 func (b *Broker) describe(ctx context.Context, topic string) (longpoll.TopicInfo, bool, error) {

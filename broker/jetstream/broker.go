@@ -884,6 +884,10 @@ func toRecord(raw *natsjs.RawStreamMsg) (*record, error) {
 // record, one request each, before it searches the stream instead.
 const walkBack = 8
 
+// nearHead is how many messages behind the head a read may start and
+// still walk back rather than search.
+const nearHead = 64
+
 // bulkRecords is how many records a read fetches one by one before it
 // fetches the rest through a consumer.
 const bulkRecords = 8
@@ -901,6 +905,11 @@ const bulkRecords = 8
 func (b *Broker) collect(ctx context.Context, v view, start uint64, limit int) ([]*record, uint64, error) {
 	subj := b.topicSubject(v.topic)
 	h := v.head
+	if h.prev != 0 && (limit == 0 || h.last()-min(start, h.last()) >= nearHead) {
+		// Far from the head, or only the oldest asked for: walking back
+		// would be wasted.
+		return b.search(ctx, v, subj, start, limit)
+	}
 	recs := []*record{h}
 	r := h
 	for {
