@@ -55,6 +55,8 @@ var pathKeys = map[string]bool{
 	"tls-key":         true,
 	"jwt-secret-file": true,
 	"jwt-key-file":    true,
+	"nats-creds":      true,
+	"nats-nkey":       true,
 }
 
 // serveKeys returns the keys a configuration file may hold: serve's

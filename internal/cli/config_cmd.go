@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/longpoll/longpoll/broker/jetstream"
 )
 
 // runConfig prints the settings longpoll serve would run with, given the
@@ -206,6 +208,14 @@ func tomlString(s string) string {
 // file's setting is its path, shown as it is; its content is never read
 // here.
 func redact(key, v string) string {
+	if key == "store" && isNATSURL(v) {
+		r, err := jetstream.ParseURL(v)
+		if err != nil {
+			scheme, _, _ := strings.Cut(v, "://")
+			return scheme + "://(an unparsable URL, hidden)"
+		}
+		return r
+	}
 	if key != "store" || !isRedisURL(v) {
 		return v
 	}

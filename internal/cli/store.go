@@ -16,7 +16,7 @@ import (
 
 const (
 	defaultStore = "disk"
-	storeKinds   = "disk (durable, in --data-dir), memory, or redis://host:port/db (rediss:// for TLS; ?cluster=true for Redis Cluster)"
+	storeKinds   = "disk (durable, in --data-dir), memory, redis://host:port/db (rediss:// for TLS; ?cluster=true for Redis Cluster), or nats://host:4222[,host:4222...][?replicas=N&stream=NAME&prefix=P] (NATS JetStream; tls:// for TLS)"
 )
 
 // dataDirFor is where --store disk keeps its data unless --data-dir says
@@ -48,6 +48,9 @@ type storeConfig struct {
 	retentionBytes    int64
 	maxTopics         int
 	maxStoreBytes     int64
+	natsCreds         string
+	natsNkey          string
+	natsUpdateStream  bool
 }
 
 func storeFlags(fs *flag.FlagSet, c *storeConfig) {
@@ -57,16 +60,19 @@ func storeFlags(fs *flag.FlagSet, c *storeConfig) {
 	fs.Int64Var(&c.retentionBytes, "retention-bytes", memory.DefaultMaxBytes, "bytes kept per topic")
 	fs.IntVar(&c.maxTopics, "max-topics", memory.DefaultMaxTopics, "topics held at once; beyond, publishes to new topics get 503 store_full")
 	fs.Int64Var(&c.maxStoreBytes, "max-store-bytes", memory.DefaultMaxTotalBytes, "bytes the memory store holds in all; beyond, publishes get 503 store_full")
+	fs.StringVar(&c.natsCreds, "nats-creds", "", "NATS credentials file (user JWT and nkey seed) for a nats:// --store")
+	fs.StringVar(&c.natsNkey, "nats-nkey", "", "file of the NATS nkey seed for a nats:// --store")
+	fs.BoolVar(&c.natsUpdateStream, "nats-update-stream", false, "let this node change the JetStream stream's limits to its retention flags, instead of refusing to start when they differ")
 }
 
 func (c *storeConfig) check(store string) error {
 	switch {
-	case store != "memory" && store != "disk" && !isRedisURL(store):
+	case store != "memory" && store != "disk" && !isRedisURL(store) && !isNATSURL(store):
 		return fmt.Errorf("--store %q: must be one of %s", store, storeKinds)
 	case c.retentionMessages < 1, c.retentionAge <= 0, c.retentionBytes < 1, c.maxTopics < 1, c.maxStoreBytes < 1:
 		return fmt.Errorf("--retention-messages, --retention-age, --retention-bytes, --max-topics and --max-store-bytes must be positive")
 	}
-	return nil
+	return c.checkNATS(store)
 }
 
 // openStore opens the broker named by store and describes it for the
@@ -74,6 +80,9 @@ func (c *storeConfig) check(store string) error {
 func openStore(store string, c *storeConfig, log *slog.Logger) (longpoll.Broker, string, error) {
 	if isRedisURL(store) {
 		return openRedis(store, c, log)
+	}
+	if isNATSURL(store) {
+		return openNATS(store, c, log)
 	}
 	switch store {
 	case "disk":
