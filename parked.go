@@ -102,20 +102,8 @@ func (s *Server) accessLog(rid string, l *parkLog, status int, n int64, d time.D
 func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal, sink transport.Sink, start time.Time, client string) (*parked, PollOutcome) {
 	ctx := r.Context()
 	d, expires := holdFor(req, pr)
-	// Strings parsed from the request point into its head: a parked poll
-	// keeps copies, so that the head can be freed.
 	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, expires: expires, pr: pr, gzip: req.gzip, close: r.Close}
-	if len(req.topics) == 1 { // the record holds it, saving two small allocations
-		p.topic1[0] = strings.Clone(req.topics[0])
-		req.topics = p.topic1[:]
-	} else {
-		for i, t := range req.topics {
-			req.topics[i] = strings.Clone(t)
-		}
-	}
-	c := new(collector)
-	c.init(req, p.pos1[:])
-	c.maxBytes = s.live.Load().maxReplyBytes
+	c := p.newCollector(req)
 	if err := s.startPositions(ctx, c, req); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return nil, OutcomeError
@@ -168,6 +156,24 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 		}
 	}
 	return p, ""
+}
+
+// newCollector returns a collector for req whose topics and positions
+// the record keeps. Strings parsed from the request point into its head:
+// a parked poll keeps copies, so that the head can be freed.
+func (p *parked) newCollector(req *pollRequest) *collector {
+	if len(req.topics) == 1 { // the record holds it, saving two small allocations
+		p.topic1[0] = strings.Clone(req.topics[0])
+		req.topics = p.topic1[:]
+	} else {
+		for i, t := range req.topics {
+			req.topics[i] = strings.Clone(t)
+		}
+	}
+	c := new(collector)
+	c.init(req, p.pos1[:])
+	c.maxBytes = p.s.live.Load().maxReplyBytes
+	return c
 }
 
 // keepHeader keeps the header lines of the reply set so far (its

@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/longpoll/longpoll/internal/transport"
@@ -49,16 +48,7 @@ func (st *streamState) next(now int64, span time.Duration) int64 {
 func (s *Server) streamParked(w http.ResponseWriter, r *http.Request, rid string, req *pollRequest, pr *Principal, sink transport.Sink, out transport.Streamer, start time.Time, client string) (*parked, PollOutcome) {
 	ctx := r.Context()
 	p := &parked{s: s, sink: sink, start: start.Sub(monoBase), client: client, pr: pr, close: r.Close, st: &streamState{out: out}}
-	if len(req.topics) == 1 {
-		p.topic1[0] = strings.Clone(req.topics[0])
-		req.topics = p.topic1[:]
-	} else {
-		for i, t := range req.topics {
-			req.topics[i] = strings.Clone(t)
-		}
-	}
-	c := new(collector)
-	c.init(req, p.pos1[:])
+	c := p.newCollector(req)
 	if err := s.startPositions(ctx, c, req); err != nil {
 		s.brokerError(w, r, rid, "stat", err)
 		return nil, OutcomeError

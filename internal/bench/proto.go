@@ -110,10 +110,7 @@ func (t *target) pollRequest(buf []byte, topic string, st *subState) []byte {
 		buf = append(buf, "/sub/"...)
 		buf = append(buf, url.PathEscape(topic)...)
 	}
-	buf = append(buf, " HTTP/1.1\r\nHost: "...)
-	buf = append(buf, t.base.Host...)
-	buf = append(buf, "\r\nUser-Agent: longpoll-bench\r\n"...)
-	buf = append(buf, st.auth...)
+	buf = t.appendHeadStart(buf, st)
 	if st.lastModified != "" {
 		buf = append(buf, "If-Modified-Since: "...)
 		buf = append(buf, st.lastModified...)
@@ -125,6 +122,15 @@ func (t *target) pollRequest(buf []byte, topic string, st *subState) []byte {
 		buf = append(buf, "\r\n"...)
 	}
 	return append(buf, "\r\n"...)
+}
+
+// appendHeadStart appends what follows a subscriber's request target:
+// the protocol version, then Host, User-Agent and its credential lines.
+func (t *target) appendHeadStart(buf []byte, st *subState) []byte {
+	buf = append(buf, " HTTP/1.1\r\nHost: "...)
+	buf = append(buf, t.base.Host...)
+	buf = append(buf, "\r\nUser-Agent: longpoll-bench\r\n"...)
+	return append(buf, st.auth...)
 }
 
 // errRetry marks a reply that asks the subscriber to wait and try again.

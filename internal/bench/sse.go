@@ -37,10 +37,8 @@ func (t *target) streamRequest(buf []byte, topic string, st *subState) []byte {
 		buf = append(buf, "/es/"...)
 		buf = append(buf, url.PathEscape(topic)...)
 	}
-	buf = append(buf, " HTTP/1.1\r\nHost: "...)
-	buf = append(buf, t.base.Host...)
-	buf = append(buf, "\r\nUser-Agent: longpoll-bench\r\nAccept: text/event-stream\r\n"...)
-	buf = append(buf, st.auth...)
+	buf = t.appendHeadStart(buf, st)
+	buf = append(buf, "Accept: text/event-stream\r\n"...)
 	if st.cursor != "" {
 		buf = append(buf, "Last-Event-ID: "...)
 		buf = append(buf, st.cursor...)
@@ -88,16 +86,10 @@ func (s *subscriber) runSSE(ctx context.Context) {
 			case <-time.After(backoff):
 			}
 		}
-		select {
-		case ws.dials <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		c, err := s.dialer.DialContext(ctx, "tcp", target.base.Host)
-		<-ws.dials
+		c, err := s.dial(ctx, target)
 		if err != nil {
-			if ctx.Err() == nil {
-				ws.fail(fmt.Errorf("connecting: %w", err))
+			if ctx.Err() != nil {
+				return
 			}
 			backoff = nextBackoff(backoff)
 			continue

@@ -351,16 +351,10 @@ func (s *subscriber) run(ctx context.Context) {
 			}
 		}
 		if conn == nil {
-			select {
-			case ws.dials <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
-			c, err := s.dialer.DialContext(ctx, "tcp", target.base.Host)
-			<-ws.dials
+			c, err := s.dial(ctx, target)
 			if err != nil {
-				if ctx.Err() == nil {
-					ws.fail(fmt.Errorf("connecting: %w", err))
+				if ctx.Err() != nil {
+					return
 				}
 				backoff = nextBackoff(backoff)
 				continue
@@ -454,6 +448,23 @@ func (s *subscriber) run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// dial connects to target, with at most len(ws.dials) connection
+// attempts of the worker in flight; an error that is not the run's end
+// is counted.
+func (s *subscriber) dial(ctx context.Context, target *target) (net.Conn, error) {
+	select {
+	case s.ws.dials <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	c, err := s.dialer.DialContext(ctx, "tcp", target.base.Host)
+	<-s.ws.dials
+	if err != nil && ctx.Err() == nil {
+		s.ws.fail(fmt.Errorf("connecting: %w", err))
+	}
+	return c, err
 }
 
 // readFirstWait bounds how long a subscriber waits for the others to read
