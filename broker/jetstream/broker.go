@@ -73,13 +73,36 @@ type Broker struct {
 // not race each other for the subject's expected sequence, and caches the
 // topic's last record between them.
 type topicLock struct {
-	mu   sync.Mutex
 	refs int // guarded by Broker.mu
-	// Guarded by mu:
+
+	// sem is held by the append that commits the queue (one at a time).
+	sem chan struct{}
+	qmu sync.Mutex
+	// queue holds the appends waiting to be committed, in arrival order;
+	// the holder of sem commits them together, as one record.
+	queue []*request
+
+	// Guarded by sem:
 	valid   bool    // head is known: the record, or nil for no log
 	head    *record //
 	indexed bool    // head's ids are in the index already
 }
+
+// request is one Append's part for a topic, waiting to be committed.
+type request struct {
+	pubs     []longpoll.Publication
+	taken    bool // guarded by topicLock.qmu: a commit took it
+	receipts []longpoll.Receipt
+	err      error
+	done     chan struct{}
+}
+
+// Bounds of a group of appends committed as one record, within the
+// default max_payload (1 MiB) of a nats-server.
+const (
+	groupMessages = 1000
+	groupBytes    = 512 << 10
+)
 
 // maxCachedTopics bounds the topics whose last record stays cached
 // between appends.
@@ -463,27 +486,25 @@ func retryable(err error) bool {
 		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, natsjs.ErrNoStreamResponse)
 }
 
-func (b *Broker) lockTopic(topic string) *topicLock {
+func (b *Broker) acquireTopic(topic string) *topicLock {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	tl := b.topics[topic]
 	if tl == nil {
-		tl = &topicLock{}
+		tl = &topicLock{sem: make(chan struct{}, 1)}
 		b.topics[topic] = tl
 	}
 	tl.refs++
-	b.mu.Unlock()
-	tl.mu.Lock()
 	return tl
 }
 
-func (b *Broker) unlockTopic(topic string, tl *topicLock) {
-	tl.mu.Unlock()
+func (b *Broker) releaseTopic(topic string, tl *topicLock) {
 	b.mu.Lock()
+	defer b.mu.Unlock()
 	tl.refs--
 	if tl.refs == 0 && len(b.topics) > maxCachedTopics {
 		delete(b.topics, topic)
 	}
-	b.mu.Unlock()
 }
 
 // part is one topic's publications of a batch.
@@ -518,12 +539,11 @@ func (b *Broker) Append(ctx context.Context, pubs []longpoll.Publication) ([]lon
 		}
 		p.idx = append(p.idx, i)
 	}
-	token := newToken()
 	receipts := make([]longpoll.Receipt, len(pubs))
 	done := 0
 	err := b.call(ctx, "append", func(ctx context.Context) error {
-		for k, p := range parts {
-			if err := b.appendPart(ctx, p, pubs, token+strconv.Itoa(k), receipts); err != nil {
+		for _, p := range parts {
+			if err := b.appendPart(ctx, p, pubs, receipts); err != nil {
 				return err
 			}
 			done++
@@ -549,69 +569,154 @@ func (b *Broker) wake(topic string) {
 	_ = b.nc.Publish(b.wakeSubject(topic), nil)
 }
 
-// appendPart appends one topic's part of a batch as one record, retrying
-// when another append took the subject's next sequence first, or when the
-// server did not answer: token, which every attempt's record carries with
-// its number, and the Nats-Msg-Id tell an attempt that was stored after
-// all.
-func (b *Broker) appendPart(ctx context.Context, p *part, pubs []longpoll.Publication, token string, receipts []longpoll.Receipt) error {
-	tl := b.lockTopic(p.topic)
-	defer b.unlockTopic(p.topic, tl)
-	subj := b.topicSubject(p.topic)
+// appendPart appends one topic's part of a batch. Appends to one topic
+// on this node are committed one group at a time: an append queues its
+// part, and whichever append holds the topic's semaphore commits every
+// part queued by then (within groupMessages and groupBytes) as one record,
+// so a hot topic costs one publish per group rather than per append, and
+// this node's appends never race each other for the subject's sequence.
+func (b *Broker) appendPart(ctx context.Context, p *part, pubs []longpoll.Publication, receipts []longpoll.Receipt) error {
+	tl := b.acquireTopic(p.topic)
+	defer b.releaseTopic(p.topic, tl)
+	req := &request{done: make(chan struct{})}
+	for _, i := range p.idx {
+		req.pubs = append(req.pubs, pubs[i])
+	}
+	tl.qmu.Lock()
+	tl.queue = append(tl.queue, req)
+	tl.qmu.Unlock()
+	for {
+		select {
+		case <-req.done:
+		case tl.sem <- struct{}{}:
+			select {
+			case <-req.done:
+			default:
+				b.commitQueue(ctx, p.topic, tl)
+			}
+			<-tl.sem
+			continue
+		case <-ctx.Done():
+			tl.qmu.Lock()
+			taken := req.taken
+			if !taken {
+				tl.queue = slices.DeleteFunc(tl.queue, func(r *request) bool { return r == req })
+			}
+			tl.qmu.Unlock()
+			if !taken {
+				return ctx.Err()
+			}
+			<-req.done // a commit has it: its outcome is this append's
+		}
+		if req.err != nil {
+			return req.err
+		}
+		copyReceipts(receipts, p, req.receipts)
+		return nil
+	}
+}
+
+// commitQueue commits the head of tl's queue as one record, with the
+// caller holding tl.sem, and tells each request taken its outcome. The
+// commit is not cancelled with the committing append's own context: it
+// carries other appends.
+func (b *Broker) commitQueue(ctx context.Context, topic string, tl *topicLock) {
+	tl.qmu.Lock()
+	var group []*request
+	n, size := 0, 0
+	for _, r := range tl.queue {
+		rn, rs := len(r.pubs), 0
+		for _, p := range r.pubs {
+			rs += len(p.Data) + len(p.ID)
+		}
+		if len(group) > 0 && (n+rn > groupMessages || size+rs > groupBytes) {
+			break
+		}
+		r.taken = true
+		group = append(group, r)
+		n, size = n+rn, size+rs
+	}
+	tl.queue = tl.queue[len(group):]
+	tl.qmu.Unlock()
+	if len(group) == 0 {
+		return
+	}
+	all := make([]longpoll.Publication, 0, n)
+	for _, r := range group {
+		all = append(all, r.pubs...)
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.cfg.timeout)
+	defer cancel()
+	rs, err := b.commit(cctx, topic, tl, all, newToken())
+	for _, r := range group {
+		if err != nil {
+			r.err = err
+		} else {
+			r.receipts, rs = rs[:len(r.pubs)], rs[len(r.pubs):]
+		}
+		close(r.done)
+	}
+}
+
+// commit appends pubs, all of topic, as one record, with the caller
+// holding tl.sem, retrying when another node took the subject's next
+// sequence first, or when the server did not answer: token (the
+// Nats-Msg-Id of every attempt, and with the attempt's number in its
+// Lp-Token header) tells an attempt that was stored after all.
+func (b *Broker) commit(ctx context.Context, topic string, tl *topicLock, pubs []longpoll.Publication, token string) ([]longpoll.Receipt, error) {
+	subj := b.topicSubject(topic)
 	var attempts [][]longpoll.Receipt
 	delay := 10 * time.Millisecond
 	for {
 		if err := ctx.Err(); err != nil {
-			return err
+			return nil, err
 		}
 		cached := tl.valid
 		h := tl.head
 		if !cached {
 			var err error
 			if h, err = b.lastRecord(ctx, subj); err != nil {
-				return err
+				return nil, err
 			}
 			tl.valid, tl.head, tl.indexed = true, h, false
 		}
 		if h != nil {
 			if rs, ok := ours(h, token, attempts); ok {
-				copyReceipts(receipts, p, rs)
-				return nil
+				return rs, nil
 			}
 		}
 		now := b.cfg.now().UTC().Truncate(time.Microsecond)
 		rec := record{epoch: newEpoch(), first: 1, time: now, token: token + "/" + strconv.Itoa(len(attempts))}
 		var v view
 		if h != nil {
-			v = b.view(p.topic, h, now)
+			v = b.view(topic, h, now)
 			rec.epoch, rec.first, rec.prev = h.epoch, h.last()+1, h.streamSeq
 			rec.costBefore, rec.dataBefore = v.costEnd, h.dataEnd()
 			if h.time.After(now) {
 				rec.time = h.time // a topic's times never go back
 			}
 		}
-		rs := make([]longpoll.Receipt, len(p.idx))
+		rs := make([]longpoll.Receipt, len(pubs))
 		seen := map[string]uint64{}
-		for j, i := range p.idx {
-			pub := pubs[i]
+		for j, pub := range pubs {
 			if pub.ID != "" {
 				s, dup := seen[pub.ID]
 				if !dup && h != nil {
 					var err error
 					if s, dup, err = b.findID(ctx, v, pub.ID); err != nil {
 						tl.valid = false
-						return err
+						return nil, err
 					}
 				}
 				if dup {
-					rs[j] = longpoll.Receipt{Topic: p.topic, Epoch: rec.epoch, Seq: s, Duplicate: true}
+					rs[j] = longpoll.Receipt{Topic: topic, Epoch: rec.epoch, Seq: s, Duplicate: true}
 					seen[pub.ID] = s
 					continue
 				}
 			}
 			seq := rec.first + uint64(len(rec.msgs))
 			rec.msgs = append(rec.msgs, entry{id: pub.ID, data: append([]byte(nil), pub.Data...)})
-			rs[j] = longpoll.Receipt{Topic: p.topic, Epoch: rec.epoch, Seq: seq}
+			rs[j] = longpoll.Receipt{Topic: topic, Epoch: rec.epoch, Seq: seq}
 			if pub.ID != "" {
 				seen[pub.ID] = seq
 			}
@@ -621,13 +726,12 @@ func (b *Broker) appendPart(ctx context.Context, p *part, pubs []longpoll.Public
 				tl.valid = false // confirm against the store
 				continue
 			}
-			copyReceipts(receipts, p, rs)
-			return nil
+			return rs, nil
 		}
 		if h != nil && !tl.indexed {
-			if err := b.indexIDs(ctx, p.topic, h); err != nil {
+			if err := b.indexIDs(ctx, topic, h); err != nil {
 				tl.valid = false
-				return err
+				return nil, err
 			}
 			tl.indexed = true
 		}
@@ -655,29 +759,27 @@ func (b *Broker) appendPart(ctx context.Context, p *part, pubs []longpoll.Public
 				delay = min(2*delay, 200*time.Millisecond)
 				continue
 			}
-			return err
+			return nil, err
 		}
 		if ack.Duplicate {
 			// An earlier attempt of this call was stored after all.
 			tl.valid = false
 			r, err := b.recordAt(ctx, ack.Sequence, subj)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			if r == nil {
-				return fmt.Errorf("the record of an earlier attempt (sequence %d) is gone", ack.Sequence)
+				return nil, fmt.Errorf("the record of an earlier attempt (sequence %d) is gone", ack.Sequence)
 			}
 			rs, ok := ours(r, token, attempts)
 			if !ok {
-				return fmt.Errorf("record %d is not this append's", ack.Sequence)
+				return nil, fmt.Errorf("record %d is not this append's", ack.Sequence)
 			}
-			copyReceipts(receipts, p, rs)
-			return nil
+			return rs, nil
 		}
 		rec.streamSeq = ack.Sequence
 		tl.valid, tl.head, tl.indexed = true, &rec, false
-		copyReceipts(receipts, p, rs)
-		return nil
+		return rs, nil
 	}
 }
 

@@ -52,9 +52,13 @@
 // appending to a topic at once cannot both succeed, and the loser reads
 // the new last record and tries again with the next seqs. So seqs are
 // gapless from 1, and a topic's part of a batch is all or nothing (one
-// message). A node serialises its own appends to a topic and keeps the
-// topic's last record between them, so it does not race itself, and an
-// uncontended append is one request.
+// message). A node commits its own appends to a topic one group at a
+// time: appends that arrive while a record is in flight are queued and
+// then committed together as the next record (up to 1000 messages and
+// 512 KiB), each keeping its own receipts; a failed group fails each of
+// its appends. So a node never races itself for a topic, a hot topic
+// costs one publish per group, and an uncontended append, with the
+// topic's last record cached from the previous one, is one request.
 //
 // A batch spanning topics is appended topic by topic: it is not atomic.
 // A failure after the first topic (the stream full, NATS lost) leaves it
@@ -75,7 +79,7 @@
 //
 // A publish whose acknowledgement is lost (a leader failover, a dropped
 // connection) is retried within the call: every attempt carries the
-// call's Nats-Msg-Id and a token with its number, so the retry finds the
+// group's Nats-Msg-Id and a token with its number, so the retry finds the
 // stored attempt (as the last record, or as the server's duplicate) and
 // returns its receipts. A client retrying after the call failed gets its
 // ids' duplicates from the last record or the index. Nats-Msg-Id is only
