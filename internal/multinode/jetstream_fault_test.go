@@ -91,9 +91,10 @@ type topicCount struct {
 
 // faultSubscriber polls its topics through the proxy from the earliest
 // message, counting each message against what came before it. It stops
-// when it has the last message of every topic, or when quiet has passed
-// with nothing new since publishing ended (done was closed) and since
-// its last message.
+// when it has the last message of every topic, or when its polls have
+// been answered for quiet without anything new since publishing ended
+// (done was closed): a subscriber whose polls are refused keeps trying
+// until the context ends, since unavailability is not loss.
 type faultSubscriber struct {
 	topics  []string
 	count   map[string]*topicCount
@@ -106,7 +107,12 @@ type faultSubscriber struct {
 	empty, refusedSince int
 	lastRefusal         string // the last refused poll: status, time taken and body
 	lastMessage         time.Time
+	lastRefused         time.Time
 	stoppedAt           time.Time
+	// longestWait is the longest time between two messages (or from the
+	// start to the first), and waitEnd when it ended.
+	longestWait time.Duration
+	waitEnd     time.Time
 }
 
 func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string, want int, done <-chan struct{}, quiet time.Duration) {
@@ -131,7 +137,7 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 		if doneAt.IsZero() && isClosed(done) {
 			doneAt = time.Now()
 		}
-		if !doneAt.IsZero() && time.Since(doneAt) > quiet && time.Since(s.lastMessage) > quiet {
+		if !doneAt.IsZero() && time.Since(doneAt) > quiet && time.Since(s.lastMessage) > quiet && time.Since(s.lastRefused) > quiet {
 			s.stalled, s.stoppedAt = true, time.Now()
 			return
 		}
@@ -149,6 +155,7 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 				s.refused[strconv.Itoa(status)]++
 			}
 			s.refusedSince++
+			s.lastRefused = time.Now()
 			s.lastRefusal = fmt.Sprintf("%d after %v: %v %.200s", status, time.Since(sent).Round(time.Millisecond), err, body)
 			select {
 			case <-ctx.Done():
@@ -182,6 +189,9 @@ func (s *faultSubscriber) run(ctx context.Context, hc *http.Client, base string,
 					c.foreign++
 				}
 				continue
+			}
+			if w := time.Since(s.lastMessage); w > s.longestWait {
+				s.longestWait, s.waitEnd = w, time.Now()
 			}
 			s.lastMessage = time.Now()
 			switch {
@@ -269,16 +279,17 @@ type faultReport struct {
 	lostByTopic            map[string]int
 	elapsed                time.Duration
 	pauses                 []string // the longest times without an acknowledgement
+	longestWait            string   // the longest a subscriber went without a message
 	faults                 []string // each fault, when it came and how long it took
 }
 
 func (r *faultReport) String() string {
 	return fmt.Sprintf("acknowledged %d publishes in %d requests (not acknowledged: %s); polls %d (not answered 200: %s); "+
 		"delivered %d, in order %d, lost %d (%s; told by a gap %d, silently %d), duplicates %d, reordered %d, skips %d, head back %d, reset gaps %d, other gaps %d, foreign %d, stalled subscribers %d; "+
-		"faults: %s; longest pauses in acknowledgements: %s; in %v",
+		"faults: %s; longest pauses in acknowledgements: %s; longest wait of a subscriber between messages: %s; in %v",
 		r.acked, r.attempts, countsString(r.pubRefused), r.polls, countsString(r.subRefused),
 		r.delivered, r.inOrder, r.lost, countsString(r.lostByTopic), r.lostAnnounced, r.lost-r.lostAnnounced, r.duplicates, r.reordered, r.skips, r.headBack, r.resets, r.otherGaps, r.foreign, r.stalled,
-		strings.Join(r.faults, ", "), strings.Join(r.pauses, ", "), r.elapsed.Round(time.Millisecond))
+		strings.Join(r.faults, ", "), strings.Join(r.pauses, ", "), r.longestWait, r.elapsed.Round(time.Millisecond))
 }
 
 func countsString(m map[string]int) string {
@@ -374,6 +385,15 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 	}
 
 	rep.pauses = longestPauses(start, pubs, 4)
+	var longest *faultSubscriber
+	for _, s := range subs {
+		if longest == nil || s.longestWait > longest.longestWait {
+			longest = s
+		}
+	}
+	if longest != nil {
+		rep.longestWait = fmt.Sprintf("%v, ending at %v", longest.longestWait.Round(10*time.Millisecond), longest.waitEnd.Sub(start).Round(100*time.Millisecond))
+	}
 	acked := map[string]int{}
 	for _, p := range pubs {
 		acked[p.topic] = p.acked
