@@ -973,10 +973,22 @@ func (b *Broker) nextRecord(ctx context.Context, seq uint64, subj string) (*reco
 	return toRecord(raw)
 }
 
+// toRecord decodes a stored record. A record whose headers are sound but
+// whose body is not is kept, its messages marked bad (readers get them as
+// a GapCorrupt); a record whose headers are damaged cannot be placed in
+// its topic's log, and is an error.
 func toRecord(raw *natsjs.RawStreamMsg) (*record, error) {
 	r, err := decodeRecord(raw.Header, raw.Data)
 	if err != nil {
-		return nil, fmt.Errorf("subject %s, stream sequence %d: %w", raw.Subject, raw.Sequence, err)
+		var count uint64
+		var herr error
+		if r, count, herr = decodeHeader(raw.Header); herr != nil {
+			return nil, fmt.Errorf("subject %s, stream sequence %d: %w", raw.Subject, raw.Sequence, err)
+		}
+		r.msgs = make([]entry, count)
+		for k := range r.msgs {
+			r.msgs[k].bad = true
+		}
 	}
 	r.streamSeq = raw.Sequence
 	return &r, nil
@@ -1246,23 +1258,42 @@ func (b *Broker) read(ctx context.Context, topic string, from protocol.Position,
 		page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapExpired, Missed: oldest - start}
 	}
 	begin := max(start, oldest)
+	next := begin - 1 // the position after what the page covers
+	// Unreadable messages (bad entries) at the start of the page are a
+	// GapCorrupt, unless another gap comes first; after readable ones,
+	// they end the page.
+	corrupt := page.Gap == nil
+pages:
 	for _, r := range recs {
 		for k, e := range r.msgs {
 			s := r.first + uint64(k)
-			if s < begin || len(page.Messages) >= limit {
+			if s < begin {
 				continue
 			}
+			if len(page.Messages) >= limit {
+				break pages
+			}
+			if e.bad {
+				if !corrupt {
+					break pages
+				}
+				if page.Gap == nil {
+					page.Gap = &protocol.Gap{Topic: topic, Reason: protocol.GapCorrupt}
+				}
+				page.Gap.Missed++
+				next = s
+				continue
+			}
+			corrupt = false
 			page.Messages = append(page.Messages, protocol.Message{
 				Topic: topic, Seq: s, Time: r.time, ID: e.id, Data: e.data,
 			})
+			next = s
 		}
 	}
-	switch {
-	case len(page.Messages) > 0:
-		page.Next = protocol.Position{Epoch: h.epoch, Seq: page.Messages[len(page.Messages)-1].Seq}
-	case page.Gap != nil:
-		page.Next = protocol.Position{Epoch: h.epoch, Seq: begin - 1}
-	default:
+	if len(page.Messages) > 0 || page.Gap != nil {
+		page.Next = protocol.Position{Epoch: h.epoch, Seq: next}
+	} else {
 		page.Next = from
 	}
 	return page, nil

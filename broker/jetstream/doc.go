@@ -187,6 +187,8 @@
 // All methods are safe for concurrent use. Append returns once JetStream
 // acknowledged the records: stored on a majority of the stream's replicas.
 // Read never returns a message that retention dropped, and reports
-// exactly how many a reader missed. Damaged records are not turned into
-// GapCorrupt: a record that does not decode fails the read.
+// exactly how many a reader missed. A record whose body does not decode
+// (damage, a foreign writer) is read as a GapCorrupt of its messages, as
+// the Broker contract asks; one whose headers do not cannot be placed in
+// the log, and fails the read.
 package jetstream

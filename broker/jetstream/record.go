@@ -42,6 +42,9 @@ type record struct {
 type entry struct {
 	id   string
 	data []byte
+	// bad: the record's body could not be read; the entry stands for a
+	// message that readers get as a GapCorrupt.
+	bad bool
 }
 
 const (
@@ -110,8 +113,12 @@ func (r *record) encode() (nats.Header, []byte) {
 
 var errRecord = errors.New("malformed record")
 
-// decodeRecord parses a stored record. The entries' data share body.
-func decodeRecord(h nats.Header, body []byte) (record, error) {
+// maxCount bounds the messages of one record: a larger Lp-Count is
+// damage.
+const maxCount = 1 << 20
+
+// decodeHeader parses a record's headers; the record has no messages yet.
+func decodeHeader(h nats.Header) (record, uint64, error) {
 	var r record
 	var count uint64
 	for _, f := range []struct {
@@ -120,18 +127,30 @@ func decodeRecord(h nats.Header, body []byte) (record, error) {
 	}{{hEpoch, &r.epoch}, {hSeq, &r.first}, {hCount, &count}, {hCost, &r.costBefore}, {hData, &r.dataBefore}, {hPrev, &r.prev}} {
 		v, err := strconv.ParseUint(h.Get(f.k), 10, 64)
 		if err != nil {
-			return record{}, fmt.Errorf("%w: header %s %q", errRecord, f.k, h.Get(f.k))
+			return record{}, 0, fmt.Errorf("%w: header %s %q", errRecord, f.k, h.Get(f.k))
 		}
 		*f.p = v
 	}
 	us, err := strconv.ParseInt(h.Get(hTime), 10, 64)
 	if err != nil {
-		return record{}, fmt.Errorf("%w: header %s %q", errRecord, hTime, h.Get(hTime))
+		return record{}, 0, fmt.Errorf("%w: header %s %q", errRecord, hTime, h.Get(hTime))
 	}
 	r.time = time.UnixMicro(us).UTC()
 	r.token = h.Get(hToken)
-	if r.epoch == 0 || r.first == 0 || count == 0 || count > uint64(len(body)) || r.first+count < r.first {
-		return record{}, fmt.Errorf("%w: epoch %d, seq %d, count %d", errRecord, r.epoch, r.first, count)
+	if r.epoch == 0 || r.first == 0 || count == 0 || count > maxCount || r.first+count < r.first {
+		return record{}, 0, fmt.Errorf("%w: epoch %d, seq %d, count %d", errRecord, r.epoch, r.first, count)
+	}
+	return r, count, nil
+}
+
+// decodeRecord parses a stored record. The entries' data share body.
+func decodeRecord(h nats.Header, body []byte) (record, error) {
+	r, count, err := decodeHeader(h)
+	if err != nil {
+		return record{}, err
+	}
+	if count > uint64(len(body)) {
+		return record{}, fmt.Errorf("%w: %d messages in %d bytes", errRecord, count, len(body))
 	}
 	if len(body) == 0 || body[0] != formatV1 {
 		return record{}, fmt.Errorf("%w: unknown format", errRecord)
