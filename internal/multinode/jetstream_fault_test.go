@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
@@ -530,9 +529,6 @@ func TestJetStreamFaults(t *testing.T) {
 		t.Skip("SKIP: the fault test runs without the race detector (go test -short ./internal/multinode/ in CI)")
 	}
 	bins := requireNATS(t)
-	if out, _ := exec.Command(binary, "serve", "-h").CombinedOutput(); !strings.Contains(string(out), "nats://") {
-		t.Skip("SKIP: longpoll serve has no JetStream store (--store nats://) yet")
-	}
 	cl := startNATSCluster(t, bins)
 	const stream = "LPFAULT"
 	sc := &faultScenario{
