@@ -153,7 +153,7 @@ func Open(rawURL string, opts ...Option) (*Broker, error) {
 		nats.PingInterval(2 * time.Second),
 		nats.MaxPingsOutstanding(2),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			if b.closed.Load() {
+			if b.closed.Load() || err == nil { // nil: closed by this process
 				return
 			}
 			cfg.log.Warn("nats connection lost; waking every watched topic", "error", err)
@@ -335,9 +335,6 @@ func (b *Broker) limitsDescription() string {
 // the whole stream, discard policy, placement) are left alone.
 func streamDiff(have, want natsjs.StreamConfig) string {
 	var d []string
-	if have.Description != want.Description {
-		d = append(d, fmt.Sprintf("description %q, want %q", have.Description, want.Description))
-	}
 	if strings.Join(have.Subjects, ",") != strings.Join(want.Subjects, ",") {
 		d = append(d, fmt.Sprintf("subjects %q, want %q", have.Subjects, want.Subjects))
 	}
@@ -352,6 +349,10 @@ func streamDiff(have, want natsjs.StreamConfig) string {
 	}
 	if have.Replicas != want.Replicas {
 		d = append(d, fmt.Sprintf("replicas %d, want %d", have.Replicas, want.Replicas))
+	}
+	if len(d) == 0 && have.Description != want.Description {
+		// The limits JetStream does not keep (bytes per topic) differ.
+		d = append(d, fmt.Sprintf("description %q, want %q", have.Description, want.Description))
 	}
 	return strings.Join(d, "; ")
 }
