@@ -96,7 +96,10 @@
 // space: max_msgs_per_subject is MaxMessages (each record holds at least
 // one message, so it never drops a message readers may still get) and
 // max_age is MaxAge. Records JetStream dropped earlier (its clock ahead
-// of a node's, an operator's max_bytes) count as expired. Bytes per topic
+// of a node's, an operator's max_bytes) count as expired. A record's time
+// is the appending node's clock, never earlier than the topic's previous
+// record, and age is judged by the reading node's clock: keep the nodes'
+// clocks in step (NTP), as skew moves expiry by as much. Bytes per topic
 // have no JetStream limit: the hidden messages of a topic over its bytes
 // stay on disk until count or age drops them.
 //
@@ -121,13 +124,16 @@
 // # Reads
 //
 // A read gets the topic's last record (one request); a reader at the head
-// is done. Otherwise it walks back through the records by their Lp-Prev
-// (one request each) up to 8 records, and past that searches: it finds the
-// record it needs by a binary search over stream sequences with "the
-// topic's first record at or after" gets (tens of requests for the largest
-// streams), and fetches the page's records through a short-lived
-// consumer. All gets go to the stream's leader (direct gets are off), so
-// an append is visible to every read that starts after it returns.
+// is done. A reader within 64 messages of the head walks back through the
+// records by their Lp-Prev, one request each, up to 8 records. Past that,
+// and for Stat and listings, the topic's first record is got (one
+// request), the record a page starts in is found by a binary search over
+// stream sequences with "the topic's first record at or after" gets (tens
+// of requests for the largest streams), and the page's records are
+// fetched through a short-lived consumer (BenchmarkReadTail,
+// BenchmarkReadFar). All gets go to the stream's leader (direct gets are
+// off), so an append is visible to every read that starts after it
+// returns.
 //
 // # Wake-ups
 //

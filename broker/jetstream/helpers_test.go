@@ -33,7 +33,7 @@ type embedded struct {
 	dir  string
 }
 
-func startEmbedded(t *testing.T) *embedded {
+func startEmbedded(t testing.TB) *embedded {
 	t.Helper()
 	e := &embedded{dir: t.TempDir()}
 	e.start(t)
@@ -42,7 +42,7 @@ func startEmbedded(t *testing.T) *embedded {
 }
 
 // start runs the server, on the port it had before if it ran already.
-func (e *embedded) start(t *testing.T) {
+func (e *embedded) start(t testing.TB) {
 	t.Helper()
 	port := e.port
 	if port == 0 {
@@ -112,7 +112,7 @@ func targets() []target {
 // scope gives each broker of a test its own stream, prefix and buckets,
 // deleted when the test ends, so that parallel tests and other users of
 // a shared server never meet.
-func scope(t *testing.T, url string) string {
+func scope(t testing.TB, url string) string {
 	t.Helper()
 	var r [5]byte
 	_, _ = rand.Read(r[:])
@@ -139,7 +139,7 @@ func dropScope(url, name string) {
 	}
 }
 
-func open(t *testing.T, url string, opts ...Option) *Broker {
+func open(t testing.TB, url string, opts ...Option) *Broker {
 	t.Helper()
 	b, err := Open(url, opts...)
 	if err != nil {
