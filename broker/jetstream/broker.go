@@ -432,7 +432,8 @@ func mapError(op string, err error) error {
 	var apiErr *natsjs.APIError
 	if errors.As(err, &apiErr) {
 		switch {
-		case apiErr.Code == 503, apiErr.ErrorCode == 10118:
+		case apiErr.Code == 503, apiErr.ErrorCode == 10118,
+			apiErr.ErrorCode == natsjs.JSErrCodeStreamNotFound: // deleted under the nodes; a node's start makes it again
 			return fmt.Errorf("jetstream: %s: %w: %w", op, protocol.ErrUnavailable, err)
 		}
 		// A reply JetStream should not give here: a bug or a

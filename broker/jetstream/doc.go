@@ -175,7 +175,10 @@
 // an error wrapping longpoll.ErrUnavailable, and Ping (readiness) fails;
 // publishes are not buffered while disconnected. The client reconnects by
 // itself, and everything works again when NATS is back, without a new
-// broker. Open itself needs NATS: a node does not start without it.
+// broker. Open itself needs NATS: a node does not start without it. A
+// stream deleted under running nodes makes their calls fail the same way
+// until a node starts and creates it again (empty: every topic then
+// starts a new epoch).
 //
 // # Costs
 //

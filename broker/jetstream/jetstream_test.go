@@ -462,3 +462,40 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("Open with a bad option: %v", err)
 	}
 }
+
+// TestStreamPurged: an operator's purge of the whole stream empties every
+// topic; each starts a new epoch at its next append, and a reader of the
+// old one gets a reset, never a position in the new log. A stream deleted
+// under the nodes makes calls fail with ErrUnavailable.
+func TestStreamPurged(t *testing.T) {
+	b := open(t, scope(t, startEmbedded(t).url()))
+	old := appendOK(t, b, pub("p", "1"), pub("p", "2"))[0].Epoch
+	if err := b.stream.Purge(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	r := appendOK(t, b, pub("p", "3"))[0]
+	if r.Epoch == old || r.Seq != 1 {
+		t.Fatalf("append after the purge: %+v, want seq 1 in an epoch other than %d", r, old)
+	}
+	p, err := b.Read(t.Context(), "p", longpoll.Position{Epoch: old, Seq: 2}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Gap == nil || p.Gap.Reason != longpoll.GapReset || len(p.Messages) != 1 || string(p.Messages[0].Data) != "3" {
+		t.Fatalf("a reader of the purged epoch got %+v, want a reset and the new log", p)
+	}
+
+	js, err := natsjs.New(b.nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := js.DeleteStream(t.Context(), b.name); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Read(t.Context(), "p", longpoll.Position{}, 10); !errors.Is(err, longpoll.ErrUnavailable) {
+		t.Fatalf("Read with the stream deleted: %v, want ErrUnavailable", err)
+	}
+	if err := b.Ping(t.Context()); !errors.Is(err, longpoll.ErrUnavailable) {
+		t.Fatalf("Ping with the stream deleted: %v, want ErrUnavailable", err)
+	}
+}
