@@ -698,17 +698,29 @@ func (b *Broker) commit(ctx context.Context, topic string, tl *topicLock, pubs [
 				rec.time = h.time // a topic's times never go back
 			}
 		}
+		var found map[string]uint64
+		if h != nil {
+			var ids []string
+			for _, pub := range pubs {
+				if pub.ID != "" {
+					ids = append(ids, pub.ID)
+				}
+			}
+			if len(ids) > 0 {
+				var err error
+				if found, err = b.findIDs(ctx, v, ids); err != nil {
+					tl.valid = false
+					return nil, err
+				}
+			}
+		}
 		rs := make([]longpoll.Receipt, len(pubs))
 		seen := map[string]uint64{}
 		for j, pub := range pubs {
 			if pub.ID != "" {
 				s, dup := seen[pub.ID]
-				if !dup && h != nil {
-					var err error
-					if s, dup, err = b.findID(ctx, v, pub.ID); err != nil {
-						tl.valid = false
-						return nil, err
-					}
+				if !dup {
+					s, dup = found[pub.ID]
 				}
 				if dup {
 					rs[j] = longpoll.Receipt{Topic: topic, Epoch: rec.epoch, Seq: s, Duplicate: true}
@@ -846,31 +858,73 @@ func (v view) firstVisible(r *record) (uint64, bool) {
 	return 0, false
 }
 
-// findID looks id up among the retained messages of the topic of v: in
-// its last record, then in the index, which holds the ids of every
-// earlier record (see indexIDs).
-func (b *Broker) findID(ctx context.Context, v view, id string) (uint64, bool, error) {
+// findIDs looks ids up among the retained messages of the topic of v, and
+// returns the seq of each one found: in its last record, then in the
+// index, which holds the ids of every earlier record (see indexIDs), with
+// up to lookupConcurrency index gets at once.
+func (b *Broker) findIDs(ctx context.Context, v view, ids []string) (map[string]uint64, error) {
 	h := v.head
+	found := map[string]uint64{}
+	inHead := map[string]bool{}
 	cb := h.costBefore
 	for k, e := range h.msgs {
-		if e.id == id {
-			s := h.first + uint64(k)
-			return s, v.visible(s, h.time, cb), nil
+		if e.id != "" {
+			inHead[e.id] = true
+			if s := h.first + uint64(k); v.visible(s, h.time, cb) {
+				found[e.id] = s
+			}
 		}
 		cb += cost(v.topic, e)
 	}
+	var rest []string
+	for _, id := range ids {
+		if !inHead[id] {
+			rest = append(rest, id)
+			inHead[id] = true // looked up once
+		}
+	}
+	seqs := make([]uint64, len(rest))
+	errs := make([]error, len(rest))
+	sem := make(chan struct{}, lookupConcurrency)
+	var wg sync.WaitGroup
+	for k, id := range rest {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			seqs[k], errs[k] = b.lookupID(ctx, v, id)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	for k, id := range rest {
+		if seqs[k] != 0 {
+			found[id] = seqs[k]
+		}
+	}
+	return found, nil
+}
+
+// lookupConcurrency bounds the index gets of one commit at once.
+const lookupConcurrency = 16
+
+// lookupID returns the seq of id's retained message before the topic's
+// last record, from the index; 0 if there is none.
+func (b *Broker) lookupID(ctx context.Context, v view, id string) (uint64, error) {
+	h := v.head
 	raw, err := b.ids.GetLastMsgForSubject(ctx, b.idSubject(v.topic, id))
 	if errors.Is(err, natsjs.ErrMsgNotFound) {
-		return 0, false, nil
+		return 0, nil
 	}
 	if err != nil {
-		return 0, false, err
+		return 0, err
 	}
 	ie, err := parseIndexEntry(string(raw.Data))
-	if err != nil || ie.id != id || ie.epoch != h.epoch || ie.seq >= h.first {
-		return 0, false, nil
+	if err != nil || ie.id != id || ie.epoch != h.epoch || ie.seq >= h.first || !v.visible(ie.seq, ie.time, ie.costBefore) {
+		return 0, nil
 	}
-	return ie.seq, v.visible(ie.seq, ie.time, ie.costBefore), nil
+	return ie.seq, nil
 }
 
 // indexEntry is the value of an id's index subject: "<epoch> <seq>

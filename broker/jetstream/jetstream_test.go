@@ -499,3 +499,25 @@ func TestStreamPurged(t *testing.T) {
 		t.Fatalf("Ping with the stream deleted: %v, want ErrUnavailable", err)
 	}
 }
+
+// TestBatchIDs: a batch retried whole, after other appends, is all
+// duplicates with the first receipts' seqs, whether its ids are found in
+// the topic's last record or in the index, and on whichever node.
+func TestBatchIDs(t *testing.T) {
+	url := scope(t, startEmbedded(t).url())
+	a, b := open(t, url), open(t, url)
+	var pubs []longpoll.Publication
+	for i := range 300 {
+		pubs = append(pubs, longpoll.Publication{Topic: "batch", ID: fmt.Sprint("id-", i), Data: json.RawMessage(fmt.Sprint(i))})
+	}
+	first := appendOK(t, a, pubs...)
+	for round, node := range []*Broker{a, b, b} {
+		again := appendOK(t, node, pubs...)
+		for i, r := range again {
+			if !r.Duplicate || r.Seq != first[i].Seq || r.Epoch != first[i].Epoch {
+				t.Fatalf("round %d: receipt %d = %+v, want a duplicate of %+v", round, i, r, first[i])
+			}
+		}
+		appendOK(t, node, pub("batch", `"between"`)) // the ids leave the last record
+	}
+}
