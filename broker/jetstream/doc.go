@@ -187,7 +187,9 @@
 //     it, one to eight requests.
 //   - Topics reads every topic's name for each page.
 //   - Appends after a record with ids write the index first (one
-//     asynchronous publish per id, awaited together).
+//     asynchronous publish per id, awaited together), and a publication
+//     with an id not in the topic's last record costs an index get
+//     (sixteen at a time).
 //   - A topic's record is fetched whole: a topic's last batch is read on
 //     every append from another node and on every read.
 //
