@@ -271,23 +271,26 @@ type faultReport struct {
 	delivered, inOrder     int
 	lost                   int // acknowledged (sub, topic, i) never delivered
 	lostAnnounced          int // of which the subscriber was told by a gap
-	duplicates, reordered  int
-	skips, headBack        int
-	resets, otherGaps      int
-	foreign, stalled       int
-	lostByTopic            map[string]int
-	elapsed                time.Duration
-	pauses                 []string // the longest times without an acknowledgement
-	longestWait            string   // the longest a subscriber went without a message
-	faults                 []string // each fault, when it came and how long it took
+	// lostMessages counts the acknowledged (topic, i) that some
+	// subscriber of the topic missed, and lostToAll those none got.
+	lostMessages, lostToAll int
+	duplicates, reordered   int
+	skips, headBack         int
+	resets, otherGaps       int
+	foreign, stalled        int
+	lostByTopic             map[string]int
+	elapsed                 time.Duration
+	pauses                  []string // the longest times without an acknowledgement
+	longestWait             string   // the longest a subscriber went without a message
+	faults                  []string // each fault, when it came and how long it took
 }
 
 func (r *faultReport) String() string {
 	return fmt.Sprintf("acknowledged %d publishes in %d requests (not acknowledged: %s); polls %d (not answered 200: %s); "+
-		"delivered %d, in order %d, lost %d (%s; told by a gap %d, silently %d), duplicates %d, reordered %d, skips %d, head back %d, reset gaps %d, other gaps %d, foreign %d, stalled subscribers %d; "+
+		"delivered %d, in order %d, lost %d (%s; told by a gap %d, silently %d; %d messages missed by a subscriber, %d by all), duplicates %d, reordered %d, skips %d, head back %d, reset gaps %d, other gaps %d, foreign %d, stalled subscribers %d; "+
 		"faults: %s; longest pauses in acknowledgements: %s; longest wait of a subscriber between messages: %s; in %v",
 		r.acked, r.attempts, countsString(r.pubRefused), r.polls, countsString(r.subRefused),
-		r.delivered, r.inOrder, r.lost, countsString(r.lostByTopic), r.lostAnnounced, r.lost-r.lostAnnounced, r.duplicates, r.reordered, r.skips, r.headBack, r.resets, r.otherGaps, r.foreign, r.stalled,
+		r.delivered, r.inOrder, r.lost, countsString(r.lostByTopic), r.lostAnnounced, r.lost-r.lostAnnounced, r.lostMessages, r.lostToAll, r.duplicates, r.reordered, r.skips, r.headBack, r.resets, r.otherGaps, r.foreign, r.stalled,
 		strings.Join(r.faults, ", "), strings.Join(r.pauses, ", "), r.longestWait, r.elapsed.Round(time.Millisecond))
 }
 
@@ -445,6 +448,23 @@ func (sc *faultScenario) run(t *testing.T) *faultReport {
 			}
 			if c.inOrder > distinct {
 				t.Errorf("%s: %d in order > %d distinct", topic, c.inOrder, distinct)
+			}
+		}
+	}
+	for _, p := range pubs {
+		for i := 1; i <= p.acked; i++ {
+			some, all := false, true
+			for _, s := range subs {
+				if c := s.count[p.topic]; c != nil {
+					got := c.got[i] > 0
+					some, all = some || !got, all && !got
+				}
+			}
+			if some {
+				rep.lostMessages++
+			}
+			if all {
+				rep.lostToAll++
 			}
 		}
 	}
