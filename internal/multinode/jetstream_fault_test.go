@@ -583,9 +583,13 @@ func TestJetStreamFaults(t *testing.T) {
 		}
 	}
 	killFollower := func(t *testing.T, sc *faultScenario) {
-		leader := cl.streamLeader(stream)
+		leader, err := cl.waitStreamLeader(stream, 20*time.Second)
+		if err != nil {
+			t.Error(err)
+			return
+		}
 		for _, s := range cl.Servers {
-			if s.name != leader {
+			if s != leader {
 				followerKills = append(followerKills, fmt.Sprintf("%s=%s (leaders: %s)", s.name, s.version, cl.leaders()))
 				s.kill()
 				time.Sleep(time.Second)
