@@ -220,10 +220,63 @@ func (b *Broker) setup(u storeURL) error {
 		return fmt.Errorf("jetstream: %w", err)
 	}
 	b.js = js
+	// Nodes started together on a new cluster create the same streams and
+	// buckets at once, and each replicated one needs its Raft group to
+	// form: an attempt that times out, or meets another node's half-made
+	// asset, is tried again until the start-up window closes. A settings
+	// mismatch is not.
+	deadline := time.Now().Add(b.cfg.startTimeout)
+	wait := 100 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := b.ensure(u)
+		var fixed *settingsError
+		if err == nil || errors.As(err, &fixed) || !time.Now().Add(wait).Before(deadline) {
+			if err != nil {
+				return err
+			}
+			break
+		}
+		b.cfg.log.Warn("JetStream set-up not done; trying again", "attempt", attempt, "error", err)
+		select {
+		case <-time.After(wait):
+		case <-b.ctx.Done():
+			return err
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
+
+	sub, err := b.nc.Subscribe(b.prefix+".w.>", b.onWake)
+	if err != nil {
+		return fmt.Errorf("jetstream: subscribe to wake-ups: %w", err)
+	}
+	_ = sub.SetPendingLimits(1<<20, 64<<20)
+	ctx, cancel := context.WithTimeout(b.ctx, 4*b.cfg.timeout)
+	defer cancel()
+	if err := b.nc.FlushWithContext(ctx); err != nil {
+		return fmt.Errorf("jetstream: subscribe to wake-ups: %w", mapError("flush", err))
+	}
+	b.wakeSub = sub
+	return nil
+}
+
+// settingsError is a configuration no retry changes: a stream whose
+// settings differ from the node's, a server without JetStream.
+type settingsError struct{ msg string }
+
+func (e *settingsError) Error() string { return e.msg }
+
+// ensure finds or makes the streams and buckets, each step bounded by
+// four calls' time.
+func (b *Broker) ensure(u storeURL) error {
+	js := b.js
 	ctx, cancel := context.WithTimeout(b.ctx, 4*b.cfg.timeout)
 	defer cancel()
 	if _, err := js.AccountInfo(ctx); err != nil {
-		return fmt.Errorf("jetstream: JetStream is not available on %s: %w", u.Redacted(), mapError("account info", err))
+		err = fmt.Errorf("jetstream: JetStream is not available on %s: %w", u.Redacted(), mapError("account info", err))
+		if errors.Is(err, natsjs.ErrJetStreamNotEnabled) || errors.Is(err, natsjs.ErrJetStreamNotEnabledForAccount) {
+			return &settingsError{err.Error()} // the server's configuration, which no retry changes
+		}
+		return err
 	}
 
 	want := b.streamConfig(u.Replicas)
@@ -245,7 +298,7 @@ func (b *Broker) setup(u storeURL) error {
 		}
 		if diff := streamDiff(have, want); diff != "" {
 			if !b.cfg.updateStream {
-				return fmt.Errorf("jetstream: stream %s differs from this node's settings (%s); start with --nats-update-stream (WithUpdateStream) to change it, or use the stream's settings", b.name, diff)
+				return &settingsError{fmt.Sprintf("jetstream: stream %s differs from this node's settings (%s); start with --nats-update-stream (WithUpdateStream) to change it, or use the stream's settings", b.name, diff)}
 			}
 			b.cfg.log.Warn("updating the stream to this node's settings", "stream", b.name, "changes", diff)
 			if st, err = js.UpdateStream(ctx, want); err != nil {
@@ -288,16 +341,6 @@ func (b *Broker) setup(u storeURL) error {
 	}); err != nil {
 		return fmt.Errorf("jetstream: bucket %s_NODES: %w", b.name, mapError("create bucket", err))
 	}
-
-	sub, err := b.nc.Subscribe(b.prefix+".w.>", b.onWake)
-	if err != nil {
-		return fmt.Errorf("jetstream: subscribe to wake-ups: %w", err)
-	}
-	_ = sub.SetPendingLimits(1<<20, 64<<20)
-	if err := b.nc.FlushWithContext(ctx); err != nil {
-		return fmt.Errorf("jetstream: subscribe to wake-ups: %w", mapError("flush", err))
-	}
-	b.wakeSub = sub
 	return nil
 }
 

@@ -59,21 +59,23 @@ func startCluster(t *testing.T) string {
 // stay gapless, and ids stay unique across the failovers.
 func TestCluster(t *testing.T) {
 	url := scope(t, startCluster(t))
-	openRetry := func() *Broker {
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			b, err := Open(url)
-			if err == nil {
-				t.Cleanup(func() { b.Close() })
-				return b
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("Open on the cluster: %v", err)
-			}
-			time.Sleep(200 * time.Millisecond) // the cluster is electing its leaders
-		}
+	// Three nodes started together on the new cluster: each Open rides
+	// out the others making the same streams and buckets, and their Raft
+	// groups forming (Open tries again within WithStartTimeout).
+	var opened [3]*Broker
+	var errs [3]error
+	var wg sync.WaitGroup
+	for i := range opened {
+		wg.Go(func() { opened[i], errs[i] = Open(url) })
 	}
-	a, b := openRetry(), openRetry()
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("node %d of three started together: Open: %v", i, err)
+		}
+		t.Cleanup(func() { opened[i].Close() })
+	}
+	a, b := opened[0], opened[1]
 	if r := a.stream.CachedInfo().Config.Replicas; r != 3 {
 		t.Fatalf("replicas %d on a cluster of three, want 3", r)
 	}

@@ -175,10 +175,14 @@
 // an error wrapping longpoll.ErrUnavailable, and Ping (readiness) fails;
 // publishes are not buffered while disconnected. The client reconnects by
 // itself, and everything works again when NATS is back, without a new
-// broker. Open itself needs NATS: a node does not start without it. A
-// stream deleted under running nodes makes their calls fail the same way
-// until a node starts and creates it again (empty: every topic then
-// starts a new epoch).
+// broker. Open itself needs NATS: a node does not start without it. Nodes
+// started together on a new cluster make the same streams and buckets at
+// once, and a replicated one is ready only once its Raft group forms: Open
+// tries again for up to WithStartTimeout (60 s), and fails at once only
+// for what no retry changes (a stream whose settings differ, a server
+// without JetStream). A stream deleted under running nodes makes their
+// calls fail the same way until a node starts and creates it again
+// (empty: every topic then starts a new epoch).
 //
 // # Costs
 //

@@ -40,6 +40,7 @@ type config struct {
 	maxBytes     int64
 	timeout      time.Duration
 	dialTimeout  time.Duration
+	startTimeout time.Duration
 	credsFile    string
 	nkeyFile     string
 	updateStream bool
@@ -49,13 +50,14 @@ type config struct {
 
 func defaultConfig() config {
 	return config{
-		maxMessages: DefaultMaxMessages,
-		maxAge:      DefaultMaxAge,
-		maxBytes:    DefaultMaxBytes,
-		timeout:     DefaultTimeout,
-		dialTimeout: DefaultDialTimeout,
-		log:         slog.New(slog.DiscardHandler),
-		now:         time.Now,
+		maxMessages:  DefaultMaxMessages,
+		maxAge:       DefaultMaxAge,
+		maxBytes:     DefaultMaxBytes,
+		timeout:      DefaultTimeout,
+		startTimeout: DefaultStartTimeout,
+		dialTimeout:  DefaultDialTimeout,
+		log:          slog.New(slog.DiscardHandler),
+		now:          time.Now,
 	}
 }
 
@@ -90,6 +92,19 @@ func WithMaxAge(d time.Duration) Option {
 // its newest message. Default DefaultMaxBytes.
 func WithMaxBytes(n int64) Option {
 	return func(c *config) error { c.maxBytes = n; return positive("WithMaxBytes", n) }
+}
+
+// DefaultStartTimeout is how long Open keeps trying to find or make the
+// streams and buckets (WithStartTimeout).
+const DefaultStartTimeout = 60 * time.Second
+
+// WithStartTimeout bounds how long Open keeps trying to find or make the
+// store's streams and buckets: nodes started together on a new cluster
+// make them at once, and a replicated stream is ready only once its Raft
+// group has formed. A stream whose settings differ from the node's fails
+// at once. Default DefaultStartTimeout.
+func WithStartTimeout(d time.Duration) Option {
+	return func(c *config) error { c.startTimeout = d; return positive("WithStartTimeout", d) }
 }
 
 // WithTimeout bounds every call to NATS. Default DefaultTimeout.
