@@ -145,8 +145,16 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 	}
 	// Parked. From here on the reply goes to the sink, perhaps before
 	// this returns; nothing may touch w or p.
+	p.endIfDue()
+	return p, ""
+}
+
+// endIfDue answers a poll just parked that must end now: the server
+// began shutting down, or drained, or revoked its credential, while it
+// was being parked (a kick that came before it was held missed it).
+func (p *parked) endIfDue() {
 	switch {
-	case s.draining.Load():
+	case p.s.draining.Load():
 		if p.state.CompareAndSwap(stHeld, stClaimed) {
 			p.shutdown()
 		}
@@ -155,7 +163,6 @@ func (s *Server) pollParked(w http.ResponseWriter, r *http.Request, rid string, 
 			p.endNow()
 		}
 	}
-	return p, ""
 }
 
 // newCollector returns a collector for req whose topics and positions

@@ -29,14 +29,21 @@ type streamState struct {
 	before              []Position // the positions before a batch, for its events' ids
 	n                   int64      // bytes of the body written
 	sent                bool       // a message or gap went out
+	// blocked, in Unix nanoseconds: since when output has waited for the
+	// client, so that no events are written (0: none waits). Under the
+	// claim.
+	blocked int64
 }
 
 // next returns the stream's next wheel deadline: the soonest of its
 // times, and at most span from now (the wheel's reach).
-func (st *streamState) next(now int64, span time.Duration) int64 {
+func (st *streamState) next(now int64, span, margin time.Duration) int64 {
 	d := min(st.ping, st.life)
 	if st.expires != 0 {
 		d = min(d, st.expires)
+	}
+	if st.blocked != 0 {
+		d = min(d, st.blocked+int64(margin))
 	}
 	return min(d, now+int64(span))
 }
@@ -78,7 +85,7 @@ func (s *Server) streamParked(w http.ResponseWriter, r *http.Request, rid string
 	if !ok {
 		p.gone.Store(true)
 	}
-	p.wheel.Deadline = st.next(now.UnixNano(), s.wheel.Span)
+	p.wheel.Deadline = st.next(now.UnixNano(), s.wheel.Span, s.cfg.writeMargin)
 	s.hub.RegisterParkedIn(&p.w, p.topics, p)
 	s.wheel.Add(p)
 	for {
@@ -94,29 +101,25 @@ func (s *Server) streamParked(w http.ResponseWriter, r *http.Request, rid string
 		}
 		p.state.Store(stStarting) // woken while reading: read again
 	}
-	// Parked: the checks of a parked poll.
-	switch {
-	case s.draining.Load():
-		if p.state.CompareAndSwap(stHeld, stClaimed) {
-			p.shutdown()
-		}
-	case p.mustEnd():
-		if p.state.CompareAndSwap(stHeld, stClaimed) {
-			p.endNow()
-		}
-	}
+	p.endIfDue()
 	return p, ""
 }
 
 // pump writes the events of what the stream's topics hold after its
-// positions, batch after batch, until a read finds nothing. It reports
-// false when the stream has ended: its client gone, or a read that
-// failed or the reply budget spent, answered with an error event. The
-// caller holds the claim.
+// positions, batch after batch, until a read finds nothing or output
+// waits for the client (the transport says when it has gone: Drained).
+// It reports false when the stream has ended: its client gone, or a read
+// that failed or the reply budget spent, answered with an error event.
+// The caller holds the claim.
 func (p *parked) pump() bool {
 	s := p.s
 	st := p.st
 	for {
+		if st.out.Pending() > 0 {
+			p.block()
+			return true
+		}
+		st.blocked = 0
 		copy(st.before, p.pos)
 		c := p.collector()
 		if err := c.collect(context.Background(), s.broker); err != nil {
@@ -182,8 +185,9 @@ func (p *parked) writeChunk(chunk []byte, n int) bool {
 
 // behind is how much of a stream's output may wait in the process for
 // its client before the client counts as fallen behind and is cut: two
-// replies' worth (--max-reply-bytes). A poll's client holds at most one
-// reply; a stream's, one batch of events and the start of the next.
+// replies' worth (--max-reply-bytes). A stream writes no events while
+// output waits (pump), so this bounds only what its pings and last
+// event add to one batch.
 func (p *parked) behind() int { return 2 * p.s.live.Load().maxReplyBytes }
 
 // finishStream ends a claimed stream: the last part (an error or close
@@ -241,6 +245,14 @@ func (p *parked) tick() {
 	case now >= st.life:
 		p.closeStream("max_stream", 0, OutcomeTimeout)
 		return
+	case st.blocked != 0 && now >= st.blocked+int64(s.cfg.writeMargin) && st.out.Pending() > 0:
+		// Its client has taken none of a batch within the write margin,
+		// as net/http's write deadline cuts it: it resumes from its last
+		// id.
+		st.out.Cut()
+		p.gone.Store(true)
+		p.finishStream(nil, OutcomeCancelled)
+		return
 	case now >= st.ping:
 		if !p.writePart([]byte(pingComment)) {
 			p.finishStream(nil, OutcomeCancelled)
@@ -248,9 +260,34 @@ func (p *parked) tick() {
 		}
 		st.ping = now + int64(s.cfg.streamPing)
 	}
-	p.wheel.Deadline = st.next(now, s.wheel.Span)
+	if st.blocked != 0 && st.out.Pending() == 0 {
+		st.blocked = 0 // taken: its Drained reads again, through the claim
+	}
+	p.wheel.Deadline = st.next(now, s.wheel.Span, s.cfg.writeMargin)
 	s.wheel.Add(p)
 	p.rearmStream()
+}
+
+// block marks a claimed stream as waiting for its client to take its
+// output, and moves its wheel deadline to the end of the write margin.
+func (p *parked) block() {
+	st := p.st
+	if st.blocked != 0 {
+		return
+	}
+	now := time.Now().UnixNano()
+	st.blocked = now
+	p.s.wheel.Move(p, st.next(now, p.s.wheel.Span, p.s.cfg.writeMargin))
+}
+
+// Drained implements transport.Drainer: the output that waited for the
+// stream's client is in the socket, and the stream may write again.
+func (p *parked) Drained() {
+	if p.Claim() { // else whoever holds the claim reads again
+		if p.pump() {
+			p.rearmStream()
+		}
+	}
 }
 
 // rearmStream returns a claimed stream to waiting, unless it must end
@@ -285,6 +322,22 @@ func (p *parked) rearmStream() {
 func (s *Server) deliverStreams(g []*parked) {
 	lead := g[0]
 	before := make([]Position, len(lead.pos))
+	// A stream whose client has not taken its last events goes on alone:
+	// it writes nothing until they are gone.
+	ready := g[:0]
+	for _, p := range g {
+		if p.st.blocked != 0 || p.st.out.Pending() > 0 {
+			if p.pump() {
+				p.rearmStream()
+			}
+			continue
+		}
+		ready = append(ready, p)
+	}
+	if g = ready; len(g) == 0 {
+		return
+	}
+	lead = g[0]
 	for {
 		copy(before, lead.pos)
 		c := collector{topics: lead.topics, pos: slices.Clone(lead.pos), limit: int(lead.limit), maxBytes: s.live.Load().maxReplyBytes}
@@ -339,6 +392,21 @@ func (s *Server) deliverStreams(g []*parked) {
 			return
 		}
 		g = live
+		lead = g[0]
+		// Writes that left output waiting end the group's batches: each
+		// such stream goes on once its client has taken them.
+		ready := g[:0]
+		for _, p := range g {
+			if p.st.out.Pending() > 0 {
+				p.block()
+				p.rearmStream()
+				continue
+			}
+			ready = append(ready, p)
+		}
+		if g = ready; len(g) == 0 {
+			return
+		}
 		lead = g[0]
 	}
 	for _, p := range g {

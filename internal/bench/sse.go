@@ -194,25 +194,8 @@ func (s *subscriber) readEvents(str stream, target *target) error {
 		s.st.cursor = string(id)
 		ws.received.Add(1)
 		ws.receivedBy[s.serverIdx].Add(1)
-		lat := now.Sub(time.Unix(0, p.T))
-		var arr time.Duration
-		if atSocket {
-			arr = max(arrived.Sub(time.Unix(0, p.T)), 0)
-		}
 		ws.mu.Lock()
-		if p.N > ws.job.Unmeasured {
-			ws.latency.Record(lat)
-			if atSocket {
-				ws.arrival.Record(arr)
-			}
-		}
-		if ws.perNumber != nil {
-			c := ws.perNumber[p.N]
-			c.Count++
-			c.Max = max(c.Max, lat)
-			c.MaxArrival = max(c.MaxArrival, arr)
-			ws.perNumber[p.N] = c
-		}
+		ws.recordLocked(p, now, arrived, atSocket)
 		ws.mu.Unlock()
 		s.seq.Observe(p.N)
 	}

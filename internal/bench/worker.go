@@ -414,24 +414,7 @@ func (s *subscriber) run(ctx context.Context) {
 		ws.mu.Lock()
 		ws.gaps += uint64(gaps)
 		for _, p := range ps {
-			lat := now.Sub(time.Unix(0, p.T))
-			var arr time.Duration
-			if atSocket {
-				arr = max(arrived.Sub(time.Unix(0, p.T)), 0)
-			}
-			if p.N > ws.job.Unmeasured {
-				ws.latency.Record(lat)
-				if atSocket {
-					ws.arrival.Record(arr)
-				}
-			}
-			if ws.perNumber != nil {
-				c := ws.perNumber[p.N]
-				c.Count++
-				c.Max = max(c.Max, lat)
-				c.MaxArrival = max(c.MaxArrival, arr)
-				ws.perNumber[p.N] = c
-			}
+			ws.recordLocked(p, now, arrived, atSocket)
 		}
 		if ws.job.ReadFirst && ws.perNumber != nil && len(ps) > 0 {
 			last := ps[len(ps)-1].N
@@ -447,6 +430,30 @@ func (s *subscriber) run(ctx context.Context) {
 			case <-ctx.Done():
 			}
 		}
+	}
+}
+
+// recordLocked records the latency of p, read at now, and when the
+// system gives it, the time it reached the socket (arrived); the caller
+// holds ws.mu.
+func (ws *workerSet) recordLocked(p payload, now, arrived time.Time, atSocket bool) {
+	lat := now.Sub(time.Unix(0, p.T))
+	var arr time.Duration
+	if atSocket {
+		arr = max(arrived.Sub(time.Unix(0, p.T)), 0)
+	}
+	if p.N > ws.job.Unmeasured {
+		ws.latency.Record(lat)
+		if atSocket {
+			ws.arrival.Record(arr)
+		}
+	}
+	if ws.perNumber != nil {
+		c := ws.perNumber[p.N]
+		c.Count++
+		c.Max = max(c.Max, lat)
+		c.MaxArrival = max(c.MaxArrival, arr)
+		ws.perNumber[p.N] = c
 	}
 }
 

@@ -732,6 +732,14 @@ func (c *conn) onEnd() {
 // socket: the requests buffered meanwhile are served.
 func (c *conn) outDrained() {
 	c.mu.Lock()
+	if c.state == waiting && c.streaming.Load() {
+		d, _ := c.poll.(transport.Drainer)
+		c.mu.Unlock()
+		if d != nil {
+			d.Drained() // the stream writes its next events
+		}
+		return
+	}
 	if !c.flushing {
 		c.mu.Unlock()
 		return
@@ -979,6 +987,23 @@ func (c *conn) Write(p []byte, behind int) bool {
 	c.io.Unlock()
 	_, err := c.writev([][]byte{p})
 	return err == nil
+}
+
+// Pending implements transport.Streamer.
+func (c *conn) Pending() int {
+	c.io.Lock()
+	defer c.io.Unlock()
+	return c.pendingOut()
+}
+
+// Cut implements transport.Streamer.
+func (c *conn) Cut() {
+	c.io.Lock()
+	if c.fdClosed {
+		c.io.Unlock()
+		return
+	}
+	c.cutLocked("the client has not taken its stream's output within the write margin", c.pendingOut())
 }
 
 // reply writes a request's reply and makes the connection ready for its

@@ -43,6 +43,18 @@ type Streamer interface {
 	// slow reader's is, and p is not written. It reports false once the
 	// connection is closed (then Cancel follows, or has come already).
 	Write(p []byte, behind int) bool
+	// Pending returns how many bytes written before wait in the process
+	// for the client: a stream writes no more events while some do, and
+	// is told when they are gone (Drainer).
+	Pending() int
+	// Cut closes the connection at once (a reset), as a slow reader's.
+	Cut()
+}
+
+// Drainer is implemented by a parked stream: the transport calls Drained
+// once the output that waited for its client is all in the socket.
+type Drainer interface {
+	Drained()
 }
 
 // Runner is implemented by a Sink whose transport keeps goroutines to

@@ -131,6 +131,25 @@ func (w *Wheel[P]) Remove(p P) {
 	sh.mu.Unlock()
 }
 
+// Move gives p, which was added, the deadline d: it is filed again if it
+// is in the wheel; if it is being expired (taken out, its Expire not yet
+// returned), a record whose Expire fails is filed again by d.
+func (w *Wheel[P]) Move(p P, d int64) {
+	e := p.WheelEntry()
+	sh := &w.shards[e.shard]
+	sh.mu.Lock()
+	if e.registered {
+		var zero P
+		sh.slots[e.slot][e.ix] = zero
+		sh.n--
+		e.Deadline = d
+		sh.insert(p, e)
+	} else {
+		e.Deadline = d
+	}
+	sh.mu.Unlock()
+}
+
 // fire expires the records of every tick that has wholly passed.
 func (sh *shard[P]) fire() {
 	last := tickOf(time.Now().UnixNano()) - 1

@@ -199,3 +199,45 @@ func TestTimerStopsWhenEmpty(t *testing.T) {
 		}
 	})
 }
+
+// TestMove: a record moved to an earlier or a later deadline expires once,
+// within a tick after its new deadline, not at its old one; a record
+// moved while it is being expired and refuses is filed again by its new
+// deadline.
+func TestMove(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var w Wheel[*rec]
+		w.Span = 10 * time.Second
+		start := time.Now()
+		sooner, later := newRec("sooner", 5*time.Second), newRec("later", time.Second)
+		w.Add(sooner)
+		w.Add(later)
+		w.Move(sooner, start.Add(time.Second).UnixNano())
+		w.Move(later, start.Add(3*time.Second).UnixNano())
+		// Refused at its first deadline, and moved before the next tick.
+		refused := newRec("refused", 2*time.Second)
+		refused.refuse = 1
+		w.Add(refused)
+		// Refused by the tick that ends at 2.05 s, filed again for the
+		// one that ends at 2.1 s: moved between the two.
+		time.Sleep(2*time.Second + Tick + Tick/2)
+		w.Move(refused, start.Add(4*time.Second).UnixNano())
+		time.Sleep(5 * time.Second)
+		for _, c := range []struct {
+			r    *rec
+			want time.Duration
+		}{{sooner, time.Second}, {later, 3 * time.Second}, {refused, 4 * time.Second}} {
+			calls := c.r.calls()
+			last := calls[len(calls)-1].Sub(start)
+			if late := last - c.want; late < 0 || late >= 2*Tick {
+				t.Errorf("%s: expired at %v, want within [%v, %v)", c.r.name, last, c.want, c.want+2*Tick)
+			}
+		}
+		if n := len(sooner.calls()) + len(later.calls()); n != 2 {
+			t.Errorf("moved records expired %d times in all, want once each", n)
+		}
+		if n := len(refused.calls()); n != 2 {
+			t.Errorf("the refused record was asked %d times, want twice (refused, then at its new deadline)", n)
+		}
+	})
+}
