@@ -392,7 +392,6 @@ func (s *Server) deliverStreams(g []*parked) {
 			return
 		}
 		g = live
-		lead = g[0]
 		// Writes that left output waiting end the group's batches: each
 		// such stream goes on once its client has taken them.
 		ready := g[:0]
