@@ -322,19 +322,7 @@ func (p *parked) rearmStream() {
 func (s *Server) deliverStreams(g []*parked) {
 	lead := g[0]
 	before := make([]Position, len(lead.pos))
-	// A stream whose client has not taken its last events goes on alone:
-	// it writes nothing until they are gone.
-	ready := g[:0]
-	for _, p := range g {
-		if p.st.blocked != 0 || p.st.out.Pending() > 0 {
-			if p.pump() {
-				p.rearmStream()
-			}
-			continue
-		}
-		ready = append(ready, p)
-	}
-	if g = ready; len(g) == 0 {
+	if g = unblocked(g); len(g) == 0 {
 		return
 	}
 	lead = g[0]
@@ -392,18 +380,8 @@ func (s *Server) deliverStreams(g []*parked) {
 			return
 		}
 		g = live
-		// Writes that left output waiting end the group's batches: each
-		// such stream goes on once its client has taken them.
-		ready := g[:0]
-		for _, p := range g {
-			if p.st.out.Pending() > 0 {
-				p.block()
-				p.rearmStream()
-				continue
-			}
-			ready = append(ready, p)
-		}
-		if g = ready; len(g) == 0 {
+		// Writes that left output waiting end the group's batches.
+		if g = unblocked(g); len(g) == 0 {
 			return
 		}
 		lead = g[0]
@@ -411,4 +389,21 @@ func (s *Server) deliverStreams(g []*parked) {
 	for _, p := range g {
 		p.rearmStream()
 	}
+}
+
+// unblocked returns the streams of g, in place, whose clients have taken
+// their last events; the others go on alone, writing nothing until their
+// clients take them (pump marks them blocked, Drained resumes them).
+func unblocked(g []*parked) []*parked {
+	ready := g[:0]
+	for _, p := range g {
+		if p.st.blocked != 0 || p.st.out.Pending() > 0 {
+			if p.pump() {
+				p.rearmStream()
+			}
+			continue
+		}
+		ready = append(ready, p)
+	}
+	return ready
 }
